@@ -1,0 +1,1 @@
+"""Scene records, dataset builders and input pipelines."""

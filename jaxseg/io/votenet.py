@@ -1,0 +1,53 @@
+"""VoteNet-style ScanNet exports: `<scene>_vert.npy`, `_sem_label.npy`, `_ins_label.npy`.
+
+`_vert.npy` is float32 (N, 6) xyz (metres, axis-aligned) + rgb 0..255; `_sem_label.npy` holds
+NYU40 ids (0 = unannotated) and `_ins_label.npy` instance ids (0 = none).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+
+import numpy as np
+
+from jaxseg.data.scene import Scene
+from jaxseg.errors import InputError
+from jaxseg.io.labels import nyu40_to_scannet20
+
+_SUFFIX = "_vert.npy"
+
+
+def list_votenet_scenes(directory: str) -> list[str]:
+  """Scene ids (e.g. 'scene0000_00') with a `_vert.npy` in `directory`, sorted."""
+  paths = sorted(glob.glob(os.path.join(directory, "*" + _SUFFIX)))
+  return [os.path.basename(p)[:-len(_SUFFIX)] for p in paths]
+
+
+def _load(path: str) -> np.ndarray:
+  try:
+    return np.load(path, allow_pickle=False)
+  except (OSError, ValueError) as e:
+    raise InputError(path, f"cannot read .npy ({e})", "re-export the file with numpy.save") from e
+
+
+def read_votenet_scene(directory: str, scene: str) -> Scene:
+  """Reads one scene; labels are mapped NYU40 -> ScanNet-20 (-1 ignore) when present."""
+  vert_path = os.path.join(directory, scene + _SUFFIX)
+  if not os.path.isfile(vert_path):
+    raise InputError(vert_path, "vertex file not found",
+                     f"check that {directory} holds VoteNet exports named <scene>_vert.npy")
+  vert = _load(vert_path)
+  if vert.ndim != 2 or vert.shape[1] < 6:
+    raise InputError(vert_path, f"array has shape {vert.shape}, expected (N, 6) xyz rgb",
+                     "export x, y, z, r, g, b per vertex")
+  labels = instances = None
+  sem_path = os.path.join(directory, scene + "_sem_label.npy")
+  if os.path.isfile(sem_path):
+    labels = nyu40_to_scannet20(_load(sem_path))
+  ins_path = os.path.join(directory, scene + "_ins_label.npy")
+  if os.path.isfile(ins_path):
+    instances = _load(ins_path).astype(np.int32)
+  return Scene(name=scene, coords=vert[:, :3].astype(np.float32),
+               colors=np.clip(vert[:, 3:6], 0, 255).astype(np.uint8), labels=labels,
+               instances=instances, source=vert_path).validate()

@@ -1,0 +1,32 @@
+"""Logging set-up and progress bars shared by the command line and the library."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Iterable, Iterator, TypeVar
+
+import tqdm
+
+T = TypeVar("T")
+_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def get_logger(name: str) -> logging.Logger:
+  """Returns the library logger `jaxseg.<name>`."""
+  return logging.getLogger(name if name.startswith("jaxseg") else f"jaxseg.{name}")
+
+
+def setup_logging(level: int = logging.INFO, logfile: str | None = None) -> None:
+  """Logs to stderr (and to `logfile` when given) with timestamps."""
+  handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+  if logfile:
+    handlers.append(logging.FileHandler(logfile))
+  logging.basicConfig(level=level, format=_FORMAT, handlers=handlers, force=True)
+
+
+def progress(items: Iterable[T], desc: str, total: int | None = None) -> Iterator[T]:
+  """A tqdm progress bar on stderr; quiet when stderr is not a terminal except every 10%."""
+  interactive = sys.stderr.isatty()
+  return iter(tqdm.tqdm(items, desc=desc, total=total, file=sys.stderr, dynamic_ncols=True,
+                        mininterval=0.5 if interactive else 5.0))

@@ -1,0 +1,1 @@
+"""Accelerator ops: sparse voxel convolution, pooling, K-means, Sinkhorn, k-NN."""

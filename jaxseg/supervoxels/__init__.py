@@ -1,0 +1,1 @@
+"""Super-voxels: mesh graph segmentation and VCCS + region growing on point clouds."""
