@@ -1,0 +1,76 @@
+"""Building blocks shared by the config files (each config file still defines get_config()).
+
+Every key a run may set exists here with its default, so `--config.a.b=value` on a key that
+does not exist is rejected before anything runs.
+"""
+
+from __future__ import annotations
+
+import math
+
+import ml_collections
+
+
+def data_config(*, fmt: str, root: str = "", num_classes: int, voxel_size: float,
+                smoothness_deg: float) -> ml_collections.ConfigDict:
+  """Dataset, super-voxel and input-pipeline settings."""
+  return ml_collections.ConfigDict({
+      # synthetic | scannet | votenet | mmdet3d | s3dis | custom
+      "format": fmt,
+      # Root of the export (ignored for 'synthetic', which is generated into the cache).
+      "root": root,
+      # ScanNet label map (scannetv2-labels.combined.tsv); '' = look in root.
+      "label_map": "",
+      # Where the ArrayRecord dataset is written; '' = <cache>/datasets.
+      "dataset_dir": "",
+      "train_split": "train",
+      "val_split": "val",
+      # Report and skip unreadable scenes instead of stopping (listed in skipped_scenes.json).
+      "skip_bad": False,
+      # Rebuild the ArrayRecord dataset even if it exists.
+      "rebuild": False,
+      "num_classes": num_classes,
+      "voxel_size": voxel_size,
+      # Points per scene the jitted steps are compiled for; a scene goes to the smallest
+      # bucket that fits, and a larger scene is an error (or is cropped with max_points).
+      "point_buckets": (65536, 131072, 262144),
+      # Random crop to at most this many points (0 = never crop).
+      "max_points": 0,
+      "batch_size": 4,
+      "num_workers": 0,
+      "augment": {
+          "rotate_z": True,
+          "tilt": math.pi / 32,
+          "flip": True,
+          "scale": (0.9, 1.1),
+          "translate": 0.5,
+          "color_jitter": 0.0,
+          "noise_std": 0.0,
+      },
+      "supervoxels": {
+          # auto: the mesh graph segmentation when the scan has a mesh, else VCCS + region
+          # growing on the points.
+          "method": "auto",
+          "voxel_size": 0.05,
+          "seed_resolution": 0.5,
+          "smoothness_deg": smoothness_deg,
+          "curvature": 1.0,
+          "neighbours": 15,
+          "min_points": 10,
+          "mesh_threshold": 0.01,
+          "mesh_min_vertices": 20,
+      },
+      "synthetic": {"num_train": 8, "num_val": 2, "seed": 0, "cache_dir": ""},
+  })
+
+
+def base_config(*, name: str, data: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Top-level settings common to every run."""
+  config = ml_collections.ConfigDict()
+  config.mode = "prepare"
+  config.workdir = f"workdirs/{name}"
+  config.seed = 2023
+  config.data = data
+  config.model = {"name": "res16fpn18", "out_dim": 128}
+  config.teacher = {"name": "fallback", "checkpoint": ""}
+  return config

@@ -1,0 +1,19 @@
+"""PointDC on S3DIS v1.2 (5 cm voxels, 13 classes with clutter; train Areas 1-4,6, test 5).
+
+  python experiments/main.py --config configs/s3dis_svc.py --config.mode=prepare \
+      --config.data.root=/data/Stanford3dDataset_v1.2
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from configs import common  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+def get_config():
+  data = common.data_config(fmt="s3dis", num_classes=13, voxel_size=0.05,
+                            smoothness_deg=3.0)
+  data.train_split = "train"
+  data.val_split = "test"
+  return common.base_config(name="s3dis_svc", data=data)

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Sets up everything jaxseg needs on a fresh Debian/Ubuntu machine with CPython 3.11:
+#  - the system libraries open3d loads (libusb-1.0, libgomp), via apt when missing;
+#  - a virtual environment .venv/ with the pinned requirements.txt (reinstalled only when
+#    requirements.txt changes).
+# Usage: bash tools/setup.sh      (then use .venv/bin/python)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+ldconfig -p | grep -q 'libusb-1.0.so.0' || need_apt+=(libusb-1.0-0)
+ldconfig -p | grep -q 'libgomp.so.1' || need_apt+=(libgomp1)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "[setup] installing system packages: ${need_apt[*]}"
+  sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+python=${PYTHON:-}
+if [ -z "$python" ]; then
+  for candidate in python3.11 python3; do
+    if command -v "$candidate" >/dev/null && "$candidate" -c \
+        'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+      python=$candidate; break
+    fi
+  done
+fi
+if [ -z "$python" ]; then
+  echo "[setup] error: CPython 3.11 not found; install it or set PYTHON=/path/to/python3.11" >&2
+  exit 1
+fi
+
+[ -x .venv/bin/python ] || { echo "[setup] creating .venv with $python"; "$python" -m venv .venv; }
+want=$(sha256sum requirements.txt | cut -d' ' -f1)
+if [ "$(cat .venv/.requirements.sha256 2>/dev/null)" != "$want" ]; then
+  echo "[setup] installing requirements.txt into .venv (first time: a few minutes)"
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -r requirements.txt
+  echo "$want" > .venv/.requirements.sha256
+fi
+echo "[setup] ready: $(.venv/bin/python -c 'import jax; print("jax", jax.__version__)')"
