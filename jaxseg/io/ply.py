@@ -8,6 +8,7 @@ list of arrays otherwise. Malformed files raise `InputError` naming the file.
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,23 @@ _NUMPY_TO_PLY = {"i1": "char", "u1": "uchar", "i2": "short", "u2": "ushort", "i4
 _FIX = "re-export or re-download the file; it must be a complete PLY (ascii or binary)"
 
 
+def _parse_header_line(words: list[str], elements: list[dict[str, Any]]) -> None:
+  """Adds an `element` or `property` header line to `elements` (other lines are ignored)."""
+  if words[0] == "element":
+    count = int(words[2])
+    if count < 0:
+      raise ValueError(f"negative element count {count}")
+    elements.append({"name": words[1], "count": count, "props": []})
+  elif words[0] == "property":
+    if not elements:
+      raise ValueError("property before any element")
+    if words[1] == "list":
+      elements[-1]["props"].append((words[4], ("list", _PLY_TYPES[words[2]],
+                                                _PLY_TYPES[words[3]])))
+    else:
+      elements[-1]["props"].append((words[2], _PLY_TYPES[words[1]]))
+
+
 def _parse_header(path: str, f) -> tuple[str, list[dict[str, Any]]]:
   magic = f.readline()
   if magic.strip() != b"ply":
@@ -40,20 +58,12 @@ def _parse_header(path: str, f) -> tuple[str, list[dict[str, Any]]]:
       continue
     if words[0] == "end_header":
       break
+    try:
+      _parse_header_line(words, elements)
+    except (IndexError, ValueError, KeyError) as e:
+      raise InputError(path, f"malformed PLY header line {line[:80]!r} ({e!r})", _FIX) from e
     if words[0] == "format":
-      fmt = words[1]
-    elif words[0] == "element":
-      elements.append({"name": words[1], "count": int(words[2]), "props": []})
-    elif words[0] == "property":
-      if not elements:
-        raise InputError(path, "PLY property before any element", _FIX)
-      if words[1] == "list":
-        elements[-1]["props"].append((words[4], ("list", _PLY_TYPES[words[2]],
-                                                  _PLY_TYPES[words[3]])))
-      else:
-        if words[1] not in _PLY_TYPES:
-          raise InputError(path, f"unknown PLY property type {words[1]!r}", _FIX)
-        elements[-1]["props"].append((words[2], _PLY_TYPES[words[1]]))
+      fmt = words[1] if len(words) > 1 else None
   if fmt not in ("ascii", "binary_little_endian", "binary_big_endian"):
     raise InputError(path, f"unsupported PLY format {fmt!r}", _FIX)
   return fmt, elements
@@ -115,6 +125,19 @@ def _stack(values: list):
   return np.asarray(values)
 
 
+def _ascii_table(rows: list[str], num_cols: int) -> np.ndarray | None:
+  """float64 (len(rows), num_cols) parsed in one call, or None if any row is malformed."""
+  if not rows:
+    return np.zeros((0, num_cols))
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    try:
+      values = np.loadtxt(rows, dtype=np.float64, comments=None, ndmin=2)
+    except ValueError:
+      return None
+  return values if values.shape == (len(rows), num_cols) else None
+
+
 def _read_ascii(path, lines, elements):
   data = {}
   pos = 0
@@ -124,6 +147,11 @@ def _read_ascii(path, lines, elements):
     if len(rows) < element["count"]:
       raise InputError(path, f"file is truncated inside element {element['name']!r}", _FIX)
     pos += element["count"]
+    table = _ascii_table(rows, len(props)) if not any(
+        isinstance(t, tuple) for _, t in props) else None
+    if table is not None:
+      data[element["name"]] = {name: table[:, j].astype(t) for j, (name, t) in enumerate(props)}
+      continue
     values: dict[str, list] = {name: [] for name, _ in props}
     for row in rows:
       words = row.split()

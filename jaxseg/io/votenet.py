@@ -20,6 +20,9 @@ _SUFFIX = "_vert.npy"
 
 def list_votenet_scenes(directory: str) -> list[str]:
   """Scene ids (e.g. 'scene0000_00') with a `_vert.npy` in `directory`, sorted."""
+  if not os.path.isdir(directory):
+    raise InputError(directory, "VoteNet export folder does not exist",
+                     "pass the folder holding <scene>_vert.npy files")
   paths = sorted(glob.glob(os.path.join(directory, "*" + _SUFFIX)))
   return [os.path.basename(p)[:-len(_SUFFIX)] for p in paths]
 
@@ -31,6 +34,16 @@ def _load(path: str) -> np.ndarray:
     raise InputError(path, f"cannot read .npy ({e})", "re-export the file with numpy.save") from e
 
 
+def _load_per_point(path: str, num_points: int) -> np.ndarray:
+  """An integer (N,) array that must have one entry per vertex."""
+  values = _load(path)
+  if values.shape != (num_points,) or values.dtype.kind not in "iu":
+    raise InputError(path, f"array of shape {values.shape} and dtype {values.dtype}, expected "
+                     f"integers of shape ({num_points},) (one per vertex of _vert.npy)",
+                     "export labels for exactly the vertices of <scene>_vert.npy")
+  return values
+
+
 def read_votenet_scene(directory: str, scene: str) -> Scene:
   """Reads one scene; labels are mapped NYU40 -> ScanNet-20 (-1 ignore) when present."""
   vert_path = os.path.join(directory, scene + _SUFFIX)
@@ -38,16 +51,16 @@ def read_votenet_scene(directory: str, scene: str) -> Scene:
     raise InputError(vert_path, "vertex file not found",
                      f"check that {directory} holds VoteNet exports named <scene>_vert.npy")
   vert = _load(vert_path)
-  if vert.ndim != 2 or vert.shape[1] < 6:
-    raise InputError(vert_path, f"array has shape {vert.shape}, expected (N, 6) xyz rgb",
-                     "export x, y, z, r, g, b per vertex")
+  if vert.ndim != 2 or vert.shape[1] < 6 or vert.dtype.kind not in "fiu":
+    raise InputError(vert_path, f"array has shape {vert.shape} and dtype {vert.dtype}, "
+                     "expected numeric (N, 6) xyz rgb", "export x, y, z, r, g, b per vertex")
   labels = instances = None
   sem_path = os.path.join(directory, scene + "_sem_label.npy")
   if os.path.isfile(sem_path):
-    labels = nyu40_to_scannet20(_load(sem_path))
+    labels = nyu40_to_scannet20(_load_per_point(sem_path, vert.shape[0]))
   ins_path = os.path.join(directory, scene + "_ins_label.npy")
   if os.path.isfile(ins_path):
-    instances = _load(ins_path).astype(np.int32)
+    instances = _load_per_point(ins_path, vert.shape[0]).astype(np.int32)
   return Scene(name=scene, coords=vert[:, :3].astype(np.float32),
                colors=np.clip(vert[:, 3:6], 0, 255).astype(np.uint8), labels=labels,
                instances=instances, source=vert_path).validate()

@@ -1,0 +1,49 @@
+"""Process sharding and placement of host batches on the 4 virtual CPU devices."""
+
+import grain
+import jax
+import numpy as np
+import pytest
+
+from jaxseg.data.sharding import (data_mesh, process_batch_size, shard_dataset,
+                                  to_global_arrays)
+from jaxseg.errors import InputError
+
+
+def test_process_batch_size():
+  assert process_batch_size(8, process_count=2) == 4
+  assert process_batch_size(8) == 8 // jax.process_count()
+  with pytest.raises(InputError, match="not a positive multiple of the 3"):
+    process_batch_size(8, process_count=3)
+
+
+def test_processes_read_disjoint_shares_covering_the_source():
+  dataset = grain.MapDataset.source(list(range(10)))
+  shares = [list(shard_dataset(dataset, i, 3)) for i in range(3)]
+  assert shares == [[0, 3, 6, 9], [1, 4, 7], [2, 5, 8]]
+  even = [list(shard_dataset(dataset, i, 3, drop_remainder=True)) for i in range(3)]
+  assert even == [[0, 3, 6], [1, 4, 7], [2, 5, 8]]
+  assert list(shard_dataset(dataset)) == list(range(10))  # a single process reads everything
+  with pytest.raises(InputError, match="outside"):
+    shard_dataset(dataset, 3, 3)
+
+
+def test_batch_of_four_lands_one_scene_per_device():
+  assert jax.device_count() == 4
+  mesh = data_mesh()
+  rng = np.random.default_rng(0)
+  batch = {"voxel_feats": rng.normal(size=(4, 16, 6)).astype(np.float32),
+           "voxel_mask": rng.random((4, 16)) < 0.5,
+           "scene_index": np.arange(4, dtype=np.int32)}
+  arrays = to_global_arrays(batch, mesh)
+  for name, value in batch.items():
+    array = arrays[name]
+    assert array.shape == value.shape and array.dtype == value.dtype
+    np.testing.assert_array_equal(np.asarray(array), value)
+    shards = sorted(array.addressable_shards, key=lambda s: s.index[0].start)
+    assert len({s.device for s in shards}) == 4
+    for i, shard in enumerate(shards):
+      assert shard.data.shape == (1,) + value.shape[1:]
+      np.testing.assert_array_equal(np.asarray(shard.data), value[i:i + 1])
+  with pytest.raises(InputError, match="does not split over 4 local devices"):
+    to_global_arrays({"x": np.zeros((6, 2))}, mesh)

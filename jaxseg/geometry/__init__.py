@@ -1,0 +1,1 @@
+"""Geometry helpers: surface normals of meshes and point clouds."""

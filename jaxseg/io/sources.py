@@ -1,0 +1,90 @@
+"""One entry point for every scene source, used by the dataset builder and the command line.
+
+  list_scenes('scannet', '/data/scannet/scans', split='train')
+  load_scene('s3dis', '/data/Stanford3dDataset_v1.2_Aligned_Version', 'Area_1/office_1')
+
+Formats:
+  scannet   raw ScanNet v2 scans (+ SensReader export)         jaxseg.io.scannet
+  votenet   VoteNet-style <scene>_vert.npy exports               jaxseg.io.votenet
+  mmdet3d   mmdetection3d points/ + posed_images/ layout          jaxseg.io.mmdet3d
+  s3dis     S3DIS v1.2 (plain or Aligned_Version), ids 'Area_N/<room>'   jaxseg.io.s3dis
+  custom    a user's .ply/.pcd/.npy/.txt cloud (ids = file names)  jaxseg.io.custom
+"""
+
+from __future__ import annotations
+
+import os
+
+from jaxseg.data.scene import Scene
+from jaxseg.errors import InputError
+from jaxseg.io import custom, mmdet3d, s3dis, scannet, votenet
+from jaxseg.logging_utils import get_logger
+
+_LOG = get_logger("io.sources")
+FORMATS = ("scannet", "votenet", "mmdet3d", "s3dis", "custom")
+
+
+def _check_format(fmt: str, root: str) -> None:
+  if fmt not in FORMATS:
+    raise InputError(root, f"unknown data format {fmt!r}",
+                     f"choose one of {', '.join(FORMATS)}")
+
+
+def _split_file_filter(root: str, split: str, scenes: list[str]) -> list[str]:
+  """Keeps the scenes listed in `scannetv2_<split>.txt` (root or root/meta) when it exists."""
+  for directory in (root, os.path.join(root, "meta")):
+    path = os.path.join(directory, f"scannetv2_{split}.txt")
+    if os.path.isfile(path):
+      with open(path) as f:
+        wanted = {line.strip() for line in f if line.strip()}
+      return [s for s in scenes if s in wanted]
+  _LOG.warning("no scannetv2_%s.txt in %s: using all %d scenes", split, root, len(scenes))
+  return scenes
+
+
+def list_scenes(fmt: str, root: str, split: str | None = None) -> list[str]:
+  """Scene ids of `fmt` under `root`, sorted.
+
+  split: scannet/votenet -> ids in `scannetv2_<split>.txt` when present (else all); mmdet3d ->
+  ids in `scannet_infos_<split>.pkl` when present; s3dis -> 'train' (Areas 1-4, 6), 'test'/'val'
+  (Area 5) or area names 'Area_5' / 'Area_1,Area_2'; custom -> ignored.
+  """
+  _check_format(fmt, root)
+  if fmt == "scannet":
+    return scannet.list_scannet_scenes(root, split)
+  if fmt == "votenet":
+    scenes = votenet.list_votenet_scenes(root)
+    return scenes if split is None else _split_file_filter(root, split, scenes)
+  if fmt == "mmdet3d":
+    return mmdet3d.list_mmdet3d_scenes(root, split)
+  if fmt == "s3dis":
+    return s3dis.list_s3dis_scenes(root, split)
+  return custom.list_custom_scenes(root)
+
+
+def load_scene(fmt: str, root: str, scene_id: str, *, with_frames: bool = True,
+               label_map: str | None = None, frames_root: str | None = None) -> Scene:
+  """Loads one scene as a validated `Scene`.
+
+  Args:
+    fmt: one of FORMATS.
+    root: the dataset root that `list_scenes` was given (for 'custom', a folder or one file).
+    scene_id: an id from `list_scenes`.
+    with_frames: read posed RGB-D frames ('scannet', 'mmdet3d'; InputError when missing).
+      Formats without frames ('votenet', 's3dis', 'custom') ignore it.
+    label_map: `scannetv2-labels.combined.tsv` ('scannet' scans without labels.ply).
+    frames_root: 'scannet' only: folder of SensReader exports `<frames_root>/<scene>/` when
+      they are not inside the scan folders.
+  """
+  _check_format(fmt, root)
+  if fmt == "scannet":
+    return scannet.read_scannet_scene(root, scene_id, with_frames=with_frames,
+                                      frames_root=frames_root, label_map=label_map)
+  if fmt == "votenet":
+    return votenet.read_votenet_scene(root, scene_id)
+  if fmt == "mmdet3d":
+    return mmdet3d.read_mmdet3d_scene(root, scene_id, with_frames=with_frames)
+  if fmt == "s3dis":
+    return s3dis.read_s3dis_room(root, scene_id)
+  path = root if os.path.isfile(root) else os.path.join(root, scene_id)
+  return custom.read_custom_cloud(path, name=scene_id)

@@ -1,0 +1,50 @@
+"""The super-voxel entry point used by the dataset builders."""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+
+from jaxseg.data.scene import Scene
+from jaxseg.errors import InputError
+from jaxseg.supervoxels.mesh_segmentation import segment_mesh
+from jaxseg.supervoxels.pointcloud import pointcloud_supervoxels
+
+_MESH_PARAMS = ("kthresh", "min_vertices")
+_VCCS_PARAMS = tuple(p for p in inspect.signature(pointcloud_supervoxels).parameters
+                     if p not in ("coords", "colors", "source"))
+
+
+def compute_supervoxels(scene: Scene, *, method: str = "auto", **params) -> np.ndarray:
+  """Super-voxels of a scene.
+
+  Args:
+    scene: a `Scene`; 'mesh' needs `scene.faces`.
+    method: 'mesh' (ScanNet segmentator, `segment_mesh`), 'vccs' (VCCS + region growing,
+      `pointcloud_supervoxels`) or 'auto' (mesh when `scene.faces` is set, else vccs).
+    **params: keyword arguments of the chosen function (e.g. kthresh=0.01, min_vertices=20;
+      or smoothness_deg=3.0, min_points=10).
+  Returns:
+    int32 (N,) super-voxel ids in [0, S), -1 = not in any super-voxel.
+  """
+  source = scene.source or scene.name
+  if method == "auto":
+    method = "mesh" if scene.faces is not None and len(scene.faces) else "vccs"
+  if method == "mesh":
+    if scene.faces is None or not len(scene.faces):
+      raise InputError(source, "method='mesh' but the scene has no mesh faces",
+                       "use method='vccs' (or 'auto') for point clouds")
+    unknown = set(params) - set(_MESH_PARAMS)
+    if unknown:
+      raise InputError(source, f"unknown mesh segmentation parameters {sorted(unknown)}",
+                       f"use only {list(_MESH_PARAMS)}")
+    return segment_mesh(scene.coords, scene.faces, **params)
+  if method == "vccs":
+    unknown = set(params) - set(_VCCS_PARAMS)
+    if unknown:
+      raise InputError(source, f"unknown point-cloud super-voxel parameters {sorted(unknown)}",
+                       f"use only {list(_VCCS_PARAMS)}")
+    return pointcloud_supervoxels(scene.coords, scene.colors, source=source, **params)
+  raise InputError(source, f"unknown super-voxel method {method!r}",
+                   "use 'auto', 'mesh' or 'vccs'")

@@ -1,0 +1,1 @@
+"""Rendering scenes for inspection: coloured PLY export and top-down images."""

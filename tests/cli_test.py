@@ -1,0 +1,58 @@
+"""End-to-end checks of experiments/main.py argument handling (run as a user would)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _main(*args, cwd):
+  return subprocess.run([sys.executable, os.path.join(_ROOT, "experiments", "main.py"), *args],
+                        cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("override,expected", [
+    ("--config.data.voxel_sise=0.05", "unknown config key 'data.voxel_sise'"),
+    ("--config.nonsense=1", "unknown config key 'nonsense'"),
+    ("--config.mode=svc", "mode 'svc' is not available"),
+    ("--config.data.format=lidar", "unknown data.format 'lidar'"),
+    ("--config.data.voxel_size=abc", "could not convert string to float"),
+])
+def test_bad_overrides_fail_with_a_clear_message(tmp_path, override, expected):
+  result = _main("--config", os.path.join(_ROOT, "configs", "scannet_svc.py"),
+                 f"--config.workdir={tmp_path}/w", override, cwd=tmp_path)
+  assert result.returncode != 0
+  assert expected in result.stderr + result.stdout
+  assert "Traceback" not in result.stderr
+
+
+def test_missing_config_file_is_reported(tmp_path):
+  result = _main("--config", "configs/does_not_exist.py", cwd=tmp_path)
+  assert result.returncode != 0
+  assert "config file 'configs/does_not_exist.py' not found" in result.stderr
+
+
+def test_format_needing_files_requires_root(tmp_path):
+  result = _main("--config", os.path.join(_ROOT, "configs", "s3dis_svc.py"),
+                 f"--config.workdir={tmp_path}/w", cwd=tmp_path)
+  assert result.returncode != 0
+  assert "data.root is empty" in result.stderr
+  # The resolved config is only written for valid configs.
+  assert not os.path.exists(tmp_path / "w" / "config.json")
+
+
+def test_resolved_config_is_written(tmp_path):
+  result = _main("--config", os.path.join(_ROOT, "configs", "s3dis_svc.py"),
+                 f"--config.workdir={tmp_path}/w", "--config.data.root=/nonexistent",
+                 "--config.data.voxel_size=0.04", cwd=tmp_path)
+  with open(tmp_path / "w" / "config.json") as f:
+    written = json.load(f)
+  assert written["data"]["voxel_size"] == 0.04
+  assert written["data"]["root"] == "/nonexistent"
+  # Preparing from a root that does not exist fails with the path in the message.
+  assert result.returncode != 0
+  assert "/nonexistent" in result.stderr
