@@ -19,9 +19,11 @@ def data_config(*, fmt: str, root: str = "", num_classes: int, voxel_size: float
       "format": fmt,
       # Root of the export (ignored for 'synthetic', which is generated into the cache).
       "root": root,
+      # ScanNet only: folder of SensReader exports <frames_root>/<scene>/ ('' = in the scans).
+      "frames_root": "",
       # ScanNet label map (scannetv2-labels.combined.tsv); '' = look in root.
       "label_map": "",
-      # Where the ArrayRecord dataset is written; '' = <cache>/datasets.
+      # Where the ArrayRecord dataset is written; '' = $JAXSEG_CACHE or ~/.cache/jaxseg.
       "dataset_dir": "",
       "train_split": "train",
       "val_split": "val",
@@ -31,13 +33,18 @@ def data_config(*, fmt: str, root: str = "", num_classes: int, voxel_size: float
       "rebuild": False,
       "num_classes": num_classes,
       "voxel_size": voxel_size,
-      # Points per scene the jitted steps are compiled for; a scene goes to the smallest
-      # bucket that fits, and a larger scene is an error (or is cropped with max_points).
-      "point_buckets": (65536, 131072, 262144),
-      # Random crop to at most this many points (0 = never crop).
+      # Points / voxels per scene the jitted steps are compiled for: a scene goes to the
+      # smallest bucket that fits; a larger scene is an error unless cropped with max_points.
+      "buckets": {"point_caps": (65536, 131072, 262144, 524288),
+                  "voxel_caps": (65536, 131072, 262144, 524288)},
+      # Random x-y crop to at most this many points (0 = never crop).
       "max_points": 0,
+      # Global batch size (split over processes and devices).
       "batch_size": 4,
+      # Grain worker processes (0 = read and augment in the main process).
       "num_workers": 0,
+      # Read posed RGB-D frames where the format has them (needed by distillation).
+      "with_frames": True,
       "augment": {
           "rotate_z": True,
           "tilt": math.pi / 32,
@@ -45,22 +52,30 @@ def data_config(*, fmt: str, root: str = "", num_classes: int, voxel_size: float
           "scale": (0.9, 1.1),
           "translate": 0.5,
           "color_jitter": 0.0,
-          "noise_std": 0.0,
+          "coord_noise": 0.0,
+          "color_noise": 0.0,
       },
       "supervoxels": {
-          # auto: the mesh graph segmentation when the scan has a mesh, else VCCS + region
-          # growing on the points.
+          # auto: the ScanNet mesh segmentator when the scan has a mesh (and no segs.json),
+          # else VCCS + region growing on the points.
           "method": "auto",
-          "voxel_size": 0.05,
-          "seed_resolution": 0.5,
-          "smoothness_deg": smoothness_deg,
-          "curvature": 1.0,
-          "neighbours": 15,
-          "min_points": 10,
-          "mesh_threshold": 0.01,
-          "mesh_min_vertices": 20,
+          "mesh": {"kthresh": 0.01, "min_vertices": 20},
+          "vccs": {
+              "voxel_size": 0.05,
+              "seed_resolution": 0.5,
+              "spatial_weight": 0.4,
+              "normal_weight": 1.0,
+              "color_weight": 0.2,
+              "num_neighbors": 15,
+              "smoothness_deg": smoothness_deg,
+              "curvature_threshold": 1.0,
+              "min_points": 10,
+          },
       },
-      "synthetic": {"num_train": 8, "num_val": 2, "seed": 0, "cache_dir": ""},
+      # Point normals for clouds without a mesh (meshes use face-averaged vertex normals).
+      "normals": {"radius": 0.1, "max_nn": 30},
+      "synthetic": {"num_train": 8, "num_val": 3, "seed": 0, "frames_per_scene": 20,
+                    "cache_dir": ""},
   })
 
 

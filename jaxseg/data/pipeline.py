@@ -134,9 +134,9 @@ def make_dataset(source: Any, config: PipelineConfig, *, seed: int, train: bool,
   if len(source) == 0:
     raise InputError("data source", "the split has no scenes",
                      "check the split name and that the dataset was built")
-  dataset = shard_dataset(grain.MapDataset.source(source).map_with_index(
-      functools.partial(_with_index, num_records=len(source))),
-                          process_index, process_count, drop_remainder=train)
+  indexed = grain.MapDataset.source(source).map_with_index(
+      functools.partial(_with_index, num_records=len(source)))
+  dataset = shard_dataset(indexed, process_index, process_count, drop_remainder=train)
   if train and config.shuffle:
     dataset = dataset.shuffle(seed=seed)
   dataset = dataset.repeat(num_epochs)

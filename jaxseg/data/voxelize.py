@@ -95,8 +95,8 @@ def voxelize(coords: np.ndarray, colors: np.ndarray, voxel_size: float,
   """
   scaled = coords.astype(np.float64) / voxel_size
   origin = np.floor(scaled.min(axis=0))
+  voxel = np.floor(scaled) - origin  # exact integers (scaled - origin could round up)
   position = scaled - origin  # non-negative, in voxel units
-  voxel = np.floor(position)
   extent = voxel.max(axis=0) + 1
   if (extent > np.asarray(MAX_EXTENT)).any():
     limit = [round(m * voxel_size, 2) for m in MAX_EXTENT]

@@ -105,8 +105,8 @@ def write_frame(scene_dir: str, index: int, rgb: np.ndarray, depth_m: np.ndarray
   Image.fromarray(rgb).save(os.path.join(scene_dir, "color", f"{index}.jpg"),
                             quality=jpeg_quality)
   depth_mm = np.clip(np.round(np.asarray(depth_m, np.float64) * 1000.0), 0, 65535)
-  Image.fromarray(depth_mm.astype(np.uint16)).save(os.path.join(scene_dir, "depth",
-                                                                f"{index}.png"))
+  Image.fromarray(depth_mm.astype(np.uint16)).save(
+      os.path.join(scene_dir, "depth", f"{index}.png"), compress_level=1)
   _write_matrix(os.path.join(scene_dir, "pose", f"{index}.txt"), pose_raw)
 
 

@@ -104,21 +104,20 @@ def render_rgbd(vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray, pos
   fx, fy, cx, cy = intrinsics[0, 0], intrinsics[1, 1], intrinsics[0, 2], intrinsics[1, 2]
   safe_z = np.where(z > near, z, 1.0)
   u, v = fx * cam[:, 0] / safe_z + cx, fy * cam[:, 1] / safe_z + cy
-  tri = faces[(z[faces] > near).all(1)]
-  p0, p1, p2 = cam[tri[:, 0]], cam[tri[:, 1]], cam[tri[:, 2]]
-  tri = tri[np.einsum("ij,ij->i", np.cross(p1 - p0, p2 - p0), p0) < 0]
+  zf = z[faces]
+  tri = faces[(zf[:, 0] > near) & (zf[:, 1] > near) & (zf[:, 2] > near)]
   tu, tv = u[tri], v[tri]
-  x0 = np.maximum(np.ceil(tu.min(1)), 0).astype(np.int64)
-  x1 = np.minimum(np.floor(tu.max(1)), width - 1).astype(np.int64)
-  y0 = np.maximum(np.ceil(tv.min(1)), 0).astype(np.int64)
-  y1 = np.minimum(np.floor(tv.max(1)), height - 1).astype(np.int64)
-  keep = (x1 >= x0) & (y1 >= y0)
-  tri, tu, tv, x0, x1, y0, y1 = (a[keep] for a in (tri, tu, tv, x0, x1, y0, y1))
-  # Barycentric coordinates as affine functions of the pixel position.
+  x0 = np.maximum(np.ceil(np.minimum(np.minimum(tu[:, 0], tu[:, 1]), tu[:, 2])), 0)
+  x1 = np.minimum(np.floor(np.maximum(np.maximum(tu[:, 0], tu[:, 1]), tu[:, 2])), width - 1)
+  y0 = np.maximum(np.ceil(np.minimum(np.minimum(tv[:, 0], tv[:, 1]), tv[:, 2])), 0)
+  y1 = np.minimum(np.floor(np.maximum(np.maximum(tv[:, 0], tv[:, 1]), tv[:, 2])), height - 1)
+  # Twice the signed image-space area; for points in front of the camera it is negative
+  # exactly when the triangle faces the camera (n . p0 < 0), so back faces are culled here.
   denom = (tv[:, 1] - tv[:, 2]) * (tu[:, 0] - tu[:, 2]) + (tu[:, 2] - tu[:, 1]) * (
       tv[:, 0] - tv[:, 2])
-  ok = np.abs(denom) > 1e-12
-  tri, tu, tv, x0, x1, y0, y1, denom = (a[ok] for a in (tri, tu, tv, x0, x1, y0, y1, denom))
+  keep = (x1 >= x0) & (y1 >= y0) & (denom < -1e-12)
+  tri, tu, tv, denom = tri[keep], tu[keep], tv[keep], denom[keep]
+  x0, x1, y0, y1 = (a[keep].astype(np.int64) for a in (x0, x1, y0, y1))
   span = np.maximum(x1 - x0, y1 - y0) + 1
   pix_all, tri_all, bary_all = [], [], []
   size = 1

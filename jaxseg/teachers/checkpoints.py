@@ -44,7 +44,8 @@ _HF_RENAMES = [  # (HF pattern, original name), applied in order.
     (r"^encoder\.layer\.(\d+)\.(norm1|norm2|mlp\.fc1|mlp\.fc2)\.", r"blocks.\1.\2."),
     (r"^layernorm\.", "norm."),
 ]
-_HF_QKV = re.compile(r"^encoder\.layer\.(\d+)\.attention\.attention\.(query|key|value)\.(weight|bias)$")
+_HF_QKV = re.compile(
+    r"^encoder\.layer\.(\d+)\.attention\.attention\.(query|key|value)\.(weight|bias)$")
 
 
 def detect_format(path: str) -> str:

@@ -40,8 +40,9 @@ def rgb_to_lab(rgb: jax.Array) -> jax.Array:
   xyz = jnp.einsum("...c,kc->...k", linear, jnp.asarray(_RGB_TO_XYZ, rgb.dtype),
                    precision=jax.lax.Precision.HIGHEST)
   xyz = xyz / jnp.asarray(_WHITE_D65, rgb.dtype)
-  eps = (6.0 / 29.0) ** 3
-  f = jnp.where(xyz > eps, jnp.cbrt(jnp.maximum(xyz, eps)), xyz / (3 * (6.0 / 29.0) ** 2) + 4.0 / 29.0)
+  delta = 6.0 / 29.0
+  f = jnp.where(xyz > delta**3, jnp.cbrt(jnp.maximum(xyz, delta**3)),
+                xyz / (3 * delta**2) + 4.0 / 29.0)
   lightness = 116.0 * f[..., 1] - 16.0
   a = 500.0 * (f[..., 0] - f[..., 1])
   b = 200.0 * (f[..., 1] - f[..., 2])

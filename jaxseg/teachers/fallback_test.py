@@ -1,15 +1,18 @@
 """Tests of the no-weights fallback teacher against scipy / float64 numpy references."""
 
 import logging
+import os
 
 import jax
 import numpy as np
 import pytest
+from PIL import Image
 from scipy import ndimage
 
 from jaxseg.errors import InputError
 from jaxseg.teachers import build_teacher
 from jaxseg.teachers.fallback import FALLBACK_DIM, fallback_features, rgb_to_lab
+from jaxseg.testing import require_scannet_mini
 
 
 def _lab_reference(rgb):
@@ -81,3 +84,13 @@ def test_teacher_warns_loudly_is_named_fallback_and_is_deterministic(caplog):
 def test_fallback_refuses_a_checkpoint():
   with pytest.raises(InputError, match="takes no checkpoint"):
     build_teacher("fallback", "dino.pth")
+
+
+def test_real_scannet_frame_matches_reference():
+  """On a real ScanNet colour frame (skipped without the shared scannet_mini data)."""
+  root = require_scannet_mini()
+  path = os.path.join(root, "posed", "scene0000_00", "00000.jpg")
+  image = np.asarray(Image.open(path).convert("RGB").resize((80, 60), Image.BILINEAR))
+  got = np.asarray(build_teacher("fallback").features(image[None]))[0]
+  assert np.isfinite(got).all()
+  np.testing.assert_allclose(got, _features_reference(image / 255.0), atol=3e-5)
