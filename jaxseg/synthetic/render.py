@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from jaxseg.synthetic.primitives import Quad
 from jaxseg.synthetic.rooms import Room
 
 
@@ -33,18 +34,18 @@ def look_at(eye: np.ndarray, target: np.ndarray) -> np.ndarray:
 
 
 def _furniture_boxes(room: Room) -> list[tuple[np.ndarray, np.ndarray]]:
-  """Axis-aligned xy boxes (lo (2,), hi (2,)) of all furniture in the room."""
+  """Axis-aligned boxes (lo (3,), hi (3,)) of all furniture in the room."""
   boxes = []
   for obj in room.objects:
     if obj.category in ("wall", "floor", "ceiling", "door", "window", "picture"):
       continue
     pts = []
     for p in obj.parts:
-      if hasattr(p, "u"):
+      if isinstance(p, Quad):
         pts += [p.origin, p.origin + p.u, p.origin + p.v, p.origin + p.u + p.v]
       else:
-        pts += [p.bottom - p.radius, p.bottom + p.radius]
-    pts = np.asarray(pts)[:, :2]
+        pts += [p.bottom - [p.radius, p.radius, 0.0], p.bottom + [p.radius, p.radius, p.height]]
+    pts = np.asarray(pts)
     boxes.append((pts.min(0), pts.max(0)))
   return boxes
 
@@ -59,8 +60,10 @@ def camera_path(room: Room, rng: np.random.Generator, num_frames: int) -> np.nda
   if len(free_xy) == 0:
     free_xy = np.array([[sx / 2, sy / 2]])
   free = np.ones(len(free_xy), bool)
-  for lo, hi in _furniture_boxes(room):
-    free &= ~((free_xy > lo - 0.4) & (free_xy < hi + 0.4)).all(1)
+  boxes = _furniture_boxes(room)
+  for lo, hi in boxes:
+    free &= ~((free_xy > lo[:2] - 0.4) & (free_xy < hi[:2] + 0.4)).all(1)
+  furniture_centers = np.array([(lo + hi) / 2 for lo, hi in boxes]).reshape(-1, 3)
   if free.any():
     free_xy = free_xy[free]
   center = np.array([sx / 2, sy / 2])
@@ -80,6 +83,14 @@ def camera_path(room: Room, rng: np.random.Generator, num_frames: int) -> np.nda
     look = np.array([c * look[0] - s * look[1], s * look[0] + c * look[1]])
     look = look / np.linalg.norm(look)
     target = np.array([*(xy + 2.0 * look), rng.uniform(0.5, 0.9)])
+    # Aim at the piece of furniture closest to that direction (within 50 degrees), if any.
+    offsets = furniture_centers[:, :2] - xy
+    dist = np.linalg.norm(offsets, axis=1)
+    cosine = offsets @ look / np.maximum(dist, 1e-9)
+    ok = (cosine > np.cos(np.radians(50))) & (dist > 0.8)
+    if ok.any():
+      best = np.argmax(np.where(ok, cosine, -2.0))
+      target = furniture_centers[best] + rng.normal(0.0, 0.15, 3)
     poses.append(look_at(eye, target))
   return np.stack(poses)
 
