@@ -209,6 +209,39 @@ def test_depth_and_color_match_the_mesh(root):
           np.median(err), np.median(chance))
 
 
+def test_depth_and_color_at_different_resolutions(tmp_path):
+  config = generate.SyntheticConfig(num_train=1, num_val=0, frames_per_scene=1,
+                                    color_size=(200, 150), depth_size=(80, 60),
+                                    mesh=MeshConfig(spacing=0.08))
+  scene = "scene9000_00"
+  generate.generate_scene(str(tmp_path), scene, 3, 0, config)
+  scene_dir = tmp_path / scene
+  verts, faces = _read_scannet_ply(str(scene_dir / f"{scene}_vh_clean_2.ply"), with_label=False)
+  xyz = np.stack([verts[c] for c in "xyz"], -1).astype(np.float64)
+  rgb = np.stack([verts[c] for c in ("red", "green", "blue")], -1).astype(np.float64)
+  pts, surface_rgb = _surface_samples(xyz, rgb, faces, per_face=20)
+  depth = np.asarray(Image.open(scene_dir / "depth" / "0.png")).astype(np.float64) / 1000
+  color = np.asarray(Image.open(scene_dir / "color" / "0.jpg"), np.float64)
+  assert depth.shape == (60, 80) and color.shape == (150, 200, 3)
+  k_depth = _matrix(scene_dir / "intrinsic" / "intrinsic_depth.txt")
+  k_color = _matrix(scene_dir / "intrinsic" / "intrinsic_color.txt")
+  pose = _matrix(scene_dir / "pose" / "0.txt")
+  rows, cols = np.nonzero(depth > 0)
+  z = depth[rows, cols]
+  cam = np.stack([(cols - k_depth[0, 2]) * z / k_depth[0, 0],
+                  (rows - k_depth[1, 2]) * z / k_depth[1, 1], z], -1)
+  world = cam @ pose[:3, :3].T + pose[:3, 3]
+  dist, nearest = spatial.cKDTree(pts).query(world)
+  assert (dist < 0.02).mean() > 0.95
+  # The same surface points seen through the colour intrinsics show the surface colour.
+  good = dist < 0.01
+  u = np.round(cam[good, 0] / cam[good, 2] * k_color[0, 0] + k_color[0, 2]).astype(int)
+  v = np.round(cam[good, 1] / cam[good, 2] * k_color[1, 1] + k_color[1, 2]).astype(int)
+  inside = (u >= 0) & (u < 200) & (v >= 0) & (v < 150)
+  err = np.abs(color[v[inside], u[inside]] - surface_rgb[nearest[good][inside]]).mean(1)
+  assert inside.mean() > 0.95 and np.median(err) < 15, np.median(err)
+
+
 def test_same_seed_gives_identical_bytes_and_other_seed_differs(root, tmp_path):
   scene = "scene9000_00"
   generate.generate_scene(str(tmp_path / "a"), scene, 0, SEED, CONFIG)

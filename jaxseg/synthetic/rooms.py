@@ -216,14 +216,13 @@ class _RoomBuilder:
     self.objects.append(obj)
     return obj
 
-  def _put(self, category, piece: Piece, x, y, yaw, material, palette, z=0.0) -> bool:
-    """Places `piece` if its footprint is free; returns whether it was placed."""
+  def _put(self, category, piece: Piece, x, y, yaw, material, palette) -> bool:
+    """Stands `piece` on the floor if its footprint is free; returns whether it was placed."""
     half = (piece.width / 2 + 0.01, piece.depth / 2 + 0.01)
-    if z == 0.0 and not self.plan.fits((x, y), half, yaw):
+    if not self.plan.fits((x, y), half, yaw):
       return False
-    if z == 0.0:
-      self.plan.mark((x, y), half, yaw)
-    parts, contacts = furniture.place(piece, x, y, yaw, z)
+    self.plan.mark((x, y), half, yaw)
+    parts, contacts = furniture.place(piece, x, y, yaw)
     self._add(category, parts, material, palette, contacts)
     return True
 
@@ -380,7 +379,10 @@ class _RoomBuilder:
 
   def furnish(self) -> None:
     rng = self.rng
-    chance = lambda p: rng.random() < p  # pylint: disable=unnecessary-lambda-assignment
+
+    def chance(p: float) -> bool:
+      return rng.random() < p
+
     if self.scene_type == "Bedroom / Hotel":
       self.bed()
       for _ in range(rng.integers(1, 3)):
