@@ -29,7 +29,7 @@ def _batch_norm(x, occupied, bn):
 
 def _dense_tiny_fpn(params, dense_feats, occupied):
   """Stem (5^3) + one stage (k2s2, one BasicBlock with projection) + delayer, densely."""
-  bn = lambda p: p["BatchNorm_0"]
+  bn = lambda p: p
   grid = occupied.shape[1:]
   coarse_occ = occupied.reshape(occupied.shape[0], grid[0] // 2, 2, grid[1] // 2, 2,
                                 grid[2] // 2, 2).any(axis=(2, 4, 6))
