@@ -21,6 +21,8 @@ def _main(*args, cwd):
     ("--config.mode=svc", "mode 'svc' is not available"),
     ("--config.data.format=lidar", "unknown data.format 'lidar'"),
     ("--config.data.voxel_size=abc", "could not convert string to float"),
+    ("--config.model.name=pointnet", "unknown model.name 'pointnet'"),
+    ("--config.teacher.checkpoint=/no/dino.pth", "teacher.checkpoint '/no/dino.pth' does not"),
 ])
 def test_bad_overrides_fail_with_a_clear_message(tmp_path, override, expected):
   result = _main("--config", os.path.join(_ROOT, "configs", "scannet_svc.py"),

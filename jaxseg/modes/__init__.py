@@ -6,9 +6,12 @@ Each mode module exposes `run(config, workdir: str, resume: bool) -> None`.
 from __future__ import annotations
 
 import importlib
+import os
 
 import ml_collections
 
+from jaxseg import models
+from jaxseg import teachers  # pylint: disable=unused-import  (registers the 2D teachers)
 from jaxseg.errors import InputError
 
 MODES = {"prepare": "jaxseg.modes.prepare"}
@@ -36,6 +39,15 @@ def validate(config: ml_collections.ConfigDict) -> list[str]:
                     "pass --config.data.root=/path/to/the/export")
   if config.data.voxel_size <= 0:
     problems.append(f"data.voxel_size must be > 0, got {config.data.voxel_size}")
+  if config.model.name not in models.encoder_names():
+    problems.append(f"unknown model.name {config.model.name!r}; choose one of "
+                    f"{models.encoder_names()}")
+  if config.teacher.name not in models.TEACHERS.names():
+    problems.append(f"unknown teacher.name {config.teacher.name!r}; choose one of "
+                    f"{models.TEACHERS.names()}")
+  if config.teacher.checkpoint and not os.path.isfile(config.teacher.checkpoint):
+    problems.append(f"teacher.checkpoint {config.teacher.checkpoint!r} does not exist; pass "
+                    "the path of a DINO .pth or DINOv2 model.safetensors file")
   return problems
 
 

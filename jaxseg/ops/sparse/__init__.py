@@ -10,7 +10,9 @@ from jaxseg.ops.sparse.kernel_map import LevelLink
 from jaxseg.ops.sparse.kernel_map import SparseLevel
 from jaxseg.ops.sparse.kernel_map import build_level
 from jaxseg.ops.sparse.kernel_map import build_pyramid
+from jaxseg.ops.sparse.kernel_map import default_capacities
 from jaxseg.ops.sparse.kernel_map import downsample
+from jaxseg.ops.sparse.kernel_map import level_voxel_counts
 from jaxseg.ops.sparse.keys import encode_keys
 from jaxseg.ops.sparse.keys import kernel_offsets
 from jaxseg.ops.sparse.keys import validate_voxels

@@ -13,13 +13,15 @@ import jax.numpy as jnp
 
 from jaxseg.ops.sparse.kernel_map import LevelLink
 
-# Offsets gathered per step: bounds the gathered tensor to chunk x C x Cin floats.
-_MAX_OFFSETS_PER_STEP = 27
+# Largest gathered tensor (offsets x C x Cin elements) one scan step of a submanifold conv
+# builds; 2^26 float32 = 256 MiB.
+GATHER_BUDGET_ELEMENTS = 1 << 26
 
 
-def _offsets_per_step(num_offsets: int) -> int:
-  return max(d for d in range(1, min(num_offsets, _MAX_OFFSETS_PER_STEP) + 1)
-             if num_offsets % d == 0)
+def _offsets_per_step(num_offsets: int, rows: int, channels: int) -> int:
+  """Largest divisor of num_offsets whose gathered chunk fits GATHER_BUDGET_ELEMENTS."""
+  fits = max(1, GATHER_BUDGET_ELEMENTS // max(1, rows * channels))
+  return max(d for d in range(1, num_offsets + 1) if num_offsets % d == 0 and d <= fits)
 
 
 def _pad_row(x: jnp.ndarray) -> jnp.ndarray:
@@ -34,7 +36,7 @@ def _gather_matmul(feats, neighbours, kernel):
   chunks of offsets keeps the gathered tensor at chunk x C x Ci.
   """
   num_offsets, capacity = neighbours.shape
-  chunk = _offsets_per_step(num_offsets)
+  chunk = _offsets_per_step(num_offsets, capacity, feats.shape[1])
   padded = _pad_row(feats)
   nbr = neighbours.reshape(num_offsets // chunk, chunk, capacity)
   ker = kernel.reshape(num_offsets // chunk, chunk, *kernel.shape[1:])
@@ -51,7 +53,7 @@ def _gather_matmul(feats, neighbours, kernel):
 def _kernel_grad(feats, neighbours, grad_out):
   """d/dkernel of _gather_matmul: [K, Ci, Co] = sum_i feats[neighbours[o, i]]^T grad_out[i]."""
   num_offsets, capacity = neighbours.shape
-  chunk = _offsets_per_step(num_offsets)
+  chunk = _offsets_per_step(num_offsets, capacity, feats.shape[1])
   padded = _pad_row(feats)
   nbr = neighbours.reshape(num_offsets // chunk, chunk, capacity)
 
@@ -101,6 +103,69 @@ def submanifold_conv(feats: jnp.ndarray, mask: jnp.ndarray, neighbours: jnp.ndar
   return jax.vmap(_submanifold, in_axes=(0, 0, None))(feats, neighbours, kernel)
 
 
+def _gather_children(x, children):
+  """[C, F], int32 [P, 8] -> [P, 8, F] (row C reads zeros)."""
+  return _pad_row(x)[children]
+
+
+def _gather_parents(per_offset, parent, offset):
+  """[P, 8, F], int32 [C] parent rows and child offsets -> [C, F] (parent row P reads zeros)."""
+  padded = jnp.concatenate(
+      [per_offset, jnp.zeros((1,) + per_offset.shape[1:], per_offset.dtype)], axis=0)
+  return padded[parent, offset]
+
+
+def _down(x, children, kernel):
+  """out[p] = sum_o x[children[p, o]] @ kernel[o]: [C, Ci] -> [P, Co]."""
+  gathered = _gather_children(x, children)
+  return gathered.reshape(children.shape[0], -1) @ kernel.reshape(-1, kernel.shape[2])
+
+
+def _up(x, parent, offset, kernel):
+  """out[c] = x[parent[c]] @ kernel[offset[c]]: [P, Ci] -> [C, Co]."""
+  return _gather_parents(jnp.einsum("pi,kio->pko", x, kernel), parent, offset)
+
+
+# Each fine voxel is the child of exactly one parent, so the transpose of the down gather is
+# the up gather and vice versa: both VJPs are gathers, with no scatter-add.
+@jax.custom_vjp
+def _strided(x, children, parent, offset, kernel):
+  return _down(x, children, kernel)
+
+
+def _strided_fwd(x, children, parent, offset, kernel):
+  return _down(x, children, kernel), (x, children, parent, offset, kernel)
+
+
+def _strided_bwd(residuals, grad_out):
+  x, children, parent, offset, kernel = residuals
+  grad_x = _up(grad_out, parent, offset, jnp.swapaxes(kernel, 1, 2))
+  grad_kernel = jnp.einsum("pki,po->kio", _gather_children(x, children), grad_out)
+  return grad_x, None, None, None, grad_kernel
+
+
+_strided.defvjp(_strided_fwd, _strided_bwd)
+
+
+@jax.custom_vjp
+def _transposed(x, children, parent, offset, kernel):
+  return _up(x, parent, offset, kernel)
+
+
+def _transposed_fwd(x, children, parent, offset, kernel):
+  return _up(x, parent, offset, kernel), (x, children, parent, offset, kernel)
+
+
+def _transposed_bwd(residuals, grad_out):
+  x, children, parent, offset, kernel = residuals
+  grad_x = _down(grad_out, children, jnp.swapaxes(kernel, 1, 2))
+  grad_kernel = jnp.einsum("pi,pko->kio", x, _gather_children(grad_out, children))
+  return grad_x, None, None, None, grad_kernel
+
+
+_transposed.defvjp(_transposed_fwd, _transposed_bwd)
+
+
 def strided_conv(feats: jnp.ndarray, mask: jnp.ndarray, link: LevelLink,
                  kernel: jnp.ndarray) -> jnp.ndarray:
   """Kernel-2 stride-2 convolution onto the parent level.
@@ -115,12 +180,8 @@ def strided_conv(feats: jnp.ndarray, mask: jnp.ndarray, link: LevelLink,
     float [B, P, Co], zero on the coarse padding rows.
   """
   feats = jnp.where(mask[..., None], feats, 0)
-
-  def single(x, children):
-    gathered = _pad_row(x)[children]                               # [P, 8, Ci]
-    return gathered.reshape(children.shape[0], -1) @ kernel.reshape(-1, kernel.shape[2])
-
-  return jax.vmap(single)(feats, link.children)
+  return jax.vmap(_strided, in_axes=(0, 0, 0, 0, None))(
+      feats, link.children, link.parent, link.child_offset, kernel)
 
 
 def transposed_conv(feats: jnp.ndarray, link: LevelLink, kernel: jnp.ndarray) -> jnp.ndarray:
@@ -129,20 +190,19 @@ def transposed_conv(feats: jnp.ndarray, link: LevelLink, kernel: jnp.ndarray) ->
   out[c] = feats[parent(c)] @ kernel[child_offset(c)].
 
   Args:
-    feats: float [B, P, Ci] at the coarse level (padding rows must be zero or are unread:
-      only parents of valid fine voxels are read).
+    feats: float [B, P, Ci] at the coarse level. Padding rows are never read (nor get a
+      gradient): only parents of valid fine voxels are.
     link: LevelLink from the fine level (capacity C) to the coarse level.
     kernel: float [8, Ci, Co].
   Returns:
     float [B, C, Co], zero on fine padding rows.
   """
-  def single(x, parent, offset):
-    per_offset = jnp.einsum("pi,kio->pko", x, kernel)               # [P, 8, Co]
-    per_offset = jnp.concatenate(
-        [per_offset, jnp.zeros((1,) + per_offset.shape[1:], per_offset.dtype)], axis=0)
-    return per_offset[parent, offset]
-
-  return jax.vmap(single)(feats, link.parent, link.child_offset)
+  # Parents without a valid child (dropped voxels' cells) are padding too: zero them so the
+  # gather-only backward pass never multiplies their contents.
+  has_child = jnp.any(link.children < link.parent.shape[1], axis=-1)
+  feats = jnp.where(has_child[..., None], feats, 0)
+  return jax.vmap(_transposed, in_axes=(0, 0, 0, 0, None))(
+      feats, link.children, link.parent, link.child_offset, kernel)
 
 
 def broadcast_to_children(feats: jnp.ndarray, link: LevelLink) -> jnp.ndarray:

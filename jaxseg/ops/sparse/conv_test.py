@@ -33,9 +33,13 @@ def _dense_submanifold(coords, feats, mask, kernel, grid):
       out[c[:, 0], c[:, 1], c[:, 2]])
 
 
-@pytest.mark.parametrize("kernel_size,capacity,counts", [
-    (3, 96, (90, 12)), (3, 300, (250, 288)), (5, 128, (100, 40))])
-def test_submanifold_forward_and_gradients_match_dense(kernel_size, capacity, counts):
+@pytest.mark.parametrize("kernel_size,capacity,counts,offsets_per_step", [
+    (3, 96, (90, 12), None), (3, 300, (250, 288), None), (5, 128, (100, 40), None),
+    (3, 96, (80, 40), 9), (5, 64, (60, 33), 5)])
+def test_submanifold_forward_and_gradients_match_dense(kernel_size, capacity, counts,
+                                                       offsets_per_step, monkeypatch):
+  if offsets_per_step is not None:  # Force a multi-step scan over offset chunks.
+    monkeypatch.setattr(conv, "GATHER_BUDGET_ELEMENTS", offsets_per_step * capacity * 4)
   rng = np.random.default_rng(kernel_size * 1000 + capacity)
   coords, feats, mask = random_batch(rng, _GRID, counts, capacity, 4)
   kernel = rng.normal(size=(kernel_size,) * 3 + (4, 5)).astype(np.float32) * 0.3
@@ -133,18 +137,31 @@ def test_transposed_conv_and_broadcast_match_loop_reference():
   coarse_feats = rng.normal(size=(2, 64, 3)).astype(np.float32)
   coarse_feats[~coarse_mask] = np.nan  # Padding rows are never read.
   kernel = rng.normal(size=(2, 2, 2, 3, 4))
-  out = np.asarray(conv.transposed_conv(coarse_feats, link, kernel.reshape(8, 3, 4)
-                                        .astype(np.float32)))
+  cotangent = rng.normal(size=(2, 96, 4))
+
+  def loss(f, w):
+    out = conv.transposed_conv(f, link, w.reshape(8, 3, 4))
+    return jnp.sum(out * cotangent), out
+
+  (_, out), (g_feats, g_kernel) = jax.value_and_grad(loss, (0, 1), has_aux=True)(
+      coarse_feats, kernel.astype(np.float32))
+  out, g_feats, g_kernel = np.asarray(out), np.asarray(g_feats), np.asarray(g_kernel)
   up = np.asarray(conv.broadcast_to_children(coarse_feats, link))
+  ref_g_feats = np.zeros((2, 64, 3))
+  ref_g_kernel = np.zeros_like(kernel)
   for b in range(2):
-    feat_of = {tuple(coarse_coords[b, p]): coarse_feats[b, p].astype(np.float64)
-               for p in range(64) if coarse_mask[b, p]}
+    row_of = {tuple(coarse_coords[b, p]): p for p in range(64) if coarse_mask[b, p]}
     for i in range(96):
       if not mask[b, i]:
         assert np.all(out[b, i] == 0) and np.all(up[b, i] == 0)
         continue
       x, y, z = coords[b, i]
-      parent = feat_of[(x // 2, y // 2, z // 2)]
-      np.testing.assert_allclose(out[b, i], parent @ kernel[x % 2, y % 2, z % 2],
-                                 rtol=1e-5, atol=1e-5)
-      np.testing.assert_allclose(up[b, i], parent, rtol=0, atol=0)
+      p = row_of[(x // 2, y // 2, z // 2)]
+      parent = coarse_feats[b, p].astype(np.float64)
+      w = kernel[x % 2, y % 2, z % 2]
+      np.testing.assert_allclose(out[b, i], parent @ w, rtol=1e-5, atol=1e-5)
+      np.testing.assert_array_equal(up[b, i], coarse_feats[b, p])
+      ref_g_feats[b, p] += w @ cotangent[b, i]
+      ref_g_kernel[x % 2, y % 2, z % 2] += np.outer(parent, cotangent[b, i])
+  np.testing.assert_allclose(g_feats, ref_g_feats, rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(g_kernel, ref_g_kernel, rtol=1e-4, atol=1e-4)

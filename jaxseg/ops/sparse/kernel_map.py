@@ -14,6 +14,7 @@ from typing import Sequence
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxseg.ops.sparse import keys as keys_lib
 
@@ -178,3 +179,19 @@ def build_pyramid(coords: jnp.ndarray, mask: jnp.ndarray,
     links.append(link)
     levels.append(build_level(coarse_coords, coarse_mask, kernel_sizes[lvl], method))
   return levels, links
+
+
+def level_voxel_counts(coords, mask, num_levels: int) -> np.ndarray:
+  """Host-side (numpy) voxel count of every scene at levels 0..L-1: int64 [B, L].
+
+  Use it in the data pipeline to choose static capacities (e.g. the batch maximum rounded up
+  to a bucket) that never overflow.
+  """
+  coords = np.asarray(coords)
+  mask = np.asarray(mask, bool)
+  counts = np.zeros((coords.shape[0], num_levels), np.int64)
+  for b in range(coords.shape[0]):
+    voxels = coords[b][mask[b]].astype(np.int64)
+    for level in range(num_levels):
+      counts[b, level] = len(np.unique(voxels >> level, axis=0))
+  return counts

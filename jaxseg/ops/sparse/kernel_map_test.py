@@ -91,3 +91,13 @@ def test_keys_are_ordered_like_coordinates():
   assert keys.dtype == np.int32 and np.all(keys >= 0)
   np.testing.assert_array_equal(np.argsort(keys, kind="stable"),
                                 np.lexsort(coords.T[::-1]))
+
+
+def test_level_voxel_counts_match_pyramid():
+  rng = np.random.default_rng(4)
+  coords, _, mask = random_batch(rng, (16, 16, 8), (300, 41), 320, 1)
+  counts = kernel_map.level_voxel_counts(coords, mask, 4)
+  levels, _ = kernel_map.build_pyramid(coords, mask, [()] * 4, capacities=(320, 320, 320, 320))
+  got = np.stack([np.asarray(lvl.mask).sum(1) for lvl in levels], axis=1)
+  np.testing.assert_array_equal(counts, got)
+  assert counts[0, 0] == 300 and counts[1, 0] == 41
