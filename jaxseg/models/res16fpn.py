@@ -7,9 +7,10 @@
            summed: float32 [B, C, 128].
 
 Upsampling is nearest-parent broadcast: each input voxel takes the feature of the stage cell
-that contains it (through the parent maps). The reference interpolates each scale back to the
-input TensorField (MinkowskiEngine's default, nearest-neighbour on the coarse cell grid), so
-this is the same rule for voxels; it is exactly piecewise constant per coarse cell.
+that contains it (through the parent maps), so each scale is piecewise constant per cell. The
+reference instead calls MinkowskiEngine's `SparseTensor.interpolate(field)`, a trilinear
+interpolation between neighbouring coarse cells at the input points' continuous coordinates;
+nearest-parent broadcast is a simplification of it, not an exact match.
 BatchNorm momentum is the reference's 0.02 in PyTorch terms (flax 0.98).
 """
 
@@ -65,7 +66,8 @@ class Res16FPN18(nn.Module):
     levels, links = kernel_map.build_pyramid(
         coords, mask, [(self.stem_kernel_size,)] + [(3,)] * num_stages, capacities,
         self.search_method)
-    self.sow("diagnostics", "level_overflow", jnp.stack([l.overflow for l in links], -1))
+    if not self.is_initializing():
+      self.sow("diagnostics", "level_overflow", jnp.stack([l.overflow for l in links], -1))
 
     x = sparse_resnet.ConvBNReLU(self.init_dim, self.stem_kernel_size, self.bn_momentum,
                                  self.axis_name, name="stem")(feats, levels[0], train)

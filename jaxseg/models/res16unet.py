@@ -66,7 +66,8 @@ class Res16UNet(nn.Module):
     level0_kernels = tuple(sorted({self.stem_kernel_size, 3}))
     levels, links = kernel_map.build_pyramid(coords, mask, [level0_kernels] + [(3,)] * 4,
                                              capacities, self.search_method)
-    self.sow("diagnostics", "level_overflow", jnp.stack([l.overflow for l in links], -1))
+    if not self.is_initializing():
+      self.sow("diagnostics", "level_overflow", jnp.stack([l.overflow for l in links], -1))
 
     x = sparse_resnet.ConvBNReLU(self.init_dim, self.stem_kernel_size, self.bn_momentum,
                                  self.axis_name, name="stem")(feats, levels[0], train)

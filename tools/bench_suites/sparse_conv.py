@@ -102,12 +102,13 @@ def run(quick: bool) -> dict:
     _, fwd_s = timed(forward, feats, kernel, repeats=3)
     _, fwdbwd_s = timed(backward, feats, kernel, repeats=3)
     mean_neighbours = float(np.mean(np.sum(np.asarray(nbr)[0] < capacity, 0)[:len(voxels)]))
-    row = {"voxels": len(voxels), "capacity": capacity, "mean_neighbours": round(mean_neighbours, 2),
+    row = {"voxels": len(voxels), "capacity": capacity,
+           "mean_neighbours": round(mean_neighbours, 2),
            "map_build_s": round(map_s, 4), "map_first_call_s": round(compile_map, 2),
            "conv_forward_s": round(fwd_s, 4), "conv_forward_backward_s": round(fwdbwd_s, 4),
            "map_voxels_per_s": round(len(voxels) / map_s),
            "conv_forward_voxels_per_s": round(len(voxels) / fwd_s),
-           "conv_train_voxels_per_s": round(len(voxels) / (fwdbwd_s))}
+           "conv_train_voxels_per_s": round(len(voxels) / fwdbwd_s)}
     print(row, flush=True)
     results.append(row)
   return {"layer": "submanifold conv 64->64 k3, float32, batch 1, 3 cm surface scans",

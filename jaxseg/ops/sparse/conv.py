@@ -6,15 +6,13 @@ padding rows and never reads padding rows (they may hold NaN).
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 
 from jaxseg.ops.sparse.kernel_map import LevelLink
 
 # Largest gathered tensor (offsets x C x Cin elements) one scan step of a submanifold conv
-# builds; 2^26 float32 = 256 MiB.
+# builds, per scene (vmap over the batch multiplies it); 2^26 float32 = 256 MiB.
 GATHER_BUDGET_ELEMENTS = 1 << 26
 
 
