@@ -35,8 +35,12 @@ def data_config(*, fmt: str, root: str = "", num_classes: int, voxel_size: float
       "voxel_size": voxel_size,
       # Points / voxels per scene the jitted steps are compiled for: a scene goes to the
       # smallest bucket that fits; a larger scene is an error unless cropped with max_points.
+      # level_fractions: capacities of the encoder's coarse levels 1..4 as fractions of the
+      # voxel capacity (ScanNet meshes at 2 cm are sparser than the grid, so level 1 keeps
+      # most voxels; halving (0.5, 0.25, ...) suits dense clouds).
       "buckets": {"point_caps": (65536, 131072, 262144, 524288),
-                  "voxel_caps": (65536, 131072, 262144, 524288)},
+                  "voxel_caps": (65536, 131072, 262144, 524288),
+                  "level_fractions": (1.0, 0.5, 0.25, 0.125)},
       # Random x-y crop to at most this many points (0 = never crop).
       "max_points": 0,
       # Global batch size (split over processes and devices).

@@ -30,10 +30,19 @@ VOXEL_FIELDS = {"voxel_coords": 0, "voxel_feats": 0, "voxel_labels": -1}
 
 @dataclasses.dataclass(frozen=True)
 class Buckets:
-  """Point and voxel capacities, ascending, one pair per bucket."""
+  """Point and voxel capacities, ascending, one pair per bucket.
+
+  level_fractions: static capacities of the encoders' coarse levels 1..L (voxel grids 2^l
+  times coarser) as fractions of the bucket's voxel capacity. The defaults (halving) suit
+  dense surface scans, where a 2x coarser grid holds ~4x fewer voxels; randomly subsampled
+  clouds (e.g. 50k-point VoteNet exports at 2 cm) keep most voxels at level 1 and need larger
+  fractions such as (1.0, 0.5, 0.25, 0.125). A scene is placed in the smallest bucket whose
+  every level fits, so a coarse level can never overflow inside the network.
+  """
 
   point_caps: tuple[int, ...] = (65536, 131072, 262144)
   voxel_caps: tuple[int, ...] = (65536, 131072, 262144)
+  level_fractions: tuple[float, ...] = (0.5, 0.25, 0.125, 0.0625)
 
   def __post_init__(self):
     caps = (self.point_caps, self.voxel_caps)
@@ -43,25 +52,52 @@ class Buckets:
                        f"{list(self.voxel_caps)} must be non-empty, positive, ascending and of "
                        "equal length", "e.g. point_caps: [65536, 131072], voxel_caps: "
                        "[32768, 65536]")
+    if any(not 0 < f <= 1 for f in self.level_fractions):
+      raise InputError("data.buckets.level_fractions", f"fractions {list(self.level_fractions)} "
+                       "must lie in (0, 1]", "e.g. level_fractions: [0.5, 0.25, 0.125, 0.0625]")
 
   @classmethod
   def from_dict(cls, config: Mapping[str, Any]) -> "Buckets":
-    """{'point_caps': [...], 'voxel_caps': [...]}; voxel caps default to the point caps."""
-    unknown = sorted(set(config) - {"point_caps", "voxel_caps"})
+    """{'point_caps': [...], 'voxel_caps': [...], 'level_fractions': [...]}; voxel caps default
+    to the point caps, level fractions to halving."""
+    unknown = sorted(set(config) - {"point_caps", "voxel_caps", "level_fractions"})
     if unknown:
       raise InputError("data.buckets", f"unknown option(s) {unknown}",
-                       "use only point_caps and voxel_caps")
+                       "use only point_caps, voxel_caps and level_fractions")
     points = tuple(int(c) for c in config["point_caps"])
-    return cls(points, tuple(int(c) for c in config.get("voxel_caps", points)))
+    fractions = tuple(float(f) for f in config.get("level_fractions", cls.level_fractions))
+    return cls(points, tuple(int(c) for c in config.get("voxel_caps", points)), fractions)
 
   def __len__(self) -> int:
     return len(self.point_caps)
 
-  def select(self, num_points: int, num_voxels: int, name: str = "scene") -> int:
-    """Index of the smallest bucket holding the scene; InputError when none does."""
+  def level_caps(self, bucket: int) -> tuple[int, ...]:
+    """Static capacities of coarse levels 1..L of `bucket` (multiples of 8)."""
+    cap = self.voxel_caps[bucket]
+    return tuple(max(8, -(-int(np.ceil(cap * f)) // 8) * 8) for f in self.level_fractions)
+
+  def index_of(self, voxel_cap: int) -> int:
+    """The bucket whose voxel capacity is `voxel_cap` (the padded shape of a batch)."""
+    if voxel_cap not in self.voxel_caps:
+      raise ValueError(f"{voxel_cap} is not a voxel capacity of {list(self.voxel_caps)}")
+    return self.voxel_caps.index(voxel_cap)
+
+  def select(self, num_points: int, num_voxels: int, name: str = "scene",
+             level_counts: Sequence[int] = ()) -> int:
+    """Index of the smallest bucket holding the scene; InputError when none does.
+
+    level_counts: voxels of the scene at coarse levels 1..L (see `voxelize.coarse_level_counts`).
+    """
     for i, (p, c) in enumerate(zip(self.point_caps, self.voxel_caps)):
-      if num_points <= p and num_voxels <= c:
+      if (num_points <= p and num_voxels <= c and
+          all(n <= cap for n, cap in zip(level_counts, self.level_caps(i)))):
         return i
+    if num_points <= self.point_caps[-1] and num_voxels <= self.voxel_caps[-1]:
+      raise InputError(name, f"the scene's coarse levels 1..{len(level_counts)} have "
+                       f"{list(level_counts)} voxels, more than the largest bucket allows "
+                       f"({list(self.level_caps(len(self) - 1))})",
+                       "raise data.buckets.level_fractions (sparse, subsampled clouds need "
+                       "e.g. [1.0, 0.5, 0.25, 0.125]) or use a larger voxel size")
     raise InputError(name, f"the scene has {num_points} points and {num_voxels} voxels, more "
                      f"than the largest bucket ({self.point_caps[-1]} points, "
                      f"{self.voxel_caps[-1]} voxels)",

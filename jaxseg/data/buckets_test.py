@@ -91,3 +91,44 @@ def test_batch_padded_to_largest_member_with_conventions():
 def test_small_batch_stays_in_small_bucket():
   batch = pad_batch([_element(3, 2, 0, 2), _element(8, 4, 1, 3)], BUCKETS)
   assert batch["point_mask"].shape == (2, 8) and batch["voxel_mask"].shape == (2, 4)
+
+
+def test_level_caps_are_fractions_of_the_voxel_capacity_rounded_to_8():
+  buckets = Buckets(point_caps=(100, 200), voxel_caps=(100, 200), level_fractions=(1.0, 0.3))
+  assert buckets.level_caps(0) == (104, 32)    # ceil(100 / 8) * 8, ceil(30 / 8) * 8.
+  assert buckets.level_caps(1) == (200, 64)
+  assert buckets.index_of(200) == 1
+
+
+def test_coarse_levels_that_do_not_fit_promote_the_scene():
+  buckets = Buckets(point_caps=(64, 128), voxel_caps=(64, 128), level_fractions=(0.5, 0.25))
+  assert buckets.select(60, 60, level_counts=(32, 16)) == 0
+  assert buckets.select(60, 60, level_counts=(33, 16)) == 1   # level 1 holds 32 in bucket 0.
+  with pytest.raises(InputError) as error:
+    buckets.select(60, 60, name="sparse_scan", level_counts=(65, 16))
+  assert "sparse_scan" in str(error.value) and "level_fractions" in str(error.value)
+
+
+def test_selected_capacities_never_overflow_the_encoder_pyramid():
+  """A sparse random cloud overflows halving capacities inside the network; the bucket chosen
+  from its coarse level counts gives capacities under which no level overflows."""
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from jaxseg.data.voxelize import coarse_level_counts  # pylint: disable=g-import-not-at-top
+  from jaxseg.ops.sparse import kernel_map  # pylint: disable=g-import-not-at-top
+
+  rng = np.random.default_rng(0)
+  voxels = np.unique(rng.integers(0, 64, (300, 3)), axis=0).astype(np.int32)
+  counts = coarse_level_counts(voxels, 3)
+  buckets = Buckets(point_caps=(512, 1024), voxel_caps=(512, 1024),
+                    level_fractions=(1.0, 0.5, 0.25))
+  bucket = buckets.select(len(voxels), len(voxels), level_counts=counts)
+  cap = buckets.voxel_caps[bucket]
+  coords = np.zeros((1, cap, 3), np.int32)
+  coords[0, :len(voxels)] = voxels
+  mask = np.arange(cap)[None] < len(voxels)
+  sizes = [(3,)] * 4
+  _, links = kernel_map.build_pyramid(jnp.asarray(coords), jnp.asarray(mask), sizes,
+                                      (cap,) + buckets.level_caps(bucket))
+  assert not any(bool(link.overflow.any()) for link in links)
+  _, default_links = kernel_map.build_pyramid(jnp.asarray(coords), jnp.asarray(mask), sizes)
+  assert any(bool(link.overflow.any()) for link in default_links)

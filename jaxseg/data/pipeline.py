@@ -26,7 +26,7 @@ import numpy as np
 from jaxseg.data.augment import AugmentConfig, augment, random_crop
 from jaxseg.data.buckets import Buckets, pad_batch
 from jaxseg.data.sharding import process_batch_size, shard_dataset
-from jaxseg.data.voxelize import voxelize
+from jaxseg.data.voxelize import coarse_level_counts, voxelize
 from jaxseg.errors import InputError
 
 
@@ -104,7 +104,9 @@ def process_scene(record: Mapping[str, Any], index: int, rng: np.random.Generato
       "voxel_coords": vox.voxel_coords, "voxel_feats": vox.voxel_feats,
       "voxel_to_point": vox.voxel_to_point, "transform": transform,
       "scene_index": np.int32(index),
-      "bucket": config.buckets.select(keep.size, vox.num_voxels, name),
+      "bucket": config.buckets.select(
+          keep.size, vox.num_voxels, name,
+          coarse_level_counts(vox.voxel_coords, len(config.buckets.level_fractions))),
   }
   if vox.voxel_labels is not None:
     element["voxel_labels"] = vox.voxel_labels

@@ -38,6 +38,13 @@ def unpack_keys(keys: np.ndarray) -> np.ndarray:
                    k & (MAX_EXTENT[2] - 1)], axis=1)
 
 
+def coarse_level_counts(voxel_coords: np.ndarray, num_levels: int = 4) -> tuple[int, ...]:
+  """Occupied cells of the grids 2, 4, ..., 2^num_levels times coarser than `voxel_coords`
+  (int (V, 3) non-negative, unique): the voxel counts of the encoders' levels 1..num_levels."""
+  v = np.asarray(voxel_coords, np.int32)
+  return tuple(int(np.unique(pack_keys(v >> level)).size) for level in range(1, num_levels + 1))
+
+
 @dataclasses.dataclass
 class Voxelized:
   """One voxelised scene (P points, V voxels).

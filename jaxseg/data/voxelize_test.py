@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from jaxseg.data.voxelize import MAX_EXTENT, majority_labels, pack_keys, unpack_keys, voxelize
+from jaxseg.data.voxelize import (MAX_EXTENT, coarse_level_counts, majority_labels, pack_keys,
+                                  unpack_keys, voxelize)
 from jaxseg.errors import InputError
 
 
@@ -69,3 +70,11 @@ def test_scene_beyond_key_range_is_an_input_error():
   with pytest.raises(InputError, match="big_room: the scene spans .* voxels.*larger voxel"):
     voxelize(coords, np.zeros((2, 3), np.uint8), 0.02, name="big_room")
   assert voxelize(coords, np.zeros((2, 3), np.uint8), 0.05).num_voxels == 2
+
+
+def test_coarse_level_counts_match_the_encoder_pyramid_counts():
+  from jaxseg.ops.sparse.kernel_map import level_voxel_counts  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(3)
+  voxels = np.unique(rng.integers(0, 300, (5000, 3)), axis=0).astype(np.int32)
+  reference = level_voxel_counts(voxels[None], np.ones((1, len(voxels)), bool), 5)[0, 1:]
+  assert coarse_level_counts(voxels, 4) == tuple(int(c) for c in reference)
