@@ -210,7 +210,7 @@ class SceneBuilder(tfds.core.GeneratorBasedBuilder):
       except InputError as e:
         if not self._skip_bad:
           raise InputError(e.path, f"scene {scene_id}: {e.problem}",
-                           f"{e.fix}; or build with skip_bad=True to leave the scene out") from e
+                           f"{e.fix}; or set data.skip_bad=True (--config.data.skip_bad=True) to leave the scene out") from e
         _LOG.warning("skipping scene %s (split %s): %s", scene_id, split, e)
         skipped.append({"scene": scene_id, "error": str(e)})
         continue
