@@ -16,6 +16,22 @@ def _check_points(coords: np.ndarray, what: str) -> np.ndarray:
   return coords.astype(np.float64)
 
 
+def check_mesh(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Validates a triangle mesh; returns (float64 (N, 3) vertices, int64 (F, 3) faces)."""
+  vertices = np.asarray(vertices)
+  faces = np.asarray(faces)
+  if vertices.ndim != 2 or vertices.shape[1] != 3 or len(vertices) == 0:
+    raise InputError(None, f"mesh vertices have shape {vertices.shape}, expected (N>0, 3)",
+                     "pass x, y, z per vertex")
+  if faces.ndim != 2 or faces.shape[1] != 3:
+    raise InputError(None, f"mesh faces have shape {faces.shape}, expected (F, 3)",
+                     "triangulate the mesh; only triangle faces are supported")
+  if faces.size and (faces.min() < 0 or faces.max() >= len(vertices)):
+    raise InputError(None, "mesh faces index vertices that do not exist",
+                     "faces must index [0, num_vertices)")
+  return vertices.astype(np.float64), faces.astype(np.int64)
+
+
 def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
   """Unit vertex normals: the area-weighted sum of incident face normals (ScanNet segmentator).
 
@@ -25,15 +41,7 @@ def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
   Returns:
     float32 (N, 3) unit normals; vertices in no face (or only degenerate faces) get (0, 0, 0).
   """
-  vertices = _check_points(vertices, "mesh vertices")
-  faces = np.asarray(faces)
-  if faces.ndim != 2 or faces.shape[1] != 3:
-    raise InputError(None, f"mesh faces have shape {faces.shape}, expected (F, 3)",
-                     "triangulate the mesh; only triangle faces are supported")
-  if faces.size and (faces.min() < 0 or faces.max() >= len(vertices)):
-    raise InputError(None, "mesh faces index vertices that do not exist",
-                     "faces must index [0, num_vertices)")
-  faces = faces.astype(np.int64)
+  vertices, faces = check_mesh(vertices, faces)
   v0, v1, v2 = (vertices[faces[:, i]] for i in range(3))
   face_normals = np.cross(v1 - v0, v2 - v0)  # length = 2 * area: area weighting
   summed = np.zeros_like(vertices)

@@ -22,7 +22,6 @@ import jax.numpy as jnp
 from jaxseg.models import sparse_resnet
 from jaxseg.models.registry import ENCODERS
 from jaxseg.ops.sparse import conv
-from jaxseg.ops.sparse import kernel_map
 
 
 @ENCODERS.register("res16fpn18")
@@ -60,14 +59,9 @@ class Res16FPN18(nn.Module):
     Padding rows (mask False) may hold anything, NaN included; they output zeros.
     """
     num_stages = len(self.planes)
-    capacities = None
-    if self.coarse_capacities is not None:
-      capacities = (mask.shape[1],) + tuple(self.coarse_capacities)
-    levels, links = kernel_map.build_pyramid(
-        coords, mask, [(self.stem_kernel_size,)] + [(3,)] * num_stages, capacities,
+    levels, links = sparse_resnet.encoder_pyramid(
+        self, coords, mask, (self.stem_kernel_size,), num_stages, self.coarse_capacities,
         self.search_method)
-    if not self.is_initializing():
-      self.sow("diagnostics", "level_overflow", jnp.stack([l.overflow for l in links], -1))
 
     x = sparse_resnet.ConvBNReLU(self.init_dim, self.stem_kernel_size, self.bn_momentum,
                                  self.axis_name, name="stem")(feats, levels[0], train)

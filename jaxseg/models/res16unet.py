@@ -20,7 +20,6 @@ import jax.numpy as jnp
 
 from jaxseg.models import sparse_resnet
 from jaxseg.models.registry import ENCODERS
-from jaxseg.ops.sparse import kernel_map
 from jaxseg.ops.sparse.norm import MaskedBatchNorm
 
 
@@ -60,14 +59,9 @@ class Res16UNet(nn.Module):
     if len(self.layers) != 8 or len(self.planes) != 8:
       raise ValueError(f"Res16UNet needs 8 layers and 8 planes, got {self.layers} and "
                        f"{self.planes}")
-    capacities = None
-    if self.coarse_capacities is not None:
-      capacities = (mask.shape[1],) + tuple(self.coarse_capacities)
     level0_kernels = tuple(sorted({self.stem_kernel_size, 3}))
-    levels, links = kernel_map.build_pyramid(coords, mask, [level0_kernels] + [(3,)] * 4,
-                                             capacities, self.search_method)
-    if not self.is_initializing():
-      self.sow("diagnostics", "level_overflow", jnp.stack([l.overflow for l in links], -1))
+    levels, links = sparse_resnet.encoder_pyramid(self, coords, mask, level0_kernels, 4,
+                                                  self.coarse_capacities, self.search_method)
 
     x = sparse_resnet.ConvBNReLU(self.init_dim, self.stem_kernel_size, self.bn_momentum,
                                  self.axis_name, name="stem")(feats, levels[0], train)

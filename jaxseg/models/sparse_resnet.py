@@ -10,11 +10,33 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxseg.ops.sparse import conv
+from jaxseg.ops.sparse import kernel_map
 from jaxseg.ops.sparse.kernel_map import LevelLink
 from jaxseg.ops.sparse.kernel_map import SparseLevel
 from jaxseg.ops.sparse.norm import MaskedBatchNorm
 
 _KERNEL_INIT = nn.initializers.he_normal()
+
+
+def encoder_pyramid(module: nn.Module, coords: jnp.ndarray, mask: jnp.ndarray,
+                    level0_kernels: tuple[int, ...], num_coarse: int,
+                    coarse_capacities: tuple[int, ...] | None, search_method: str
+                    ) -> tuple[list[SparseLevel], list[LevelLink]]:
+  """The levels and links an encoder's convs share, built once per call.
+
+  coords int32 [B, C, 3], mask bool [B, C]; level 0 gets kernel maps for `level0_kernels`,
+  the `num_coarse` coarser levels for kernel 3. coarse_capacities: static capacities of
+  levels 1..num_coarse (None: kernel_map.default_capacities). Overflow of a coarse level is
+  sown into the module's 'diagnostics' collection as 'level_overflow' bool [B, num_coarse].
+  """
+  capacities = None
+  if coarse_capacities is not None:
+    capacities = (mask.shape[1],) + tuple(coarse_capacities)
+  levels, links = kernel_map.build_pyramid(coords, mask, [level0_kernels] + [(3,)] * num_coarse,
+                                           capacities, search_method)
+  if not module.is_initializing():
+    module.sow("diagnostics", "level_overflow", jnp.stack([l.overflow for l in links], -1))
+  return levels, links
 
 
 class SubmanifoldConv(nn.Module):

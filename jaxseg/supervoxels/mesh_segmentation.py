@@ -26,21 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from jaxseg.errors import InputError
-
-
-def _check_mesh(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  vertices = np.asarray(vertices)
-  faces = np.asarray(faces)
-  if vertices.ndim != 2 or vertices.shape[1] != 3 or len(vertices) == 0:
-    raise InputError(None, f"mesh vertices have shape {vertices.shape}, expected (N>0, 3)",
-                     "pass x, y, z per vertex")
-  if faces.ndim != 2 or faces.shape[1] != 3:
-    raise InputError(None, f"mesh faces have shape {faces.shape}, expected (F, 3)",
-                     "triangulate the mesh; only triangle faces are supported")
-  if faces.size and (faces.min() < 0 or faces.max() >= len(vertices)):
-    raise InputError(None, "mesh faces index vertices that do not exist",
-                     "faces must index [0, num_vertices)")
-  return vertices.astype(np.float64), faces.astype(np.int64)
+from jaxseg.geometry.normals import check_mesh
 
 
 def segmentator_vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
@@ -50,7 +36,7 @@ def segmentator_vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.nd
     vertices: float (N, 3).
     faces: int (F, 3).
   """
-  vertices, faces = _check_mesh(vertices, faces)
+  vertices, faces = check_mesh(vertices, faces)
   p1, p2, p3 = (vertices[faces[:, i]] for i in range(3))
   face_normals = np.cross(p2 - p1, p3 - p1)
   length = np.linalg.norm(face_normals, axis=1, keepdims=True)
@@ -162,7 +148,7 @@ def segment_mesh(vertices: np.ndarray, faces: np.ndarray, *, kthresh: float = 0.
   Returns:
     int32 (N,) contiguous segment ids 0..S-1 (numbered by first vertex).
   """
-  vertices, faces = _check_mesh(vertices, faces)
+  vertices, faces = check_mesh(vertices, faces)
   if normals is None:
     normals = segmentator_vertex_normals(vertices, faces)
   elif np.shape(normals) != vertices.shape:
