@@ -26,6 +26,8 @@ def data_config(*, fmt: str, root: str = "", num_classes: int, voxel_size: float
       # Where the ArrayRecord dataset is written; '' = $JAXSEG_CACHE or ~/.cache/jaxseg.
       "dataset_dir": "",
       "train_split": "train",
+      # Use only the first N scenes of each split (0 = all), for quick trials.
+      "max_scenes": 0,
       "val_split": "val",
       # Report and skip unreadable scenes instead of stopping (listed in skipped_scenes.json).
       "skip_bad": False,

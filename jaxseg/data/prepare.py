@@ -85,6 +85,8 @@ def _split_scene_ids(fmt: str, root: str, data: ml_collections.ConfigDict) -> di
   splits = {}
   for split in dict.fromkeys((data.train_split, data.val_split)):
     ids = sources.list_scenes(fmt, root, None if split == "all" else split)
+    if data.max_scenes:
+      ids = ids[:data.max_scenes]
     if not ids:
       raise InputError(root, f"no scenes found for split {split!r} (format {fmt})",
                        "check data.root, data.format and the split names")
