@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
@@ -37,7 +38,6 @@ def unknown_override_message(argv: list[str], config: ml_collections.ConfigDict,
     depth = key.count(".")
     siblings = sorted({".".join(k.split(".")[:depth + 1]) for k in known
                        if k.startswith(parent + ".") or not parent})
-    import difflib  # pylint: disable=g-import-not-at-top
     close = difflib.get_close_matches(key, sorted(known), n=3)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
     return (f"unknown config key '{key}' in {arg!r}.{hint} Valid keys"

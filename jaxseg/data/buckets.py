@@ -21,6 +21,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from jaxseg.errors import InputError
+from jaxseg.ops.sparse import kernel_map
 
 # Per-point and per-voxel arrays of an unpadded element and their padding values.
 POINT_FIELDS = {"point_coords": 0, "point_colors": 0, "point_labels": -1, "point_segments": -1,
@@ -74,7 +75,7 @@ class Buckets:
   def level_caps(self, bucket: int) -> tuple[int, ...]:
     """Static capacities of coarse levels 1..L of `bucket` (multiples of 8)."""
     cap = self.voxel_caps[bucket]
-    return tuple(max(8, -(-int(np.ceil(cap * f)) // 8) * 8) for f in self.level_fractions)
+    return tuple(kernel_map.round_capacity(np.ceil(cap * f)) for f in self.level_fractions)
 
   def index_of(self, voxel_cap: int) -> int:
     """The bucket whose voxel capacity is `voxel_cap` (the padded shape of a batch)."""

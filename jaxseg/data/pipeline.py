@@ -26,6 +26,7 @@ import numpy as np
 from jaxseg.data.augment import AugmentConfig, augment, random_crop
 from jaxseg.data.buckets import Buckets, pad_batch
 from jaxseg.data.sharding import process_batch_size, shard_dataset
+from jaxseg.data.tfds_builders import record_text
 from jaxseg.data.voxelize import coarse_level_counts, voxelize
 from jaxseg.errors import InputError
 
@@ -73,10 +74,6 @@ class PipelineConfig:
     return cls(**values)
 
 
-def _text(value: Any) -> str:
-  return value.decode("utf-8") if isinstance(value, bytes) else str(value)
-
-
 def process_scene(record: Mapping[str, Any], index: int, rng: np.random.Generator,
                   config: PipelineConfig, train: bool) -> dict[str, Any]:
   """One record -> one unpadded element (the input of `buckets.pad_batch`).
@@ -87,7 +84,7 @@ def process_scene(record: Mapping[str, Any], index: int, rng: np.random.Generato
   voxel_to_point int32 (V,), voxel_labels int32 (V,) when enabled, transform f32 (4, 4),
   scene_index, and bucket (smallest bucket that fits).
   """
-  name = _text(record["name"])
+  name = record_text(record["name"])
   coords = np.asarray(record["coords"])
   keep = (random_crop(coords, config.max_points, rng) if config.max_points
           else np.arange(coords.shape[0], dtype=np.int32))

@@ -36,7 +36,6 @@ _LOG = get_logger("data.prepare")
 # Which tfds builder stores each input format.
 _BUILDER_KIND = {"synthetic": "synthetic", "scannet": "scannet", "votenet": "scannet",
                  "mmdet3d": "scannet", "s3dis": "s3dis", "custom": "custom"}
-_FORMATS_WITH_FRAMES = ("scannet", "mmdet3d")
 
 
 @dataclasses.dataclass
@@ -95,14 +94,12 @@ def _split_scene_ids(fmt: str, root: str, data: ml_collections.ConfigDict) -> di
 
 
 def _compute_segments(scene: Scene, supervoxels: dict[str, Any]) -> np.ndarray:
-  method = supervoxels["method"]
-  if method == "auto":
-    method = "mesh" if scene.faces is not None and len(scene.faces) else "vccs"
+  method = supervoxels_api.resolve_method(scene, supervoxels["method"])
   return supervoxels_api.compute_supervoxels(scene, method=method, **supervoxels[method])
 
 
 def _compute_normals(scene: Scene, radius: float, max_nn: int) -> np.ndarray:
-  if scene.faces is not None and len(scene.faces):
+  if scene.has_mesh:
     return normals_lib.vertex_normals(scene.coords, scene.faces)
   return normals_lib.estimate_normals(scene.coords, radius, max_nn)
 
@@ -112,8 +109,7 @@ def dataset_key(fmt: str, root: str, splits: dict[str, list], data: ml_collectio
   """A short hash of everything that determines the stored records."""
   content = {"format": fmt, "root": root, "frames_root": data.frames_root,
              "label_map": data.label_map, "with_frames": data.with_frames, "splits": splits,
-             "supervoxels": data.supervoxels.to_dict(), "normals": data.normals.to_dict(),
-             "builder_version": str(tfds_builders.SceneBuilder.VERSION)}
+             "supervoxels": data.supervoxels.to_dict(), "normals": data.normals.to_dict()}
   return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -125,10 +121,9 @@ def prepare_dataset(data: ml_collections.ConfigDict) -> DatasetHandle:
   parent = data.dataset_dir or os.path.join(synthetic_cache.default_cache_root(), "datasets")
   data_dir = os.path.join(os.path.abspath(os.path.expanduser(parent)),
                           f"{data.format}-{dataset_key(fmt, root, splits, data)}")
-  with_frames = bool(data.with_frames) and fmt in _FORMATS_WITH_FRAMES
-  load_kwargs = {"with_frames": with_frames, "label_map": label_map}
-  if fmt == "scannet" and data.frames_root:
-    load_kwargs["frames_root"] = data.frames_root
+  # Formats without frames ignore with_frames; only 'scannet' reads frames_root.
+  load_kwargs = {"with_frames": bool(data.with_frames), "label_map": label_map,
+                 "frames_root": data.frames_root or None}
   builder = tfds_builders.make_builder(
       kind, data_dir,
       {_tfds_split_name(s): ids for s, ids in splits.items()},
@@ -141,8 +136,7 @@ def prepare_dataset(data: ml_collections.ConfigDict) -> DatasetHandle:
   if data.rebuild and os.path.isdir(builder.data_dir):
     _LOG.info("data.rebuild=True: removing %s", builder.data_dir)
     shutil.rmtree(builder.data_dir)
-  if os.path.isdir(builder.data_dir) and tfds_builders.SKIPPED_FILE in os.listdir(
-      builder.data_dir):
+  if builder.is_prepared():
     _LOG.info("reusing the dataset in %s (set data.rebuild=True to build it again)",
               builder.data_dir)
   else:

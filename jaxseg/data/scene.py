@@ -77,6 +77,11 @@ class Scene:
   def num_points(self) -> int:
     return int(self.coords.shape[0])
 
+  @property
+  def has_mesh(self) -> bool:
+    """Whether the scan comes with triangle faces."""
+    return self.faces is not None and len(self.faces) > 0
+
   def validate(self) -> "Scene":
     """Checks shapes, dtypes and finiteness; returns self or raises InputError."""
     src = self.source or self.name

@@ -128,7 +128,8 @@ def scene_to_example(scene: Scene) -> dict[str, Any]:
   }
 
 
-def _text(value: Any) -> str:
+def record_text(value: Any) -> str:
+  """A Text feature of a record (bytes when read back) as str."""
   return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
@@ -138,21 +139,21 @@ def example_to_scene(example: Mapping[str, Any]) -> Scene:
   fr = example["frames"]
   frames = None
   if len(fr["poses"]):
-    frames = Frames(color_paths=[_text(p) for p in fr["color_paths"]],
-                    depth_paths=[_text(p) for p in fr["depth_paths"]],
+    frames = Frames(color_paths=[record_text(p) for p in fr["color_paths"]],
+                    depth_paths=[record_text(p) for p in fr["depth_paths"]],
                     poses=np.asarray(fr["poses"]),
                     color_intrinsics=np.asarray(fr["color_intrinsics"]),
                     depth_intrinsics=np.asarray(fr["depth_intrinsics"]),
                     color_size=tuple(int(v) for v in fr["color_size"]),
                     depth_size=tuple(int(v) for v in fr["depth_size"]),
                     depth_scale=float(fr["depth_scale"]))
-  return Scene(name=_text(example["name"]), coords=np.asarray(example["coords"]),
+  return Scene(name=record_text(example["name"]), coords=np.asarray(example["coords"]),
                colors=np.asarray(example["colors"]),
                normals=np.asarray(example["normals"]) if example["has_normals"] else None,
                labels=np.asarray(example["labels"]) if example["has_labels"] else None,
                instances=np.asarray(example["instances"]),
                segments=np.asarray(example["segments"]), frames=frames,
-               source=_text(example["name"]))
+               source=record_text(example["name"]))
 
 
 class SceneBuilder(tfds.core.GeneratorBasedBuilder):

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
+
+from jaxseg.ops import pooling
 
 
 def gather_point_features(voxel_feats: jnp.ndarray, point_to_voxel: jnp.ndarray,
@@ -17,8 +18,4 @@ def gather_point_features(voxel_feats: jnp.ndarray, point_to_voxel: jnp.ndarray,
   Returns:
     float [B, P, D]; invalid points (and out-of-range indices) get zeros.
   """
-  capacity = voxel_feats.shape[1]
-  valid = point_mask & (point_to_voxel >= 0) & (point_to_voxel < capacity)
-  index = jnp.where(valid, point_to_voxel, 0)
-  gathered = jax.vmap(lambda f, i: f[i])(voxel_feats, index)
-  return jnp.where(valid[..., None], gathered, 0)
+  return pooling.unpool(voxel_feats, jnp.where(point_mask, point_to_voxel, -1))

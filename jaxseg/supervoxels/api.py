@@ -16,6 +16,13 @@ _VCCS_PARAMS = tuple(p for p in inspect.signature(pointcloud_supervoxels).parame
                      if p not in ("coords", "colors", "source"))
 
 
+def resolve_method(scene: Scene, method: str) -> str:
+  """'auto' -> 'mesh' when the scene has faces, else 'vccs'; other names pass through."""
+  if method == "auto":
+    return "mesh" if scene.has_mesh else "vccs"
+  return method
+
+
 def compute_supervoxels(scene: Scene, *, method: str = "auto", **params) -> np.ndarray:
   """Super-voxels of a scene.
 
@@ -29,10 +36,9 @@ def compute_supervoxels(scene: Scene, *, method: str = "auto", **params) -> np.n
     int32 (N,) super-voxel ids in [0, S), -1 = not in any super-voxel.
   """
   source = scene.source or scene.name
-  if method == "auto":
-    method = "mesh" if scene.faces is not None and len(scene.faces) else "vccs"
+  method = resolve_method(scene, method)
   if method == "mesh":
-    if scene.faces is None or not len(scene.faces):
+    if not scene.has_mesh:
       raise InputError(source, "method='mesh' but the scene has no mesh faces",
                        "use method='vccs' (or 'auto') for point clouds")
     unknown = set(params) - set(_MESH_PARAMS)

@@ -138,6 +138,11 @@ def downsample(level: SparseLevel, capacity: int) -> tuple[jnp.ndarray, jnp.ndar
   return coarse_coords, coarse_mask, link
 
 
+def round_capacity(rows: int) -> int:
+  """A level capacity for `rows` voxels: rounded up to a multiple of 8, at least 8."""
+  return max(8, -(-int(rows) // 8) * 8)
+
+
 def default_capacities(capacity: int, num_levels: int) -> tuple[int, ...]:
   """Capacity C of level 0, then ceil(C / 2^l) rounded up to a multiple of 8 for level l.
 
@@ -146,8 +151,7 @@ def default_capacities(capacity: int, num_levels: int) -> tuple[int, ...]:
   """
   caps = [capacity]
   for level in range(1, num_levels):
-    cap = -(-capacity // (1 << level))
-    caps.append(max(8, -(-cap // 8) * 8))
+    caps.append(round_capacity(-(-capacity // (1 << level))))
   return tuple(caps)
 
 
