@@ -85,13 +85,121 @@ def data_config(*, fmt: str, root: str = "", num_classes: int, voxel_size: float
   })
 
 
+def cmd_config() -> ml_collections.ConfigDict:
+  """Cross-modal distillation (Eq. 3-7) with the reference schedule: 200 epochs, Adam 1e-3."""
+  return ml_collections.ConfigDict({
+      "epochs": 200,
+      "optimizer": {"name": "adam", "lr": 1e-3, "weight_decay": 0.0, "schedule": "constant",
+                    "decay_every_epochs": 0, "decay_factor": 1.0},
+      # Frames are resized to this (width, height) before the teacher.
+      "image_size": (320, 240),
+      "views_per_batch": 8,
+      # Use at most this many evenly spaced frames per scene (0 = all).
+      "max_views": 0,
+      # Confirm visibility with the depth images where the scan has them.
+      "use_depth": True,
+      # Z-buffer: cells of this many pixels, points within the tolerance (m) of the nearest.
+      "zbuffer_stride": 4,
+      "occlusion_tolerance": 0.05,
+      "depth_tolerance": 0.1,
+      # Super-voxels per scene the jitted loss is compiled for.
+      "segment_cap": 4096,
+  })
+
+
+def svc_config() -> ml_collections.ConfigDict:
+  """Super-voxel clustering (Eq. 8-12) with the reference schedule: 30 warm-up epochs on the
+  first clustering, then 60 epochs re-clustering every 5, SGD 3e-2 decayed 0.8 every 5 epochs."""
+  return ml_collections.ConfigDict({
+      # A finished CMD run (its work directory or checkpoint folder) to start from; '' = run CMD
+      # first in this work directory (mode 'svc').
+      "cmd_checkpoint": "",
+      # K clusters (0 = data.num_classes); K > C over-clusters into primitives merged at eval.
+      "num_clusters": 0,
+      # kmeans: pseudo-labels from the frozen cosine classifier (Eq. 9-10); sinkhorn: transport
+      # labels with equal cluster masses (OTT-JAX).
+      "assign": "kmeans",
+      "kmeans_iters": 80,
+      # Eq. 9 softmax temperature of the point soft labels.
+      "temperature": 0.1,
+      # Logits = logit_scale * cos, times ||f|| unless normalize_features (reference: ||f|| cos).
+      "logit_scale": 1.0,
+      "normalize_features": False,
+      "sinkhorn": {"marginal": "equipartition", "epsilon": 0.05, "num_iters": 100},
+      "warmup_epochs": 30,
+      "epochs": 60,
+      "recluster_every": 5,
+      "optimizer": {"name": "sgd", "lr": 3e-2, "momentum": 0.9, "dampening": 0.1,
+                    "weight_decay": 1e-4, "schedule": "step", "decay_every_epochs": 5,
+                    "decay_factor": 0.8},
+      # Invariance perturbations added to data.augment (which holds the equivariant transforms)
+      # for the training pass (colour std in 0..255 units); the clustering pass sees
+      # unaugmented scenes.
+      "invariance": {"color_jitter": 10.0, "color_noise": 3.0, "coord_noise": 0.0},
+      # Reference behaviour: super-voxels without any labelled point, and ignore-class points,
+      # take no pseudo-label (ground truth used only as an ignore mask).
+      "gt_ignore_mask": True,
+      # Super-voxels with fewer points are left out of clustering (no pseudo-label).
+      "min_segment_points": 0,
+      "segment_cap": 4096,
+  })
+
+
+def eval_config() -> ml_collections.ConfigDict:
+  """Evaluation: Hungarian-matched clustering over seeds, super-voxel pooling, linear probe."""
+  return ml_collections.ConfigDict({
+      # '' = the newest checkpoint of this work directory; a path = that run's work directory
+      # or checkpoint folder; 'random' = a randomly initialised network (baseline).
+      "checkpoint": "",
+      # model: the network's point features; raw_descriptors: mean colour, xyz, normal.
+      "features": "model",
+      # Split to evaluate ('' = data.val_split); clusters are fitted on data.train_split.
+      "split": "",
+      "seeds": (12, 43, 56, 78, 90),
+      # Clusters fitted on the training super-voxels (0 = num_classes), merged to C classes.
+      "num_clusters": 0,
+      "kmeans_iters": 80,
+      "linear_probe": True,
+      "probe": {"points_per_scene": 4096, "steps": 2000, "lr": 1e-2, "weight_decay": 1e-4,
+                "batch_size": 4096},
+  })
+
+
 def base_config(*, name: str, data: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Top-level settings common to every run."""
   config = ml_collections.ConfigDict()
+  # prepare | cmd | svc (CMD first unless svc.cmd_checkpoint) | eval
   config.mode = "prepare"
   config.workdir = f"workdirs/{name}"
   config.seed = 2023
   config.data = data
   config.model = {"name": "res16fpn18", "out_dim": 128}
   config.teacher = {"name": "fallback", "checkpoint": ""}
+  # jit (global view) | shard_map | pmap (legacy adapter); all use every local device.
+  config.parallel = {"mode": "jit"}
+  config.checkpoint = {"every_steps": 100, "keep": 3}
+  config.log_every_steps = 10
+  config.cmd = cmd_config()
+  config.svc = svc_config()
+  config.eval = eval_config()
   return config
+
+
+def short_schedule(config: ml_collections.ConfigDict, *, cmd_epochs: int, warmup_epochs: int,
+                   epochs: int, recluster_every: int) -> None:
+  """Shortens the reference schedule (for the built-in rooms and the mini set); the step decay
+  then happens at each re-clustering instead of every 5 epochs."""
+  config.cmd.epochs = cmd_epochs
+  config.svc.warmup_epochs = warmup_epochs
+  config.svc.epochs = epochs
+  config.svc.recluster_every = recluster_every
+  config.svc.optimizer.decay_every_epochs = recluster_every
+
+
+def coarse_voxels(data: ml_collections.ConfigDict) -> None:
+  """5 cm voxels (GrowSP's ScanNet setting) with capacities sized for them: about a quarter of
+  the voxels survive each halving of a 5 cm indoor scan."""
+  data.voxel_size = 0.05
+  data.buckets.point_caps = (65536, 131072, 262144, 524288)
+  data.buckets.voxel_caps = (32768, 65536, 131072, 262144)
+  data.buckets.level_fractions = (0.35, 0.1, 0.03, 0.01)

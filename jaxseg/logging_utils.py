@@ -25,6 +25,8 @@ def setup_logging(level: int = logging.INFO, logfile: str | None = None) -> None
   logging.basicConfig(level=level, format=_FORMAT, handlers=handlers, force=True)
   # Backend probing ("Unable to initialize backend 'tpu'") is noise on CPU/GPU machines.
   logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
+  # orbax logs every checkpoint file operation through absl at INFO.
+  logging.getLogger("absl").setLevel(logging.WARNING)
 
 
 def progress(items: Iterable[T], desc: str, total: int | None = None) -> Iterator[T]:

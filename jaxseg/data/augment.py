@@ -10,6 +10,11 @@ Per-point gaussian coordinate noise is added after the affine map and is NOT par
 matrix. Colours get a per-scene, per-channel shift (`color_jitter`, std in 0..255 units) and
 per-point noise (`color_noise`), then are clipped to [0, 255].
 
+Normals follow the linear part A = s * F @ R: a surface normal maps to the inverse transpose
+A^-T n (this keeps it perpendicular to every transformed tangent t -> A t), renormalised to
+unit length (`transform_normals`). For this A, A^-T n = F @ R @ n / s, so the unit normal is
+the rotated and mirrored one; the general formula is used so any affine matrix works.
+
 Points are never reordered or reassigned, so labels and segments keep following their points;
 `random_crop` returns the kept point indices for the caller to gather every per-point array.
 """
@@ -116,6 +121,22 @@ def augment(coords: np.ndarray, colors: np.ndarray, rng: np.random.Generator,
   if config.color_jitter or config.color_noise:
     rgb = np.clip(rgb, 0.0, 255.0)
   return out.astype(np.float32), rgb, transform.astype(np.float32)
+
+
+def transform_normals(normals: np.ndarray, transform: np.ndarray) -> np.ndarray:
+  """Maps surface normals through the linear part of an affine transform.
+
+  Args:
+    normals: float (N, 3); zero rows mean "no normal" and stay zero.
+    transform: (4, 4) affine matrix acting on column vectors (as returned by `augment`).
+  Returns:
+    float32 (N, 3): normalise(A^-T n) with A = transform[:3, :3] (row-vector form n @ A^-1),
+    zero rows unchanged.
+  """
+  linear = np.asarray(transform, np.float64)[:3, :3]
+  out = np.asarray(normals, np.float64) @ np.linalg.inv(linear)
+  norm = np.linalg.norm(out, axis=1, keepdims=True)
+  return np.where(norm > 0, out / np.where(norm > 0, norm, 1.0), 0.0).astype(np.float32)
 
 
 def random_crop(coords: np.ndarray, max_points: int, rng: np.random.Generator) -> np.ndarray:

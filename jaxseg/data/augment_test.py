@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import pdist
 
-from jaxseg.data.augment import AugmentConfig, augment, random_crop
+from jaxseg.data.augment import AugmentConfig, augment, random_crop, transform_normals
 from jaxseg.errors import InputError
 
 ROTATE_ONLY = AugmentConfig(rotate_z=True, tilt=math.pi / 32, flip=False, scale=None)
@@ -103,6 +103,56 @@ def test_same_seed_same_result():
   for x, y in zip(a, b):
     np.testing.assert_array_equal(x, y)
   assert not np.array_equal(a[0], c[0])
+
+
+def _plane(n=300, seed=0):
+  """Points on a random plane (float64) and its unit normal."""
+  rng = np.random.default_rng(seed)
+  normal = rng.normal(size=3)
+  normal /= np.linalg.norm(normal)
+  tangents = np.linalg.svd(normal[None])[2][1:]  # two unit vectors perpendicular to the normal
+  points = rng.normal(size=(n, 2)) @ tangents * 2.0 + rng.normal(size=3)
+  return points, normal
+
+
+@pytest.mark.parametrize("config", [AugmentConfig(),
+                                    AugmentConfig(translate=1.0, scale=(0.5, 2.0))])
+def test_augmented_normals_stay_perpendicular_to_the_augmented_plane(config):
+  points, normal = _plane()
+  colors = np.zeros((len(points), 3), np.uint8)
+  normals = np.broadcast_to(normal, points.shape).astype(np.float32)
+  flipped = set()
+  for seed in range(12):
+    out, _, transform = augment(points.astype(np.float32), colors, np.random.default_rng(seed),
+                                config)
+    moved = transform_normals(normals, transform).astype(np.float64)
+    np.testing.assert_allclose(np.linalg.norm(moved, axis=1), 1.0, atol=1e-6)
+    # Independent float64 reference: the plane normal of the augmented points by SVD.
+    centred = out.astype(np.float64) - out.mean(axis=0)
+    reference = np.linalg.svd(centred, full_matrices=False)[2][-1]
+    np.testing.assert_allclose(np.abs(moved @ reference), 1.0, atol=1e-5)
+    np.testing.assert_allclose(centred @ moved[0], 0.0, atol=5e-5)
+    # Orientation: the normal keeps pointing to the side the transformed normal offset lands on.
+    t = transform.astype(np.float64)
+    side = (points[0] + 0.1 * normal) @ t[:3, :3].T + t[:3, 3] - out[0].astype(np.float64)
+    assert side @ moved[0] > 0
+    flipped.add(np.linalg.det(t[:3, :3]) < 0)
+  assert flipped == {True, False}  # mirrored and unmirrored transforms were both checked
+
+
+def test_transform_normals_uses_the_inverse_transpose_and_keeps_zero_rows():
+  rng = np.random.default_rng(4)
+  linear = np.diag([3.0, 1.0, 0.5]) @ np.linalg.qr(rng.normal(size=(3, 3)))[0]  # anisotropic
+  transform = np.eye(4)
+  transform[:3, :3] = linear
+  points, normal = _plane(seed=5)
+  normals = np.stack([normal, np.zeros(3)])
+  moved = transform_normals(normals, transform).astype(np.float64)
+  centred = (points - points.mean(axis=0)) @ linear.T
+  np.testing.assert_allclose(centred @ moved[0], 0.0, atol=1e-5)
+  naive = linear @ normal  # A n is NOT the answer for an anisotropic map
+  assert abs(naive / np.linalg.norm(naive) @ moved[0]) < 0.999
+  np.testing.assert_array_equal(moved[1], 0.0)
 
 
 def test_random_crop_keeps_a_box_around_a_point():

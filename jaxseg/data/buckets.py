@@ -6,7 +6,8 @@ compiles one program per bucket.
 
 Padding conventions (P = point capacity, C = voxel capacity):
   padded points:  point_mask False, point_to_voxel C (sentinel), point_labels -1,
-                  point_segments -1, point_index -1, point_coords / point_colors 0;
+                  point_segments -1, point_index -1, point_coords / point_colors /
+                  point_normals 0;
   padded voxels:  voxel_mask False, voxel_coords 0, voxel_feats 0, voxel_labels -1,
                   voxel_to_point P (sentinel);
   padded scenes (a short last batch filled up to the batch size): every mask False,
@@ -24,8 +25,8 @@ from jaxseg.errors import InputError
 from jaxseg.ops.sparse import kernel_map
 
 # Per-point and per-voxel arrays of an unpadded element and their padding values.
-POINT_FIELDS = {"point_coords": 0, "point_colors": 0, "point_labels": -1, "point_segments": -1,
-                "point_index": -1}
+POINT_FIELDS = {"point_coords": 0, "point_colors": 0, "point_normals": 0, "point_labels": -1,
+                "point_segments": -1, "point_index": -1}
 VOXEL_FIELDS = {"voxel_coords": 0, "voxel_feats": 0, "voxel_labels": -1}
 
 
@@ -153,8 +154,9 @@ def pad_batch(elements: Sequence[Mapping[str, np.ndarray]], buckets: Buckets,
   Returns arrays with a leading batch axis: voxel_coords int32 [B, C, 3], voxel_feats f32
   [B, C, F], voxel_mask bool [B, C], voxel_to_point int32 [B, C], voxel_labels int32 [B, C]
   (when present), point_to_voxel / point_labels / point_segments / point_index int32 [B, P],
-  point_mask bool [B, P], point_coords / point_colors f32 [B, P, 3], scene_index int32 [B],
-  transform f32 [B, 4, 4].
+  point_mask bool [B, P], point_coords / point_colors f32 [B, P, 3], point_normals f32
+  [B, P, 3] (unit normals, or zeros for scenes without normals and padding rows), scene_index
+  int32 [B], transform f32 [B, 4, 4].
   """
   bucket = max(int(e["bucket"]) for e in elements)
   point_cap, voxel_cap = buckets.point_caps[bucket], buckets.voxel_caps[bucket]

@@ -14,6 +14,7 @@ def _element(num_points, num_voxels, index, seed):
   return {
       "point_coords": rng.normal(size=(num_points, 3)).astype(np.float32),
       "point_colors": rng.random((num_points, 3)).astype(np.float32),
+      "point_normals": rng.normal(size=(num_points, 3)).astype(np.float32),
       "point_labels": rng.integers(0, 5, num_points).astype(np.int32),
       "point_segments": rng.integers(0, 3, num_points).astype(np.int32),
       "point_index": np.arange(num_points, dtype=np.int32),
@@ -65,8 +66,8 @@ def test_batch_padded_to_largest_member_with_conventions():
     n, v = len(e["point_to_voxel"]), len(e["voxel_coords"])
     np.testing.assert_array_equal(batch["point_mask"][row], np.arange(p) < n)
     np.testing.assert_array_equal(batch["voxel_mask"][row], np.arange(c) < v)
-    for key in ("point_coords", "point_colors", "point_labels", "point_segments",
-                "point_index", "point_to_voxel"):
+    for key in ("point_coords", "point_colors", "point_normals", "point_labels",
+                "point_segments", "point_index", "point_to_voxel"):
       np.testing.assert_array_equal(batch[key][row, :n], e[key])
     for key in ("voxel_coords", "voxel_feats", "voxel_labels", "voxel_to_point"):
       np.testing.assert_array_equal(batch[key][row, :v], e[key])
@@ -75,6 +76,7 @@ def test_batch_padded_to_largest_member_with_conventions():
     np.testing.assert_array_equal(batch["point_segments"][row, n:], -1)
     np.testing.assert_array_equal(batch["point_index"][row, n:], -1)
     np.testing.assert_array_equal(batch["point_coords"][row, n:], 0)
+    np.testing.assert_array_equal(batch["point_normals"][row, n:], 0)
     np.testing.assert_array_equal(batch["voxel_coords"][row, v:], 0)
     np.testing.assert_array_equal(batch["voxel_feats"][row, v:], 0)
     np.testing.assert_array_equal(batch["voxel_labels"][row, v:], -1)
@@ -84,6 +86,8 @@ def test_batch_padded_to_largest_member_with_conventions():
   assert not batch["point_mask"][2].any() and not batch["voxel_mask"][2].any()
   np.testing.assert_array_equal(batch["point_to_voxel"][2], c)
   np.testing.assert_array_equal(batch["point_labels"][2], -1)
+  np.testing.assert_array_equal(batch["point_normals"][2], 0)
+  assert batch["point_normals"].shape == (3, p, 3) and batch["point_normals"].dtype == np.float32
   np.testing.assert_array_equal(batch["transform"][2], np.eye(4))
   assert batch["point_to_voxel"].dtype == np.int32 and batch["voxel_mask"].dtype == bool
 

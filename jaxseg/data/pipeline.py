@@ -6,10 +6,11 @@
     arrays = to_global_arrays(batch, mesh)          # jaxseg.data.sharding
 
 Records are dicts with the fields of `jaxseg.data.tfds_builders.scene_features()` (at least
-name, coords, colors, labels, segments). Training shuffles with a new permutation each epoch
-(seeded) and augments each element with a generator derived from (seed, position in the
-stream), so a seed fixes the whole stream. Evaluation keeps the record order, does not augment
-and pads the last batch with empty scenes. Batches are numpy dicts described in
+name, coords, colors, labels, segments; normals are used when `has_normals` is true, or when
+a plain dict record has `normals` and no `has_normals`). Training shuffles with a new
+permutation each epoch (seeded) and augments each element with a generator derived from (seed,
+position in the stream), so a seed fixes the whole stream. Evaluation keeps the record order,
+does not augment and pads the last batch with empty scenes. Batches are numpy dicts described in
 `jaxseg.data.buckets.pad_batch`; `scene_index` is the record index in `source`.
 """
 
@@ -23,7 +24,7 @@ from absl import flags
 import grain
 import numpy as np
 
-from jaxseg.data.augment import AugmentConfig, augment, random_crop
+from jaxseg.data.augment import AugmentConfig, augment, random_crop, transform_normals
 from jaxseg.data.buckets import Buckets, pad_batch
 from jaxseg.data.sharding import process_batch_size, shard_dataset
 from jaxseg.data.tfds_builders import record_text
@@ -79,7 +80,9 @@ def process_scene(record: Mapping[str, Any], index: int, rng: np.random.Generato
   """One record -> one unpadded element (the input of `buckets.pad_batch`).
 
   Returns point_coords f32 (P, 3) (augmented, metres), point_colors f32 (P, 3) in [0, 1],
-  point_labels / point_segments int32 (P,), point_index int32 (P,) (row in the record),
+  point_normals f32 (P, 3) (unit normals through the augmentation's linear part, see
+  `augment.transform_normals`; zeros when the record has no normals), point_labels /
+  point_segments int32 (P,), point_index int32 (P,) (row in the record),
   point_to_voxel int32 (P,), voxel_coords int32 (V, 3), voxel_feats f32 (V, 6),
   voxel_to_point int32 (V,), voxel_labels int32 (V,) when enabled, transform f32 (4, 4),
   scene_index, and bucket (smallest bucket that fits).
@@ -93,8 +96,13 @@ def process_scene(record: Mapping[str, Any], index: int, rng: np.random.Generato
                                       config.augment if train else AugmentConfig.none())
   vox = voxelize(coords, colors, config.voxel_size,
                  labels if config.voxel_labels else None, name=name)
+  if bool(record.get("has_normals", "normals" in record)):
+    normals = transform_normals(np.asarray(record["normals"])[keep], transform)
+  else:
+    normals = np.zeros((keep.size, 3), np.float32)
   element = {
       "point_coords": coords, "point_colors": colors / np.float32(255.0),
+      "point_normals": normals,
       "point_labels": labels,
       "point_segments": np.asarray(record["segments"], np.int32)[keep],
       "point_index": keep, "point_to_voxel": vox.point_to_voxel,

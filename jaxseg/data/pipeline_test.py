@@ -16,14 +16,20 @@ CONFIG = PipelineConfig(voxel_size=0.25, batch_size=2, buckets=BUCKETS, voxel_la
                         augment=AugmentConfig(translate=0.5))
 
 
-def _records(sizes, seed=0):
+def _records(sizes, seed=0, normals=()):
+  """Random rooms; rooms whose index is in `normals` carry random unit normals (the others carry
+  zeros and has_normals False, like tfds records of scenes without normals)."""
   rng = np.random.default_rng(seed)
   records = []
   for i, n in enumerate(sizes):
+    unit = rng.normal(size=(n, 3))
+    unit /= np.linalg.norm(unit, axis=1, keepdims=True)
     records.append({
         "name": f"room{i}".encode(),
         "coords": (rng.random((n, 3)) * [3.0, 2.0, 1.0]).astype(np.float32),
         "colors": rng.integers(0, 256, (n, 3)).astype(np.uint8),
+        "normals": (unit if i in normals else np.zeros((n, 3))).astype(np.float32),
+        "has_normals": np.bool_(i in normals),
         "labels": rng.integers(-1, 5, n).astype(np.int32),
         "segments": rng.integers(-1, 6, n).astype(np.int32)})
   return records
@@ -45,6 +51,15 @@ def _check_against_record(batch, row, record, voxel_size):
   np.testing.assert_allclose(batch["point_coords"][row][valid], coords, atol=1e-5)
   np.testing.assert_allclose(batch["point_colors"][row][valid], record["colors"][index] / 255.0,
                              atol=1e-6)
+  normals = batch["point_normals"][row]
+  np.testing.assert_array_equal(normals[~valid], 0)
+  if record.get("has_normals", False):
+    # Normals map with the inverse transpose of the linear part, then are renormalised.
+    expected = record["normals"][index].astype(np.float64) @ np.linalg.inv(t[:3, :3])
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+    np.testing.assert_allclose(normals[valid], expected, atol=1e-5)
+  else:
+    np.testing.assert_array_equal(normals[valid], 0)
   floor = np.floor(batch["point_coords"][row][valid].astype(np.float64) / voxel_size)
   ref_coords, ref_inverse = np.unique(floor - floor.min(axis=0), axis=0, return_inverse=True)
   vmask = batch["voxel_mask"][row]
@@ -59,7 +74,7 @@ def _check_against_record(batch, row, record, voxel_size):
 
 
 def test_training_batches_follow_the_records():
-  records = _records([40, 100, 70, 30, 120])
+  records = _records([40, 100, 70, 30, 120], normals=(0, 2, 3))
   batches = _batches(records, num_epochs=2)
   assert len(batches) == 5  # 10 elements over 2 epochs in batches of 2
   seen = []
@@ -76,7 +91,7 @@ def test_training_batches_follow_the_records():
 
 
 def test_seed_fixes_the_stream():
-  records = _records([40, 50, 60, 70])
+  records = _records([40, 50, 60, 70], normals=(1,))
   first, again = _batches(records, seed=3), _batches(records, seed=3)
   other = _batches(records, seed=4)
   for a, b in zip(first, again):
@@ -104,7 +119,7 @@ def test_evaluation_is_ordered_unaugmented_and_padded():
 
 
 def test_oversized_scene_is_cropped_or_reported():
-  records = _records([300, 40])
+  records = _records([300, 40], normals=(0,))
   with pytest.raises(InputError, match="room0: the scene has 300 points"):
     _batches(records, train=False)
   cropped = PipelineConfig(voxel_size=0.25, batch_size=2, buckets=BUCKETS, max_points=200)
@@ -143,8 +158,9 @@ def test_config_from_dict():
 
 
 def test_reads_a_built_arrayrecord_dataset(tmp_path):
-  records = _records([50, 80, 60])
+  records = _records([50, 80, 60], normals=(1,))
   scenes = {r["name"].decode(): Scene(r["name"].decode(), r["coords"], r["colors"],
+                                      normals=r["normals"] if r["has_normals"] else None,
                                       labels=r["labels"], segments=r["segments"])
             for r in records}
   builder = tfds_builders.make_builder("synthetic", str(tmp_path), {"train": list(scenes)},

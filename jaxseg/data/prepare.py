@@ -121,7 +121,7 @@ def prepare_dataset(data: ml_collections.ConfigDict) -> DatasetHandle:
   parent = data.dataset_dir or os.path.join(synthetic_cache.default_cache_root(), "datasets")
   data_dir = os.path.join(os.path.abspath(os.path.expanduser(parent)),
                           f"{data.format}-{dataset_key(fmt, root, splits, data)}")
-  # Formats without frames ignore with_frames; only 'scannet' reads frames_root.
+  # Formats without frames ignore with_frames; 'scannet' and 'votenet' read frames_root.
   load_kwargs = {"with_frames": bool(data.with_frames), "label_map": label_map,
                  "frames_root": data.frames_root or None}
   builder = tfds_builders.make_builder(

@@ -70,18 +70,21 @@ def load_scene(fmt: str, root: str, scene_id: str, *, with_frames: bool = True,
     fmt: one of FORMATS.
     root: the dataset root that `list_scenes` was given (for 'custom', a folder or one file).
     scene_id: an id from `list_scenes`.
-    with_frames: read posed RGB-D frames ('scannet', 'mmdet3d'; InputError when missing).
-      Formats without frames ('votenet', 's3dis', 'custom') ignore it.
+    with_frames: read posed RGB-D frames ('scannet', 'mmdet3d'; InputError when missing;
+      'votenet' when `frames_root` is given). 's3dis' and 'custom' ignore it.
     label_map: `scannetv2-labels.combined.tsv` ('scannet' scans without labels.ply).
-    frames_root: 'scannet' only: folder of SensReader exports `<frames_root>/<scene>/` when
-      they are not inside the scan folders.
+    frames_root: 'scannet': folder of SensReader exports `<frames_root>/<scene>/` when they
+      are not inside the scan folders. 'votenet': folder of mmdetection3d posed images
+      `<frames_root>/<scene>/` (scenes without a folder there get no frames), with the
+      `scannet_infos_*.pkl` that align their poses beside it (jaxseg.io.votenet).
   """
   _check_format(fmt, root)
   if fmt == "scannet":
     return scannet.read_scannet_scene(root, scene_id, with_frames=with_frames,
                                       frames_root=frames_root, label_map=label_map)
   if fmt == "votenet":
-    return votenet.read_votenet_scene(root, scene_id)
+    return votenet.read_votenet_scene(root, scene_id,
+                                      frames_root=frames_root if with_frames else None)
   if fmt == "mmdet3d":
     return mmdet3d.read_mmdet3d_scene(root, scene_id, with_frames=with_frames)
   if fmt == "s3dis":

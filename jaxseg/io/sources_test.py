@@ -32,6 +32,22 @@ def test_votenet_and_mmdet3d_on_mini_set():
   assert sources.list_scenes("mmdet3d", root, "val") == []
 
 
+def test_votenet_frames_root_is_threaded_through():
+  root = testing.require_scannet_mini()
+  labeled, posed = os.path.join(root, "labeled"), os.path.join(root, "posed")
+  scene = sources.load_scene("votenet", labeled, "scene0000_00", frames_root=posed)
+  raw = sources.load_scene("mmdet3d", root, "scene0000_00")
+  assert len(scene.frames) == len(raw.frames) == 60
+  # Poses move into the axis-aligned frame of the VoteNet points.
+  np.testing.assert_allclose(scene.frames.poses,
+                             raw.axis_alignment.astype(np.float64) @ raw.frames.poses,
+                             atol=1e-5)
+  assert sources.load_scene("votenet", labeled, "scene0000_00", frames_root=posed,
+                            with_frames=False).frames is None
+  assert sources.load_scene("votenet", labeled, "scene0001_00",
+                            frames_root=posed).frames is None
+
+
 def test_votenet_split_file(tmp_path):
   rng = np.random.default_rng(0)
   for name in ("scene0001_00", "scene0002_00"):

@@ -5,10 +5,12 @@ import os
 
 import numpy as np
 import pytest
+from PIL import Image
+from scipy import spatial
 
 from jaxseg import testing
 from jaxseg.errors import InputError
-from jaxseg.io import labels, votenet
+from jaxseg.io import labels, mmdet3d, votenet
 
 # The 20 benchmark classes' NYU40 ids, in class order (ScanNet benchmark / mini-set README).
 _BENCHMARK_NYU40 = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 14, 16, 24, 28, 33, 34, 36, 39]
@@ -89,3 +91,59 @@ def test_bad_files(tmp_path):
     votenet.read_votenet_scene(str(tmp_path), "e")
   with pytest.raises(InputError, match="does not exist"):
     votenet.list_votenet_scenes(str(tmp_path / "missing"))
+
+
+def _project(points, pose_c2w, k):
+  """float64 pixel coordinates (N, 2) and camera depth (N,) of world points."""
+  w2c = np.linalg.inv(pose_c2w.astype(np.float64))
+  cam = points.astype(np.float64) @ w2c[:3, :3].T + w2c[:3, 3]
+  uvw = cam @ k.astype(np.float64).T
+  return uvw[:, :2] / cam[:, 2:], cam[:, 2]
+
+
+def test_frames_are_aligned_with_the_axis_aligned_points():
+  """scene0000_00 from the VoteNet export (aligned points, frames from posed/) lands on the
+  same pixels with the same image colours as the raw mmdetection3d points it came from."""
+  root = testing.require_scannet_mini()
+  scene = votenet.read_votenet_scene(os.path.join(root, "labeled"), "scene0000_00",
+                                     frames_root=os.path.join(root, "posed"))
+  raw = mmdet3d.read_mmdet3d_scene(root, "scene0000_00")
+  assert len(scene.frames) == len(raw.frames) == 60
+  assert scene.frames.color_paths == raw.frames.color_paths
+  # The VoteNet points are an exact subset of the aligned raw points (mini-set README).
+  align = raw.axis_alignment.astype(np.float64)
+  aligned_raw = raw.coords @ align[:3, :3].T + align[:3, 3]
+  dist, match = spatial.cKDTree(aligned_raw).query(scene.coords)
+  assert dist.max() < 1e-4
+  width, height = scene.frames.color_size
+  checked = 0
+  for v in range(0, 60, 12):
+    image = np.asarray(Image.open(scene.frames.color_paths[v]).convert("RGB"))
+    uv, z = _project(scene.coords, scene.frames.poses[v], scene.frames.color_intrinsics)
+    uv_raw, z_raw = _project(raw.coords[match], raw.frames.poses[v], raw.frames.color_intrinsics)
+    inside = (z > 0.1) & (uv >= -0.5).all(1) & (uv[:, 0] < width - 0.5) & (
+        uv[:, 1] < height - 0.5)
+    np.testing.assert_allclose(uv[inside], uv_raw[inside], atol=0.02)
+    np.testing.assert_allclose(z, z_raw, atol=1e-4)
+    pix = np.floor(uv[inside] + 0.5).astype(int)
+    pix_raw = np.floor(uv_raw[inside] + 0.5).astype(int)
+    same = (image[pix[:, 1], pix[:, 0]] == image[pix_raw[:, 1], pix_raw[:, 0]]).all(1)
+    assert same.mean() > 0.99
+    checked += inside.sum()
+  assert checked > 10000
+
+
+def test_frames_folder_and_alignment_lookup(tmp_path):
+  root = testing.require_scannet_mini()
+  labeled, posed = os.path.join(root, "labeled"), os.path.join(root, "posed")
+  # No posed folder for this scan: no frames.
+  assert votenet.read_votenet_scene(labeled, "scene0000_01", frames_root=posed).frames is None
+  # An explicit meta dir gives the same poses as the one found beside the frames.
+  found = votenet.read_votenet_scene(labeled, "scene0000_00", frames_root=posed)
+  explicit = votenet.read_votenet_scene(labeled, "scene0000_00", frames_root=posed,
+                                        meta_dir=os.path.join(root, "meta"))
+  np.testing.assert_array_equal(found.frames.poses, explicit.frames.poses)
+  with pytest.raises(InputError, match="no axis_align_matrix for scene0000_00") as e:
+    votenet.read_votenet_scene(labeled, "scene0000_00", frames_root=posed,
+                               meta_dir=str(tmp_path))
+  assert "meta_dir" in e.value.fix

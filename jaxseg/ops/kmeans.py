@@ -57,7 +57,7 @@ def pairwise_distances(x: jax.Array, centroids: jax.Array, metric: str) -> jax.A
   """Distances [B, K] between rows x [B, D] and centroids [K, D] (inputs already prepared)."""
   dots = x @ centroids.T
   if metric == "cosine":
-    return 1.0 - dots
+    return jnp.maximum(1.0 - dots, 0.0)
   sq = jnp.sum(x * x, axis=1)[:, None] - 2.0 * dots + jnp.sum(centroids * centroids, axis=1)
   return jnp.maximum(sq, 0.0)
 

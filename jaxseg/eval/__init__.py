@@ -1,0 +1,1 @@
+"""Evaluation: Hungarian-matched clustering metrics, linear probes, reports and raw baselines."""

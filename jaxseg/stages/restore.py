@@ -1,0 +1,44 @@
+"""Network variables from another run's checkpoints (svc.cmd_checkpoint, eval.checkpoint)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from jaxseg.errors import InputError
+from jaxseg.logging_utils import get_logger
+
+_LOG = get_logger("stages.restore")
+
+
+def _phase_dir(path: str, phases: Sequence[str]) -> str:
+  """The checkpoint folder to read: `path` itself when it holds steps, else the first of
+  `<path>/checkpoints/<phase>` that does."""
+  candidates = [path] + [os.path.join(path, "checkpoints", phase) for phase in phases]
+  for candidate in candidates:
+    if os.path.isdir(candidate) and any(name.isdigit() for name in os.listdir(candidate)):
+      return candidate
+  raise InputError(path, f"no finished checkpoint of phase {' / '.join(phases)} here",
+                   "pass a work directory of a finished run (or its checkpoints/<phase> "
+                   "folder)")
+
+
+def load_variables(path: str, phases: Sequence[str]) -> dict[str, Any]:
+  """{'params', 'batch_stats'} of the newest step of the newest phase found under `path`."""
+  directory = _phase_dir(os.path.abspath(path), phases)
+  with ocp.CheckpointManager(directory) as manager:
+    step = manager.latest_step()
+    restored = manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore()))["state"]
+  try:
+    variables = {"params": restored["params"],
+                 "batch_stats": restored["model_state"]["batch_stats"]}
+  except (KeyError, TypeError) as error:
+    raise InputError(directory, f"step {step} holds no network variables ({error})",
+                     "pass a jaxseg training checkpoint") from error
+  _LOG.info("loaded network variables of step %d from %s", step, directory)
+  return jax.tree.map(np.asarray, variables)

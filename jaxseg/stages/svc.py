@@ -1,0 +1,177 @@
+"""Stage 2, Super-Voxel Clustering (PointDC Eq. 8-12), repeated.
+
+Each clustering round: super-voxel features of every training scene (unaugmented) -> K-means
+over all of them on all devices (Eq. 8) -> pseudo-labels per super-voxel, either Eq. 9-10
+(softmax of the frozen cosine classifier, pooled over the super-voxel, argmax) or Sinkhorn
+transport with equal cluster masses. Training then fits the frozen cosine classifier's logits
+to the labels (Eq. 11) on augmented scenes (Eq. 12); labels follow the points through the
+augmentation because they are looked up by each point's super-voxel id.
+
+Phases: 'svc_warmup' trains on the first clustering without re-clustering; 'svc' re-clusters
+at the start of every `recluster_every`-th epoch. Each phase starts a fresh optimizer, as the
+reference does.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxseg import losses
+from jaxseg.eval.report import ScalarWriter
+from jaxseg.logging_utils import get_logger
+from jaxseg.stages import loop, passes
+from jaxseg.stages.context import RunContext
+from jaxseg.stages.optimizers import optimizer_for
+from jaxseg.svc.clustering import cluster_supervoxels
+from jaxseg.svc.features import cosine_logits
+from jaxseg.svc.pseudo_labels import sinkhorn_pseudo_labels
+from jaxseg.train.parallel import make_train_step, replicate
+from jaxseg.train.state import TrainState
+
+_LOG = get_logger("stages.svc")
+CAP_KEY = "svc.segment_cap"
+
+
+def num_clusters(ctx: RunContext) -> int:
+  return int(ctx.config.svc.num_clusters or ctx.num_classes)
+
+
+def cluster_round(ctx: RunContext, variables: Mapping[str, Any], round_index: int
+                  ) -> dict[str, np.ndarray]:
+  """One clustering round -> {'centroids': f32 [K, D], 'labels': int32 [N, S]} (N records)."""
+  svc, split = ctx.config.svc, ctx.config.data.train_split
+  start = time.perf_counter()
+  features, fields = passes.feature_fn(ctx, "model")
+  sv = passes.supervoxel_pass(ctx, split, features, fields, variables, svc.segment_cap,
+                              CAP_KEY)
+  keep = sv["counts"] >= max(1, svc.min_segment_points)
+  if svc.gt_ignore_mask:
+    keep &= sv["labelled"] > 0
+  flat = sv["feats"].reshape(-1, sv["feats"].shape[-1])
+  k = num_clusters(ctx)
+  centroids = np.asarray(cluster_supervoxels(
+      flat, keep.reshape(-1).astype(np.float32), k, num_iters=svc.kmeans_iters,
+      seed=ctx.config.seed + round_index, mesh=ctx.mesh))
+  if svc.assign == "kmeans":
+    table = passes.pseudo_label_pass(ctx, split, variables, centroids,
+                                     temperature=svc.temperature, segment_cap=svc.segment_cap)
+  else:
+    labels = sinkhorn_pseudo_labels(
+        flat, keep.reshape(-1), sv["counts"].reshape(-1), centroids=centroids,
+        marginal=svc.sinkhorn.marginal, epsilon=svc.sinkhorn.epsilon,
+        num_iters=svc.sinkhorn.num_iters, mesh=ctx.mesh)
+    table = np.asarray(labels, np.int32).reshape(keep.shape)
+  table = np.where(keep, table, -1).astype(np.int32)
+  sizes = np.bincount(table[table >= 0], minlength=k)
+  _LOG.info("clustering round %d (%s): %d super-voxels into %d clusters in %.1f s; "
+            "super-voxels per cluster min %d / median %d / max %d", round_index, svc.assign,
+            int(keep.sum()), k, time.perf_counter() - start, sizes.min(),
+            int(np.median(sizes)), sizes.max())
+  return {"centroids": centroids.astype(np.float32), "labels": table}
+
+
+def _pseudo_label_fields(arrays: Mapping[str, np.ndarray], gt_ignore_mask: bool):
+  def host_fields(batch):
+    table = arrays["labels"]
+    segments, scenes = batch["point_segments"], batch["scene_index"]
+    valid = (segments >= 0) & (scenes[:, None] >= 0) & batch["point_mask"]
+    labels = table[np.maximum(scenes, 0)[:, None], np.clip(segments, 0, table.shape[1] - 1)]
+    labels = np.where(valid, labels, -1)
+    if gt_ignore_mask:
+      labels = np.where(batch["point_labels"] >= 0, labels, -1)
+    return {"pseudo_labels": labels.astype(np.int32)}
+  return host_fields
+
+
+def _loss_fn(ctx: RunContext):
+  svc = ctx.config.svc
+
+  def loss_fn(params, model_state, batch, extra, axis_name):
+    net = ctx.net(voxel_cap=batch["voxel_coords"].shape[1], axis_name=axis_name)
+    out, updates = net.apply({"params": params, **model_state}, batch, train=True,
+                             mutable=["batch_stats"])
+    logits = cosine_logits(out["features"], extra["centroids"], svc.logit_scale,
+                           normalize_features=svc.normalize_features)
+    labels = batch["pseudo_labels"]
+    loss_sum, count = losses.cross_entropy_loss(logits, labels, batch["point_mask"])
+    correct = jnp.sum((jnp.argmax(logits, -1) == labels) & (labels >= 0) & batch["point_mask"])
+    return loss_sum, count, (updates, {"pseudo_label_accuracy": correct.astype(jnp.float32)})
+  return loss_fn
+
+
+def _variables(state) -> dict[str, Any]:
+  return {"params": state.params, "batch_stats": state.model_state["batch_stats"]}
+
+
+def encoder_variables(variables: Mapping[str, Any]) -> dict[str, Any]:
+  """The encoder part of CMD variables (the alignment head is dropped)."""
+  return {"params": {"encoder": variables["params"]["encoder"]},
+          "batch_stats": {"encoder": variables["batch_stats"]["encoder"]}}
+
+
+def _run_phase(ctx: RunContext, phase: str, epochs: int, recluster_every: int,
+               variables: Mapping[str, Any], arrays: dict[str, np.ndarray] | None,
+               resume: bool, writer: ScalarWriter):
+  """One SVC phase; returns (variables, arrays) at its end."""
+  config = ctx.config
+  checkpointer = loop.open_checkpointer(ctx, phase)
+  loop.check_fresh_start(checkpointer, resume, phase)
+  steps_per_epoch = ctx.steps_per_epoch(config.data.train_split)
+  tx = optimizer_for(config.svc.optimizer, steps_per_epoch, "svc.optimizer")
+  state = replicate(TrainState.create(params=variables["params"],
+                                      model_state={"batch_stats": variables["batch_stats"]},
+                                      tx=tx), ctx.mesh)
+  meta = None
+  if checkpointer.latest_step() is not None:
+    state, arrays, meta = checkpointer.restore(state)
+    _LOG.info("resuming %s from step %d (%s)", phase, int(state.step), meta)
+  if meta and meta.get("done"):
+    return _variables(state), dict(arrays)
+  start_epoch, skip = loop.start_position(meta, steps_per_epoch)
+  round_base = {"svc_warmup": 0, "svc": 1}[phase] * 1000
+  reclusters_first = bool(recluster_every) and start_epoch % recluster_every == 0 and not skip
+  if arrays is None and not reclusters_first:
+    arrays = cluster_round(ctx, _variables(state), round_base)
+  arrays = dict(arrays or {})
+  step_fn = make_train_step(_loss_fn(ctx), ctx.mesh, config.parallel.mode)
+  trainer = loop.PhaseTrainer(ctx, phase, step_fn, checkpointer, writer,
+                              _pseudo_label_fields(arrays, config.svc.gt_ignore_mask),
+                              ("pseudo_labels",), invariance=config.svc.invariance.to_dict())
+  for epoch in range(start_epoch, epochs):
+    first = epoch == start_epoch
+    if recluster_every and epoch % recluster_every == 0 and not (first and skip):
+      arrays.update(cluster_round(ctx, _variables(state), round_base + epoch))
+    extra = {"centroids": replicate(jnp.asarray(arrays["centroids"]), ctx.mesh)}
+    state = trainer.run_epoch(state, extra, epoch, skip if first else 0, arrays,
+                              {"stage": "svc"})
+  trainer.finish(state, arrays, {"stage": "svc", "epoch": epochs, "batch": 0})
+  return _variables(state), arrays
+
+
+def run(ctx: RunContext, variables: Mapping[str, Any], resume: bool
+        ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+  """Warm-up then iterative SVC from CMD (or any) encoder variables.
+
+  Returns the final variables and the last clustering {'centroids', 'labels'}.
+  """
+  svc = ctx.config.svc
+  writer = ScalarWriter(ctx.path("tensorboard", ""))
+  start = time.perf_counter()
+  _LOG.info("SVC: %d warm-up + %d epochs, re-clustering every %d, K=%d, assign=%s, parallel "
+            "mode %s on %d devices", svc.warmup_epochs, svc.epochs, svc.recluster_every,
+            num_clusters(ctx), svc.assign, ctx.config.parallel.mode, jax.device_count())
+  variables, arrays = encoder_variables(variables), None
+  if svc.warmup_epochs:
+    variables, arrays = _run_phase(ctx, "svc_warmup", svc.warmup_epochs, 0, variables, arrays,
+                                   resume, writer)
+  if svc.epochs:
+    variables, arrays = _run_phase(ctx, "svc", svc.epochs, svc.recluster_every, variables,
+                                   arrays, resume, writer)
+  writer.close()
+  _LOG.info("SVC finished in %.1f s", time.perf_counter() - start)
+  return variables, arrays

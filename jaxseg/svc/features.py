@@ -1,0 +1,96 @@
+"""Super-voxel features and cosine-classifier logits (PointDC Stage 2, step 1 and Eq. 9/11).
+
+  sv = supervoxel_features(point_feats, point_segments, point_mask, segment_cap=512)
+  sv.feats     # f32 [B, S, D]: normalize(mean of the normalised point features), 0 if empty
+  sv.counts    # f32 [B, S]: valid points per super-voxel
+  sv.overflow  # bool [B]: a valid point has a segment id >= segment_cap (raise on the host)
+
+  logits = cosine_logits(point_feats, centroids, scale=1 / 0.1)   # f32 [B, P, K]
+
+Padding: points with point_mask False (or segment id -1) belong to no super-voxel; their
+features may hold anything, NaN included, and reach neither the outputs nor the gradients.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxseg.ops import pooling
+
+
+class SupervoxelFeatures(NamedTuple):
+  feats: jax.Array     # f32 [B, S, D], unit rows; zeros for empty super-voxels
+  counts: jax.Array    # f32 [B, S], number of valid points of each super-voxel
+  overflow: jax.Array  # bool [B], True when a valid point's segment id is >= segment_cap
+
+
+def l2_normalize(x: jax.Array, axis: int = -1, eps: float = 1e-12) -> jax.Array:
+  """x / max(||x||, eps) along `axis` (torch's F.normalize).
+
+  Args:
+    x: float [..., D].
+
+  Returns:
+    float [..., D] with the dtype of x; all-zero rows stay zero, with finite gradients.
+  """
+  squared = jnp.sum(x * x, axis=axis, keepdims=True)
+  return x * jax.lax.rsqrt(jnp.maximum(squared, eps * eps))
+
+
+def point_segment_ids(point_segments: jax.Array, point_mask: jax.Array) -> jax.Array:
+  """Segment id of each point, -1 for masked points: int32 [B, P] (or [P])."""
+  return jnp.where(point_mask, point_segments, -1).astype(jnp.int32)
+
+
+def segment_overflow(point_segments: jax.Array, point_mask: jax.Array,
+                     segment_cap: int) -> jax.Array:
+  """bool [B] (or []): some valid point has a segment id >= segment_cap.
+
+  Such points fall outside the static super-voxel capacity and every pooling op drops them;
+  check this flag on the host and raise instead of training on silently truncated scenes.
+  """
+  ids = point_segment_ids(point_segments, point_mask)
+  return jnp.any(ids >= segment_cap, axis=-1)
+
+
+def supervoxel_features(point_feats: jax.Array, point_segments: jax.Array,
+                        point_mask: jax.Array, segment_cap: int) -> SupervoxelFeatures:
+  """Unit super-voxel features as PointDC computes them (scatter-mean, renormalised).
+
+  Args:
+    point_feats: f32 [B, P, D] point features (any norm; padded rows may be NaN).
+    point_segments: int32 [B, P] super-voxel id of each point, -1 for none.
+    point_mask: bool [B, P], False for padding points.
+    segment_cap: static number of super-voxel slots S per scene.
+
+  Returns:
+    SupervoxelFeatures(feats f32 [B, S, D] = normalize(mean_j normalize(f_j)) with zeros for
+    empty super-voxels, counts f32 [B, S], overflow bool [B]).
+  """
+  ids = point_segment_ids(point_segments, point_mask)
+  feats = jnp.where(point_mask[..., None], point_feats, jnp.zeros((), point_feats.dtype))
+  means = pooling.segment_mean(l2_normalize(feats), ids, segment_cap)
+  counts = pooling.segment_counts(ids, segment_cap).astype(jnp.float32)
+  return SupervoxelFeatures(l2_normalize(means), counts,
+                            segment_overflow(point_segments, point_mask, segment_cap))
+
+
+def cosine_logits(point_feats: jax.Array, centroids: jax.Array, scale: float,
+                  normalize_features: bool = True) -> jax.Array:
+  """Logits of the frozen cosine classifier whose weights are the normalised centroids.
+
+  Args:
+    point_feats: f32 [B, P, D] (or [..., D]).
+    centroids: f32 [K, D] cluster centroids (normalised here).
+    scale: multiplier, e.g. 1 / temperature (Eq. 9) or 1.0 (the reference's classifier).
+    normalize_features: True gives scale * cos(f, mu); False gives scale * ||f|| * cos(f, mu),
+      the reference's frozen nn.Linear applied to unnormalised features.
+
+  Returns:
+    f32 [B, P, K] (or [..., K]).
+  """
+  feats = l2_normalize(point_feats) if normalize_features else point_feats
+  return scale * jnp.einsum("...d,kd->...k", feats, l2_normalize(centroids))

@@ -1,0 +1,1 @@
+"""Training infrastructure: train state, data-parallel steps, optimizers and checkpoints."""

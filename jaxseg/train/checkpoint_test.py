@@ -1,0 +1,207 @@
+"""Checkpoint round trips, retention, crash safety and resuming a run mid-way."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxseg.data.sharding import to_global_arrays
+from jaxseg.errors import InputError
+from jaxseg.ops.sparse.norm import MaskedBatchNorm
+from jaxseg.train.checkpoint import Checkpointer
+from jaxseg.train.optim import make_optimizer
+from jaxseg.train.parallel import make_mesh, make_train_step, replicate
+from jaxseg.train.state import TrainState
+
+_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_ADAM = {"name": "adam", "lr": 0.05, "weight_decay": 1e-3, "schedule": "step",
+         "decay_every": 2, "decay_factor": 0.5}
+
+
+class _Net(nn.Module):
+  axis_name: str | None = None
+
+  @nn.compact
+  def __call__(self, x, mask, train):
+    h = MaskedBatchNorm(momentum=0.8, axis_name=self.axis_name)(nn.Dense(6)(x), mask, train)
+    return nn.Dense(1)(nn.relu(h))[..., 0]
+
+
+def _loss_fn(params, model_state, batch, extra, axis_name):
+  mask = batch["mask"]
+  out, new_state = _Net(axis_name).apply({"params": params, **model_state}, batch["x"], mask,
+                                         True, mutable=["batch_stats"])
+  err = jnp.where(mask, out - batch["y"], 0)
+  return jnp.sum(err ** 2), jnp.sum(mask).astype(jnp.float32), (new_state, {})
+
+
+def _batch(index):
+  rng = np.random.default_rng(100 + index)
+  return {"x": rng.normal(size=(4, 10, 3)).astype(np.float32),
+          "y": rng.normal(size=(4, 10)).astype(np.float32),
+          "mask": rng.random((4, 10)) < 0.7}
+
+
+def _fresh_state(mesh):
+  """The replicated initial TrainState (also the restore target)."""
+  batch = _batch(0)
+  variables = _Net().init(jax.random.key(0), batch["x"], batch["mask"], False)
+  return replicate(TrainState.create(variables["params"],
+                                     {"batch_stats": variables["batch_stats"]},
+                                     make_optimizer(_ADAM)), mesh)
+
+
+def _train(state, step_fn, mesh, start, stop, checkpointer=None):
+  """Steps start..stop-1 on batches start..; saves after each step when given a checkpointer
+  (the checkpointer's save_every decides), with the batch index and a host array as extras."""
+  for index in range(start, stop):
+    state, _ = step_fn(state, to_global_arrays(_batch(index), mesh), {})
+    if checkpointer is not None:
+      checkpointer.save(int(state.step), state, {"seen": np.arange(index + 1)},
+                        {"stage": "test", "next_batch": index + 1})
+  return state
+
+
+def _assert_trees_equal(a, b):
+  """Same leaf paths, dtypes and values (a TrainState's static tx may differ)."""
+  (paths_a, leaves_a), (paths_b, leaves_b) = [
+      zip(*jax.tree_util.tree_flatten_with_path(t)[0]) for t in (a, b)]
+  assert paths_a == paths_b
+  for x, y in zip(leaves_a, leaves_b):
+    assert np.asarray(x).dtype == np.asarray(y).dtype
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_round_trip_restores_values_dtypes_and_shardings(tmp_path):
+  mesh = make_mesh()
+  state = _train(_fresh_state(mesh), make_train_step(_loss_fn, mesh), mesh, 0, 2)
+  arrays = {"centroids": np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32),
+            "labels": np.arange(7, dtype=np.int64), "valid": np.array([True, False])}
+  meta = {"stage": "cluster", "epoch": 3, "batch_in_epoch": 11, "history": [1.5, 2.0]}
+  with Checkpointer(tmp_path, keep=3, save_every=100) as checkpointer:
+    assert checkpointer.save(2, state, arrays, meta, force=True)
+  target = _fresh_state(mesh)
+  restored, restored_arrays, restored_meta = Checkpointer(tmp_path, keep=3,
+                                                          save_every=100).restore(target)
+  assert isinstance(restored, TrainState) and restored.tx is target.tx
+  assert int(restored.step) == 2
+  _assert_trees_equal(restored, state)
+  for leaf, want in zip(jax.tree.leaves(restored), jax.tree.leaves(target)):
+    assert leaf.sharding.is_equivalent_to(want.sharding, leaf.ndim)
+    assert len(leaf.sharding.device_set) == 4
+  assert restored_arrays.keys() == arrays.keys()
+  for name, value in arrays.items():
+    assert restored_arrays[name].dtype == value.dtype
+    np.testing.assert_array_equal(restored_arrays[name], value)
+  assert restored_meta == meta
+
+
+def test_save_policy_keeps_the_last_k_and_restores_the_latest(tmp_path):
+  mesh = make_mesh()
+  state = _fresh_state(mesh)
+  checkpointer = Checkpointer(tmp_path, keep=2, save_every=2)
+  started = [checkpointer.save(step, state, {}, {"step": step}) for step in range(8)]
+  assert started == [step % 2 == 0 for step in range(8)]
+  assert checkpointer.all_steps() == [4, 6]
+  assert checkpointer.save(7, state, {}, {"step": 7}, force=True)
+  assert not checkpointer.save(6, state, {}, {"step": "again"})        # Kept as it is.
+  assert checkpointer.save(7, state, {"a": np.ones(1)}, {"step": 7, "done": True}, force=True)
+  assert checkpointer.all_steps() == [6, 7] and checkpointer.latest_step() == 7
+  checkpointer.close()
+  reopened = Checkpointer(tmp_path, keep=2, save_every=2)
+  assert reopened.latest_step() == 7
+  _, arrays, meta = reopened.restore(_fresh_state(mesh))
+  assert arrays.keys() == {"a"} and meta == {"step": 7, "done": True}   # The forced copy.
+  assert reopened.restore(_fresh_state(mesh), step=6)[2] == {"step": 6}
+  with pytest.raises(InputError, match=r"no finished checkpoint for step 4 \(found \[6, 7\]\)"):
+    reopened.restore(_fresh_state(mesh), step=4)
+
+
+def test_unfinished_saves_are_never_listed(tmp_path):
+  mesh = make_mesh()
+  with Checkpointer(tmp_path, keep=5, save_every=1) as checkpointer:
+    checkpointer.save(3, _fresh_state(mesh), {"a": np.ones(2)}, {"step": 3})
+  # What orbax leaves behind when a process dies while writing step 5.
+  partial = tmp_path / "5.orbax-checkpoint-tmp-1760000000"
+  (partial / "state").mkdir(parents=True)
+  (partial / "state" / "manifest.ocdbt").write_bytes(b"\x00" * 10)
+  checkpointer = Checkpointer(tmp_path, keep=5, save_every=1)
+  assert checkpointer.all_steps() == [3] and checkpointer.latest_step() == 3
+  assert checkpointer.restore(_fresh_state(mesh))[2] == {"step": 3}
+
+
+def test_a_process_killed_mid_save_leaves_only_restorable_steps(tmp_path):
+  """A child saves step 1, starts saving a 64 MB step 2 and dies at once (os._exit)."""
+  script = textwrap.dedent(f"""
+      import os, sys
+      import jax.numpy as jnp, numpy as np
+      from jaxseg.train.checkpoint import Checkpointer
+      checkpointer = Checkpointer({str(tmp_path)!r}, keep=5, save_every=1)
+      checkpointer.save(1, {{"w": jnp.full((4096, 4096), 1.0)}}, {{}}, {{"step": 1}})
+      checkpointer.wait()
+      checkpointer.save(2, {{"w": jnp.full((4096, 4096), 2.0)}}, {{}}, {{"step": 2}})
+      os._exit(3)
+  """)
+  env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": _REPO}
+  env.pop("XLA_FLAGS", None)
+  result = subprocess.run([sys.executable, "-c", script], env=env, timeout=120,
+                          capture_output=True, text=True, check=False)
+  assert result.returncode == 3, result.stderr[-2000:]
+  checkpointer = Checkpointer(tmp_path, keep=5, save_every=1)
+  steps = checkpointer.all_steps()
+  assert steps in ([1], [1, 2])
+  target = {"w": jnp.zeros((4096, 4096))}
+  for step in steps:
+    restored, _, meta = checkpointer.restore(target, step)
+    assert meta == {"step": step}
+    assert float(restored["w"].min()) == float(restored["w"].max()) == step
+
+
+def test_missing_or_damaged_checkpoints_raise_input_error(tmp_path):
+  mesh = make_mesh()
+  with pytest.raises(InputError, match="--resume needs a previous run in the same workdir"):
+    Checkpointer(tmp_path / "never_written", keep=1, save_every=1).restore(_fresh_state(mesh))
+  (tmp_path / "a_file").write_text("x")
+  with pytest.raises(InputError, match="is a file"):
+    Checkpointer(tmp_path / "a_file", keep=1, save_every=1)
+  with Checkpointer(tmp_path / "run", keep=2, save_every=1) as checkpointer:
+    checkpointer.save(1, _fresh_state(mesh), {}, {})
+  other_model = replicate(TrainState.create({"w": jnp.ones(3)}, {}, make_optimizer(_ADAM)), mesh)
+  with pytest.raises(InputError, match="resume with the config of the run that wrote it"):
+    Checkpointer(tmp_path / "run", keep=2, save_every=1).restore(other_model)
+  for root, _, files in os.walk(tmp_path / "run" / "1" / "state"):
+    for name in files:
+      with open(os.path.join(root, name), "wb") as f:
+        f.write(b"damaged")
+  with pytest.raises(InputError, match=r"run/1: checkpoint cannot be restored"):
+    Checkpointer(tmp_path / "run", keep=2, save_every=1).restore(_fresh_state(mesh))
+
+
+def test_resuming_from_a_middle_step_gives_the_uninterrupted_params(tmp_path):
+  mesh = make_mesh()
+  step_fn = make_train_step(_loss_fn, mesh)
+  with Checkpointer(tmp_path / "full", keep=2, save_every=2) as checkpointer:
+    full = _train(_fresh_state(mesh), step_fn, mesh, 0, 6, checkpointer)
+    assert checkpointer.all_steps() == [4, 6]
+  full = jax.tree.map(np.asarray, full)
+
+  # Interrupted run: 4 steps (saves at 2 and 4), then every object is dropped.
+  with Checkpointer(tmp_path / "resumed", keep=2, save_every=2) as checkpointer:
+    _train(_fresh_state(mesh), make_train_step(_loss_fn, mesh), mesh, 0, 4, checkpointer)
+  del checkpointer
+
+  checkpointer = Checkpointer(tmp_path / "resumed", keep=2, save_every=2)
+  state, arrays, meta = checkpointer.restore(_fresh_state(mesh))
+  assert int(state.step) == 4 and meta == {"stage": "test", "next_batch": 4}
+  np.testing.assert_array_equal(arrays["seen"], np.arange(4))
+  state = _train(state, make_train_step(_loss_fn, mesh), mesh, meta["next_batch"], 6,
+                 checkpointer)
+  checkpointer.close()
+  _assert_trees_equal(jax.tree.map(np.asarray, state), full)
+  assert int(full.step) == 6
