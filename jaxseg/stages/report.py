@@ -38,7 +38,7 @@ def write_run_report(ctx: RunContext, results: Mapping[str, Mapping[str, Any]],
                      stage_seconds: Mapping[str, float]) -> None:
   """Writes the report (when there are results) and logs the metrics and stage times."""
   config = ctx.config
-  meta = {"config": config.to_dict(), "stage_seconds": dict(stage_seconds),
+  meta = {"config": ctx.path("config.json"), "stage_seconds": dict(stage_seconds),
           "teacher": _teacher_name(ctx), "devices": [str(d) for d in jax.devices()],
           "platform": platform.platform(), "dataset_dir": ctx.handle.data_dir}
   for stage, seconds in stage_seconds.items():

@@ -43,7 +43,9 @@ def _gather_matmul(feats, neighbours, kernel):
     nbr_chunk, ker_chunk = xs
     return acc + jnp.einsum("kci,kio->co", padded[nbr_chunk], ker_chunk), None
 
-  out = jnp.zeros((capacity, kernel.shape[2]), jnp.result_type(feats, kernel))
+  # zeros_like keeps feats' device-varying type, so the scan carry type-checks in shard_map.
+  out = jnp.zeros_like(feats, shape=(capacity, kernel.shape[2]),
+                       dtype=jnp.result_type(feats, kernel))
   out, _ = jax.lax.scan(step, out, (nbr, ker))
   return out
 
