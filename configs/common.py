@@ -112,7 +112,8 @@ def svc_config() -> ml_collections.ConfigDict:
   first clustering, then 60 epochs re-clustering every 5, SGD 3e-2 decayed 0.8 every 5 epochs."""
   return ml_collections.ConfigDict({
       # A finished CMD run (its work directory or checkpoint folder) to start from; '' = run CMD
-      # first in this work directory (mode 'svc').
+      # first in this work directory (mode 'svc'); 'none' = no distillation, start from a
+      # randomly initialised network (for data without RGB-D frames, GrowSP-style).
       "cmd_checkpoint": "",
       # K clusters (0 = data.num_classes); K > C over-clusters into primitives merged at eval.
       "num_clusters": 0,
@@ -156,7 +157,8 @@ def eval_config() -> ml_collections.ConfigDict:
       # Split to evaluate ('' = data.val_split); clusters are fitted on data.train_split.
       "split": "",
       "seeds": (12, 43, 56, 78, 90),
-      # Clusters fitted on the training super-voxels (0 = num_classes), merged to C classes.
+      # Clusters fitted on the training super-voxels (0 = svc.num_clusters, else num_classes),
+      # merged to C classes by K-means of the centroids when more than C.
       "num_clusters": 0,
       "kmeans_iters": 80,
       "linear_probe": True,

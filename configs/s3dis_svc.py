@@ -1,7 +1,11 @@
-"""PointDC on S3DIS v1.2 (5 cm voxels, 13 classes with clutter; train Areas 1-4,6, test 5).
+"""PointDC on S3DIS v1.2 (5 cm voxels, 13 classes with clutter; train Areas 1-4,6, test 5),
+reference schedule.
 
-  python experiments/main.py --config configs/s3dis_svc.py --config.mode=prepare \
-      --config.data.root=/data/Stanford3dDataset_v1.2
+  python experiments/main.py --config configs/s3dis_svc.py \
+      --config.data.root=/data/Stanford3dDataset_v1.2 --config.svc.cmd_checkpoint=RUN
+
+S3DIS ships no posed RGB-D frames, so distillation cannot run on it: pass a CMD run (e.g. one
+distilled on ScanNet) as svc.cmd_checkpoint, or 'none' to cluster from a random network.
 """
 
 import os
@@ -16,4 +20,6 @@ def get_config():
                             smoothness_deg=3.0)
   data.train_split = "train"
   data.val_split = "test"
-  return common.base_config(name="s3dis_svc", data=data)
+  config = common.base_config(name="s3dis_svc", data=data)
+  config.mode = "svc"
+  return config

@@ -85,7 +85,7 @@ def _training_problems(config: ml_collections.ConfigDict) -> list[str]:
                     f"{voxel_encoders}")
   for key in ("svc.cmd_checkpoint", "eval.checkpoint"):
     path = config[key.split(".")[0]][key.split(".")[1]]
-    if path and path != "random" and not os.path.exists(path):
+    if path and path not in ("random", "none") and not os.path.exists(path):
       problems.append(f"{key} {path!r} does not exist; pass a run's work directory")
   return problems
 

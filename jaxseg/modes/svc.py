@@ -1,4 +1,5 @@
-"""Mode `svc`: CMD (unless svc.cmd_checkpoint names a finished one), SVC, then evaluation."""
+"""Mode `svc`: CMD (unless svc.cmd_checkpoint names a finished one, or is 'none' to cluster
+from a randomly initialised network), SVC, then evaluation."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, resume: bool = False) -
   ctx = RunContext.from_config(config, workdir)
   seconds = {}
   start = time.perf_counter()
-  if config.svc.cmd_checkpoint:
+  if config.svc.cmd_checkpoint == "none":
+    variables = ctx.init_variables()
+  elif config.svc.cmd_checkpoint:
     variables = load_variables(config.svc.cmd_checkpoint, ("cmd",))
   else:
     variables = cmd.run(ctx, resume)

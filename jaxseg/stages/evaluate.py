@@ -42,7 +42,7 @@ def class_centroids(ctx: RunContext, train_sv: Mapping[str, np.ndarray], seed: i
   config = ctx.config
   flat = train_sv["feats"].reshape(-1, train_sv["feats"].shape[-1])
   weights = (train_sv["counts"].reshape(-1) > 0).astype(np.float32)
-  k = int(config.eval.num_clusters or ctx.num_classes)
+  k = int(config.eval.num_clusters or config.svc.num_clusters or ctx.num_classes)
   centroids = cluster_supervoxels(flat, weights, k, num_iters=config.eval.kmeans_iters,
                                   seed=seed, mesh=ctx.mesh)
   _, merged = merge_primitives(np.asarray(centroids), ctx.num_classes, seed=seed,

@@ -1,8 +1,9 @@
-"""The end-of-run report: `<workdir>/report.json` and `report.md`, TensorBoard scalars, and the
-headline table printed to the log."""
+"""The end-of-run report: `<workdir>/report.json` and `report.md`, `timings.json` (seconds per
+stage of this invocation), TensorBoard scalars, and the headline table printed to the log."""
 
 from __future__ import annotations
 
+import json
 import platform
 import re
 from typing import Any, Mapping
@@ -43,6 +44,8 @@ def write_run_report(ctx: RunContext, results: Mapping[str, Mapping[str, Any]],
           "platform": platform.platform(), "dataset_dir": ctx.handle.data_dir}
   for stage, seconds in stage_seconds.items():
     _LOG.info("stage %s took %.1f s", stage, seconds)
+  with open(ctx.path("timings.json"), "w") as f:
+    json.dump({"stage_seconds": dict(stage_seconds)}, f, indent=2)
   if not results:
     return
   report = {"class_names": list(class_names(ctx.num_classes)), "methods": _methods(results),
