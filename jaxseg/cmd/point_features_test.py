@@ -49,15 +49,6 @@ def test_supervoxel_targets_match_float64_loop():
   assert not has_target[4] and not has_target[7] and has_target.sum() == s - 2
 
 
-def _look_at(eye, target):
-  forward = np.asarray(target, float) - eye
-  forward /= np.linalg.norm(forward)
-  right = np.cross(forward, [0.0, 0.0, 1.0])
-  right /= np.linalg.norm(right)
-  pose = np.eye(4)
-  pose[:3, 0], pose[:3, 1], pose[:3, 2], pose[:3, 3] = right, np.cross(forward, right), forward, eye
-  return pose
-
 
 def _write_frames(directory, num_views, color_size, rng):
   """Random-noise PNG frames of `color_size` and poses around the origin; view 2's pose is
@@ -69,7 +60,7 @@ def _write_frames(directory, num_views, color_size, rng):
     Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).save(path)
     paths.append(path.encode())
     angle = 2 * np.pi * v / num_views
-    poses.append(_look_at(np.array([3 * np.cos(angle), 3 * np.sin(angle), 1.0]),
+    poses.append(testing.look_at(np.array([3 * np.cos(angle), 3 * np.sin(angle), 1.0]),
                           rng.normal(0, 0.2, 3)))
   poses = np.stack(poses).astype(np.float32)
   poses[2] = np.nan

@@ -7,22 +7,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxseg import testing
 from jaxseg.cmd import projection
 from jaxseg.errors import InputError
 
 SIZE = (64, 48)  # (W, H)
 K = np.array([[50.0, 0.0, 31.5], [0.0, 50.0, 23.5], [0.0, 0.0, 1.0]])
 
-
-def _look_at(eye, target):
-  """float64 (4, 4) camera-to-world pose (x right, y down, z forward), z up in the world."""
-  forward = np.asarray(target, float) - eye
-  forward /= np.linalg.norm(forward)
-  right = np.cross(forward, [0.0, 0.0, 1.0])
-  right /= np.linalg.norm(right)
-  pose = np.eye(4)
-  pose[:3, 0], pose[:3, 1], pose[:3, 2], pose[:3, 3] = right, np.cross(forward, right), forward, eye
-  return pose
 
 
 def _reference(points, valid, poses, k, size, tol, stride, depth=None, depth_k=None,
@@ -83,9 +74,9 @@ def _random_scene(rng, num_points=400):
   valid = np.ones(num_points, bool)
   valid[-7:] = False
   points[-7:-3] = np.nan
-  poses = np.stack([_look_at(np.array([4.0, -3.0, 1.6]), [0, 0, 1]),
-                    _look_at(np.array([-3.5, 1.0, 2.0]), [0.3, 0, 0.8]),
-                    _look_at(np.array([0.2, 0.3, 1.2]), [3, 0.5, 1.0])])
+  poses = np.stack([testing.look_at(np.array([4.0, -3.0, 1.6]), [0, 0, 1]),
+                    testing.look_at(np.array([-3.5, 1.0, 2.0]), [0.3, 0, 0.8]),
+                    testing.look_at(np.array([0.2, 0.3, 1.2]), [3, 0.5, 1.0])])
   return points, valid, poses
 
 
@@ -218,7 +209,7 @@ def test_depth_without_intrinsics_must_match_image_size():
 
 def test_world_to_camera_inverts_and_flags_bad_poses():
   rng = np.random.default_rng(0)
-  poses = np.stack([_look_at(rng.normal(size=3) * 3, rng.normal(size=3)) for _ in range(4)])
+  poses = np.stack([testing.look_at(rng.normal(size=3) * 3, rng.normal(size=3)) for _ in range(4)])
   poses[2, 0, 0] = -np.inf
   poses[3] = 0.0  # singular
   w2c = np.asarray(projection.world_to_camera(poses))

@@ -22,10 +22,8 @@ from jaxseg.eval.report import ScalarWriter
 from jaxseg.logging_utils import get_logger
 from jaxseg.stages import loop
 from jaxseg.stages.context import RunContext
-from jaxseg.stages.optimizers import optimizer_for
 from jaxseg.teachers import build_teacher
-from jaxseg.train.parallel import make_train_step, replicate
-from jaxseg.train.state import TrainState
+from jaxseg.train.parallel import make_train_step
 
 _LOG = get_logger("stages.cmd")
 PHASE = "cmd"
@@ -85,16 +83,9 @@ def run(ctx: RunContext, resume: bool) -> dict[str, Any]:
   checkpointer = loop.open_checkpointer(ctx, PHASE)
   loop.check_fresh_start(checkpointer, resume, PHASE)
   store = distillation_targets(ctx)
-  variables = ctx.init_variables(head_dim=store.dim)
-  steps_per_epoch = ctx.steps_per_epoch(config.data.train_split)
-  tx = optimizer_for(config.cmd.optimizer, steps_per_epoch, "cmd.optimizer")
-  state = replicate(TrainState.create(params=variables["params"],
-                                      model_state={"batch_stats": variables["batch_stats"]},
-                                      tx=tx), ctx.mesh)
-  meta = None
-  if checkpointer.latest_step() is not None:
-    state, _, meta = checkpointer.restore(state)
-    _LOG.info("resuming CMD from step %d (%s)", int(state.step), meta)
+  state, _, meta, steps_per_epoch = loop.initial_state(
+      ctx, PHASE, checkpointer, ctx.init_variables(head_dim=store.dim), config.cmd.optimizer,
+      "cmd.optimizer")
   if meta and meta.get("done"):
     return {"params": state.params, "batch_stats": state.model_state["batch_stats"]}
   start_epoch, skip = loop.start_position(meta, steps_per_epoch)

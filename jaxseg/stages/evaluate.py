@@ -82,7 +82,7 @@ def confusion_pass(ctx: RunContext, split: str, features, fields, variables,
                         total=-(-num_scenes // ctx.config.data.batch_size)):
     conf, overflow = jax.device_get(confusion(variables, centroids,
                                               ctx.to_device(batch, set(fields))))
-    passes._check_overflow(overflow, batch["scene_index"], segment_cap, CAP_KEY)  # pylint: disable=protected-access
+    passes.check_overflow(overflow, batch["scene_index"], segment_cap, CAP_KEY)
     total += conf
   return total
 

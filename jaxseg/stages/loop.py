@@ -16,7 +16,10 @@ from jaxseg.errors import InputError
 from jaxseg.eval.report import ScalarWriter
 from jaxseg.logging_utils import get_logger, progress
 from jaxseg.stages.context import NET_FIELDS, RunContext
+from jaxseg.stages.optimizers import optimizer_for
 from jaxseg.train.checkpoint import Checkpointer
+from jaxseg.train.parallel import replicate
+from jaxseg.train.state import TrainState
 
 _LOG = get_logger("stages.loop")
 
@@ -35,6 +38,23 @@ def check_fresh_start(checkpointer: Checkpointer, resume: bool, phase: str) -> N
     raise InputError(checkpointer.directory, f"the work directory already has {phase} "
                      "checkpoints from an earlier run",
                      "pass --resume to continue it, or choose another --config.workdir")
+
+
+def initial_state(ctx: RunContext, phase: str, checkpointer: Checkpointer,
+                  variables: Mapping[str, Any], optimizer: Any, where: str):
+  """A phase's replicated TrainState from `variables` and its optimizer config, or, when the
+  phase has checkpoints, the newest one: (state, arrays, meta, steps_per_epoch); meta is
+  None for a fresh start."""
+  steps_per_epoch = ctx.steps_per_epoch(ctx.config.data.train_split)
+  tx = optimizer_for(optimizer, steps_per_epoch, where)
+  state = replicate(TrainState.create(params=variables["params"],
+                                      model_state={"batch_stats": variables["batch_stats"]},
+                                      tx=tx), ctx.mesh)
+  if checkpointer.latest_step() is None:
+    return state, None, None, steps_per_epoch
+  state, arrays, meta = checkpointer.restore(state)
+  _LOG.info("resuming %s from step %d (%s)", phase, int(state.step), meta)
+  return state, arrays, meta, steps_per_epoch
 
 
 def start_position(meta: Mapping[str, Any] | None, steps_per_epoch: int) -> tuple[int, int]:

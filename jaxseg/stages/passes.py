@@ -45,7 +45,7 @@ def feature_fn(ctx: RunContext, kind: str) -> tuple[FeatureFn, tuple[str, ...]]:
                    f"use one of {list(FEATURE_KINDS)}")
 
 
-def _check_overflow(overflow: np.ndarray, scene_index: np.ndarray, segment_cap: int,
+def check_overflow(overflow: np.ndarray, scene_index: np.ndarray, segment_cap: int,
                     key: str) -> None:
   if overflow.any():
     scene = int(scene_index[np.argmax(overflow)])
@@ -78,7 +78,7 @@ def supervoxel_pass(ctx: RunContext, split: str, features: FeatureFn, fields, va
                         total=-(-num_scenes // ctx.config.data.batch_size)):
     sv_feats, counts, labelled, overflow = jax.device_get(
         reduce(variables, ctx.to_device(batch, set(fields))))
-    _check_overflow(overflow, batch["scene_index"], segment_cap, cap_key)
+    check_overflow(overflow, batch["scene_index"], segment_cap, cap_key)
     if not out:
       out = {"feats": np.zeros((num_scenes,) + sv_feats.shape[1:], np.float32),
              "counts": np.zeros((num_scenes, segment_cap), np.float32),

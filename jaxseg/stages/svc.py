@@ -26,12 +26,10 @@ from jaxseg.eval.report import ScalarWriter
 from jaxseg.logging_utils import get_logger
 from jaxseg.stages import loop, passes
 from jaxseg.stages.context import RunContext
-from jaxseg.stages.optimizers import optimizer_for
 from jaxseg.svc.clustering import cluster_supervoxels
 from jaxseg.svc.features import cosine_logits
 from jaxseg.svc.pseudo_labels import sinkhorn_pseudo_labels
 from jaxseg.train.parallel import make_train_step, replicate
-from jaxseg.train.state import TrainState
 
 _LOG = get_logger("stages.svc")
 CAP_KEY = "svc.segment_cap"
@@ -121,15 +119,10 @@ def _run_phase(ctx: RunContext, phase: str, epochs: int, recluster_every: int,
   config = ctx.config
   checkpointer = loop.open_checkpointer(ctx, phase)
   loop.check_fresh_start(checkpointer, resume, phase)
-  steps_per_epoch = ctx.steps_per_epoch(config.data.train_split)
-  tx = optimizer_for(config.svc.optimizer, steps_per_epoch, "svc.optimizer")
-  state = replicate(TrainState.create(params=variables["params"],
-                                      model_state={"batch_stats": variables["batch_stats"]},
-                                      tx=tx), ctx.mesh)
-  meta = None
-  if checkpointer.latest_step() is not None:
-    state, arrays, meta = checkpointer.restore(state)
-    _LOG.info("resuming %s from step %d (%s)", phase, int(state.step), meta)
+  state, restored, meta, steps_per_epoch = loop.initial_state(
+      ctx, phase, checkpointer, variables, config.svc.optimizer, "svc.optimizer")
+  if restored is not None:
+    arrays = restored
   if meta and meta.get("done"):
     return _variables(state), dict(arrays)
   start_epoch, skip = loop.start_position(meta, steps_per_epoch)
