@@ -2,7 +2,7 @@
 
   python experiments/main.py --config configs/scannet_svc.py
       The built-in procedural rooms (generated on first use) at 5 cm with a short schedule
-      (CMD 10 epochs, SVC 4 warm-up + 8 epochs re-clustering every 4) and the no-weights
+      (CMD 6 epochs, SVC 2 warm-up + 4 epochs re-clustering every 2) and the no-weights
       fallback teacher: end to end in minutes on 2 CPU cores. A demo, not a paper number.
 
   python experiments/main.py --config configs/scannet_svc.py:reference \
@@ -33,7 +33,7 @@ def get_config(variant: str = "demo"):
                               smoothness_deg=5.0)
     common.coarse_voxels(data)
     config = common.base_config(name="scannet_svc_demo", data=data)
-    common.short_schedule(config, cmd_epochs=10, warmup_epochs=4, epochs=8, recluster_every=4)
+    common.short_schedule(config, cmd_epochs=6, warmup_epochs=2, epochs=4, recluster_every=2)
     config.checkpoint.every_steps = 4
   config.mode = "svc"
   return config

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import jax
 import ml_collections
@@ -46,6 +46,8 @@ class RunContext:
   handle: DatasetHandle
   mesh: jax.sharding.Mesh
   pipeline_config: pipeline.PipelineConfig
+  # Jitted passes by key, so repeated clustering rounds reuse their compilations.
+  jit_cache: dict[Any, Any] = dataclasses.field(default_factory=dict)
 
   @classmethod
   def from_config(cls, config: ml_collections.ConfigDict, workdir: str) -> "RunContext":
@@ -90,6 +92,12 @@ class RunContext:
         self.source(split), config, seed=self.config.seed + 1000 * epoch, train=train,
         num_epochs=1, worker_count=self.config.data.num_workers)
     return itertools.islice(iter(iterator), skip, None)
+
+  def jitted(self, key: Any, build: Callable[[], Callable]) -> Callable:
+    """jax.jit(build()) compiled once per `key` for this run."""
+    if key not in self.jit_cache:
+      self.jit_cache[key] = jax.jit(build())
+    return self.jit_cache[key]
 
   def steps_per_epoch(self, split: str) -> int:
     """Training batches per epoch of `split`."""

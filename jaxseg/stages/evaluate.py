@@ -132,8 +132,8 @@ def evaluate(ctx: RunContext, variables: Mapping[str, Any] | None, kind: str,
   train_split = config.data.train_split
   eval_split = config.eval.split or config.data.val_split
   features, fields = passes.feature_fn(ctx, kind)
-  train_sv = passes.supervoxel_pass(ctx, train_split, features, fields, variables,
-                                    config.svc.segment_cap, CAP_KEY)
+  train_sv = passes.supervoxel_pass(ctx, train_split, kind, variables, config.svc.segment_cap,
+                                    CAP_KEY)
   centroids = np.stack([class_centroids(ctx, train_sv, seed) for seed in config.eval.seeds])
   conf = confusion_pass(ctx, eval_split, features, fields, variables, centroids)
   result: dict[str, Any] = {"variants": {}}

@@ -53,25 +53,29 @@ def check_overflow(overflow: np.ndarray, scene_index: np.ndarray, segment_cap: i
                      "super-voxels", f"raise --config.{key}")
 
 
-def supervoxel_pass(ctx: RunContext, split: str, features: FeatureFn, fields, variables,
-                    segment_cap: int, cap_key: str) -> dict[str, np.ndarray]:
-  """Per-scene super-voxel features of `split` (records in order, unaugmented).
+def supervoxel_pass(ctx: RunContext, split: str, kind: str, variables, segment_cap: int,
+                    cap_key: str) -> dict[str, np.ndarray]:
+  """Per-scene super-voxel features of `split` (records in order, unaugmented) from the
+  features of `kind` (see `feature_fn`).
 
   Returns feats f32 [N, S, D] (unit rows, zeros for empty super-voxels), counts f32 [N, S]
   (points), labelled f32 [N, S] (points with a ground-truth label) for the N records.
   """
+  features, fields = feature_fn(ctx, kind)
   fields = tuple(fields) + ("point_segments", "point_labels", "point_mask")
 
-  @jax.jit
-  def reduce(variables, batch):
-    point_feats = features(variables, batch)
-    sv_feats, counts, overflow = supervoxel_features(
-        point_feats, batch["point_segments"], batch["point_mask"], segment_cap)
-    ids = jnp.where(batch["point_mask"], batch["point_segments"], -1)
-    labelled = pooling.segment_counts(jnp.where(batch["point_labels"] >= 0, ids, -1),
-                                      segment_cap)
-    return sv_feats, counts, labelled, overflow
+  def build():
+    def reduce(variables, batch):
+      point_feats = features(variables, batch)
+      sv_feats, counts, overflow = supervoxel_features(
+          point_feats, batch["point_segments"], batch["point_mask"], segment_cap)
+      ids = jnp.where(batch["point_mask"], batch["point_segments"], -1)
+      labelled = pooling.segment_counts(jnp.where(batch["point_labels"] >= 0, ids, -1),
+                                        segment_cap)
+      return sv_feats, counts, labelled, overflow
+    return reduce
 
+  reduce = ctx.jitted(("supervoxel_pass", kind, segment_cap), build)
   num_scenes = len(ctx.source(split))
   out = {}
   for batch in progress(ctx.batches(split, train=False), desc=f"super-voxel features ({split})",
@@ -96,14 +100,16 @@ def pseudo_label_pass(ctx: RunContext, split: str, variables, centroids: np.ndar
   features, fields = feature_fn(ctx, "model")
   fields = tuple(fields) + ("point_segments",)
 
-  @jax.jit
-  def labels_of(variables, centroids, batch):
-    point_feats = features(variables, batch)
-    sv_labels, _ = pooled_pseudo_labels(point_feats, batch["point_segments"],
-                                        batch["point_mask"], centroids,
-                                        temperature=temperature, segment_cap=segment_cap)
-    return sv_labels
+  def build():
+    def labels_of(variables, centroids, batch):
+      point_feats = features(variables, batch)
+      sv_labels, _ = pooled_pseudo_labels(point_feats, batch["point_segments"],
+                                          batch["point_mask"], centroids,
+                                          temperature=temperature, segment_cap=segment_cap)
+      return sv_labels
+    return labels_of
 
+  labels_of = ctx.jitted(("pseudo_label_pass", temperature, segment_cap), build)
   num_scenes = len(ctx.source(split))
   table = np.full((num_scenes, segment_cap), -1, np.int32)
   centroids = jnp.asarray(centroids)

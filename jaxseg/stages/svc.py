@@ -44,9 +44,7 @@ def cluster_round(ctx: RunContext, variables: Mapping[str, Any], round_index: in
   """One clustering round -> {'centroids': f32 [K, D], 'labels': int32 [N, S]} (N records)."""
   svc, split = ctx.config.svc, ctx.config.data.train_split
   start = time.perf_counter()
-  features, fields = passes.feature_fn(ctx, "model")
-  sv = passes.supervoxel_pass(ctx, split, features, fields, variables, svc.segment_cap,
-                              CAP_KEY)
+  sv = passes.supervoxel_pass(ctx, split, "model", variables, svc.segment_cap, CAP_KEY)
   keep = sv["counts"] >= max(1, svc.min_segment_points)
   if svc.gt_ignore_mask:
     keep &= sv["labelled"] > 0
