@@ -71,7 +71,11 @@ def cluster_round(ctx: RunContext, variables: Mapping[str, Any], round_index: in
   return {"centroids": centroids.astype(np.float32), "labels": table}
 
 
-def _pseudo_label_fields(arrays: Mapping[str, np.ndarray], gt_ignore_mask: bool):
+def pseudo_label_fields(arrays: Mapping[str, np.ndarray], gt_ignore_mask: bool):
+  """host_fields(batch) -> {'pseudo_labels': int32 [B, P]}: each point takes its super-voxel's
+  label from arrays['labels'] int32 [N records, S] (read at call time, so re-clustering
+  updates it); -1 for padding, points in no super-voxel and, with gt_ignore_mask, points whose
+  ground truth is ignore."""
   def host_fields(batch):
     table = arrays["labels"]
     segments, scenes = batch["point_segments"], batch["scene_index"]
@@ -131,7 +135,7 @@ def _run_phase(ctx: RunContext, phase: str, epochs: int, recluster_every: int,
   arrays = dict(arrays or {})
   step_fn = make_train_step(_loss_fn(ctx), ctx.mesh, config.parallel.mode)
   trainer = loop.PhaseTrainer(ctx, phase, step_fn, checkpointer, writer,
-                              _pseudo_label_fields(arrays, config.svc.gt_ignore_mask),
+                              pseudo_label_fields(arrays, config.svc.gt_ignore_mask),
                               ("pseudo_labels",), invariance=config.svc.invariance.to_dict())
   for epoch in range(start_epoch, epochs):
     first = epoch == start_epoch
