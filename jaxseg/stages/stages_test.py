@@ -51,11 +51,11 @@ def test_step_decay_counts_epochs_in_steps():
                                    "weight_decay": 0.0, "schedule": "step",
                                    "decay_every_epochs": 2, "decay_factor": 0.5})
   tx = optimizer_for(cfg, steps_per_epoch=3, where="svc.optimizer")
-  params = np.zeros(())
+  params = np.zeros((), np.float32)
   state = tx.init(params)
   rates = []
   for _ in range(13):
-    updates, state = tx.update(np.ones(()), state, params)
+    updates, state = tx.update(np.ones((), np.float32), state, params)
     rates.append(-float(updates))
   # Decays after every 2 epochs x 3 steps = 6 updates.
   np.testing.assert_allclose(rates, [1.0] * 6 + [0.5] * 6 + [0.25])
