@@ -75,6 +75,14 @@ class PipelineConfig:
     return cls(**values)
 
 
+def config_from_data(data: Mapping[str, Any]) -> PipelineConfig:
+  """The input-pipeline settings of a `data` config section (configs/common.py)."""
+  return PipelineConfig.from_dict({
+      "voxel_size": data["voxel_size"], "batch_size": data["batch_size"],
+      "buckets": dict(data["buckets"]), "augment": dict(data["augment"]),
+      "max_points": data["max_points"] or None})
+
+
 def process_scene(record: Mapping[str, Any], index: int, rng: np.random.Generator,
                   config: PipelineConfig, train: bool) -> dict[str, Any]:
   """One record -> one unpadded element (the input of `buckets.pad_batch`).

@@ -57,6 +57,13 @@ def validate(config: ml_collections.ConfigDict) -> list[str]:
   return problems
 
 
+def _value(config: ml_collections.ConfigDict, key: str):
+  """config['a.b'] for a dotted key."""
+  for part in key.split("."):
+    config = config[part]
+  return config
+
+
 def _choice(problems: list[str], key: str, value, choices) -> None:
   if value not in choices:
     problems.append(f"unknown {key} {value!r}; choose one of {list(choices)}")
@@ -71,7 +78,7 @@ def _training_problems(config: ml_collections.ConfigDict) -> list[str]:
   _choice(problems, "eval.features", config.eval.features, FEATURE_KINDS)
   for key in ("cmd.epochs", "svc.warmup_epochs", "svc.epochs", "svc.recluster_every",
               "svc.num_clusters", "eval.num_clusters", "svc.min_segment_points"):
-    if config[key.split(".")[0]][key.split(".")[1]] < 0:
+    if _value(config, key) < 0:
       problems.append(f"{key} must be >= 0")
   k = config.svc.num_clusters or config.data.num_classes
   if k < config.data.num_classes:
@@ -84,7 +91,7 @@ def _training_problems(config: ml_collections.ConfigDict) -> list[str]:
     problems.append(f"mode {config.mode!r} needs a voxel encoder; model.name must be one of "
                     f"{voxel_encoders}")
   for key in ("svc.cmd_checkpoint", "eval.checkpoint"):
-    path = config[key.split(".")[0]][key.split(".")[1]]
+    path = _value(config, key)
     if path and path not in ("random", "none") and not os.path.exists(path):
       problems.append(f"{key} {path!r} does not exist; pass a run's work directory")
   return problems

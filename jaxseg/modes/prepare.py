@@ -20,14 +20,6 @@ from jaxseg.logging_utils import get_logger, progress
 _LOG = get_logger("modes.prepare")
 
 
-def pipeline_config(data: ml_collections.ConfigDict) -> pipeline.PipelineConfig:
-  """The input-pipeline settings of a data config."""
-  return pipeline.PipelineConfig.from_dict({
-      "voxel_size": data.voxel_size, "batch_size": data.batch_size,
-      "buckets": data.buckets.to_dict(), "augment": data.augment.to_dict(),
-      "max_points": data.max_points or None})
-
-
 def split_statistics(source) -> dict:
   """Counts over every record of a split (a tfds data source)."""
   points, segments, labelled, frames = [], [], [], []
@@ -47,7 +39,7 @@ def split_statistics(source) -> dict:
 def pipeline_throughput(handle: DatasetHandle, data: ml_collections.ConfigDict, seed: int
                         ) -> dict:
   """Runs one training epoch of the input pipeline and reports scenes/s and bucket use."""
-  config = pipeline_config(data)
+  config = pipeline.config_from_data(data)
   source = handle.source(data.train_split)
   iterator = pipeline.make_iterator(source, config, seed=seed, train=True, num_epochs=1,
                                     worker_count=data.num_workers)

@@ -20,8 +20,9 @@ import numpy as np
 from jaxseg.data import pipeline
 from jaxseg.data.buckets import Buckets
 from jaxseg.data.prepare import DatasetHandle, prepare_dataset
-from jaxseg.data.sharding import data_mesh, to_global_arrays
+from jaxseg.data.sharding import data_mesh, process_batch_size, to_global_arrays
 from jaxseg.io import labels as labels_lib
+from jaxseg.logging_utils import progress
 from jaxseg.models.pointdc import PointDCNet
 
 # Batch fields the network reads (the rest of a pipeline batch stays on the host).
@@ -52,11 +53,7 @@ class RunContext:
   @classmethod
   def from_config(cls, config: ml_collections.ConfigDict, workdir: str) -> "RunContext":
     handle = prepare_dataset(config.data)
-    pipe = pipeline.PipelineConfig.from_dict({
-        "voxel_size": config.data.voxel_size, "batch_size": config.data.batch_size,
-        "buckets": config.data.buckets.to_dict(), "augment": config.data.augment.to_dict(),
-        "max_points": config.data.max_points or None})
-    return cls(config, workdir, handle, data_mesh(), pipe)
+    return cls(config, workdir, handle, data_mesh(), pipeline.config_from_data(config.data))
 
   @property
   def buckets(self) -> Buckets:
@@ -93,6 +90,11 @@ class RunContext:
         num_epochs=1, worker_count=self.config.data.num_workers)
     return itertools.islice(iter(iterator), skip, None)
 
+  def pass_batches(self, split: str, desc: str) -> Iterator[dict[str, np.ndarray]]:
+    """`batches(split, train=False)` with a progress bar: one ordered pass over the split."""
+    total = -(-len(self.source(split)) // process_batch_size(self.config.data.batch_size))
+    return progress(self.batches(split, train=False), desc=desc, total=total)
+
   def jitted(self, key: Any, build: Callable[[], Callable]) -> Callable:
     """jax.jit(build()) compiled once per `key` for this run."""
     if key not in self.jit_cache:
@@ -101,8 +103,8 @@ class RunContext:
 
   def steps_per_epoch(self, split: str) -> int:
     """Training batches per epoch of `split`."""
-    count = jax.process_count()
-    return (len(self.source(split)) // count) // (self.config.data.batch_size // count)
+    return ((len(self.source(split)) // jax.process_count()) //
+            process_batch_size(self.config.data.batch_size))
 
   def to_device(self, batch: Mapping[str, np.ndarray], fields) -> dict[str, jax.Array]:
     """The named fields of a numpy batch as global arrays sharded over the mesh's data axis."""

@@ -20,20 +20,16 @@ import numpy as np
 
 from jaxseg.eval import metrics
 from jaxseg.eval.probe import probe_predict, train_linear_probe
-from jaxseg.logging_utils import get_logger, progress
+from jaxseg.logging_utils import get_logger
 from jaxseg.ops import pooling
 from jaxseg.stages import passes
 from jaxseg.stages.context import RunContext, class_names
 from jaxseg.svc.clustering import cluster_supervoxels, merge_primitives
-from jaxseg.svc.features import supervoxel_features
+from jaxseg.svc.features import l2_normalize, supervoxel_features
 
 _LOG = get_logger("stages.evaluate")
 CAP_KEY = "svc.segment_cap"
 VARIANTS = ("point", "supervoxel_pooled")
-
-
-def _normalize(x: jax.Array) -> jax.Array:
-  return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
 def class_centroids(ctx: RunContext, train_sv: Mapping[str, np.ndarray], seed: int
@@ -59,7 +55,7 @@ def confusion_pass(ctx: RunContext, split: str, features, fields, variables,
 
   @jax.jit
   def confusion(variables, centroids, batch):
-    point_feats = _normalize(features(variables, batch))
+    point_feats = l2_normalize(features(variables, batch))
     sv_feats, _, overflow = supervoxel_features(point_feats, batch["point_segments"],
                                                 batch["point_mask"], segment_cap)
     point_pred = jnp.argmax(jnp.einsum("bpd,skd->sbpk", point_feats, centroids), -1)
@@ -77,9 +73,7 @@ def confusion_pass(ctx: RunContext, split: str, features, fields, variables,
 
   total = np.zeros((centroids.shape[0], len(VARIANTS), num_classes, num_classes), np.int64)
   centroids = jnp.asarray(centroids)
-  num_scenes = len(ctx.source(split))
-  for batch in progress(ctx.batches(split, train=False), desc=f"evaluating ({split})",
-                        total=-(-num_scenes // ctx.config.data.batch_size)):
+  for batch in ctx.pass_batches(split, f"evaluating ({split})"):
     conf, overflow = jax.device_get(confusion(variables, centroids,
                                               ctx.to_device(batch, set(fields))))
     passes.check_overflow(overflow, batch["scene_index"], segment_cap, CAP_KEY)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Mapping
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxseg.errors import InputError
@@ -94,28 +96,26 @@ class PhaseTrainer:
     ctx = self.ctx
     batches = ctx.batches(ctx.config.data.train_split, train=True, epoch=epoch, skip=skip,
                           invariance=self.invariance)
-    start, sums, count = time.perf_counter(), {}, 0
+    # The host keeps its own step count and reads metrics back only when it logs, so the
+    # devices run ahead of the host instead of syncing after every step.
+    start, sums, count, step = time.perf_counter(), None, 0, int(state.step)
     for index, batch in enumerate(progress(batches, desc=f"{self.phase} epoch {epoch + 1}",
                                            total=self.steps_per_epoch - skip), start=skip):
       host = dict(batch)
       host.update(self.host_fields(batch))
       state, metrics = self.step_fn(state, ctx.to_device(host, self.fields), extra)
-      step = int(state.step)
-      metrics = {k: float(v) for k, v in metrics.items()}
-      count += 1
-      for k, v in metrics.items():
-        sums[k] = sums.get(k, 0.0) + v
+      step, count = step + 1, count + 1
+      sums = metrics if sums is None else jax.tree.map(jnp.add, sums, metrics)
       if step % ctx.config.log_every_steps == 0:
-        self.writer.scalars(step, {f"{self.phase}/{k}": v for k, v in metrics.items()})
+        self.writer.scalars(step, {f"{self.phase}/{k}": float(v) for k, v in metrics.items()})
       self.checkpointer.save(step, state, arrays,
                              {**meta, "phase": self.phase, "epoch": epoch, "batch": index + 1})
+    means = {k: float(v) / count for k, v in jax.device_get(sums or {}).items()}
     seconds = time.perf_counter() - start
-    means = {k: v / max(count, 1) for k, v in sums.items()}
     _LOG.info("%s epoch %d: %s (%d steps, %.1f s)", self.phase, epoch + 1,
               ", ".join(f"{k} {v:.4f}" for k, v in sorted(means.items()) if k != "weight"),
               count, seconds)
-    self.writer.scalars(int(state.step), {f"{self.phase}/epoch_{k}": v
-                                          for k, v in means.items()})
+    self.writer.scalars(step, {f"{self.phase}/epoch_{k}": v for k, v in means.items()})
     return state
 
   def finish(self, state, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> None:

@@ -14,7 +14,6 @@ import numpy as np
 
 from jaxseg.errors import InputError
 from jaxseg.eval.descriptors import raw_point_descriptors
-from jaxseg.logging_utils import progress
 from jaxseg.ops import pooling
 from jaxseg.stages.context import NET_FIELDS, RunContext
 from jaxseg.svc.features import supervoxel_features
@@ -78,8 +77,7 @@ def supervoxel_pass(ctx: RunContext, split: str, kind: str, variables, segment_c
   reduce = ctx.jitted(("supervoxel_pass", kind, segment_cap), build)
   num_scenes = len(ctx.source(split))
   out = {}
-  for batch in progress(ctx.batches(split, train=False), desc=f"super-voxel features ({split})",
-                        total=-(-num_scenes // ctx.config.data.batch_size)):
+  for batch in ctx.pass_batches(split, f"super-voxel features ({split})"):
     sv_feats, counts, labelled, overflow = jax.device_get(
         reduce(variables, ctx.to_device(batch, set(fields))))
     check_overflow(overflow, batch["scene_index"], segment_cap, cap_key)
@@ -113,8 +111,7 @@ def pseudo_label_pass(ctx: RunContext, split: str, variables, centroids: np.ndar
   num_scenes = len(ctx.source(split))
   table = np.full((num_scenes, segment_cap), -1, np.int32)
   centroids = jnp.asarray(centroids)
-  for batch in progress(ctx.batches(split, train=False), desc=f"pseudo-labels ({split})",
-                        total=-(-num_scenes // ctx.config.data.batch_size)):
+  for batch in ctx.pass_batches(split, f"pseudo-labels ({split})"):
     sv_labels = np.asarray(labels_of(variables, centroids, ctx.to_device(batch, set(fields))))
     rows = batch["scene_index"] >= 0
     table[batch["scene_index"][rows]] = sv_labels[rows]
