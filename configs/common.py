@@ -35,19 +35,13 @@ def data_config(*, fmt: str, root: str = "", num_classes: int, voxel_size: float
       "rebuild": False,
       "num_classes": num_classes,
       "voxel_size": voxel_size,
-      # Points / voxels per scene the jitted steps are compiled for: a scene goes to the
-      # smallest bucket that fits; a larger scene is an error unless cropped with max_points.
-      # level_fractions: capacities of the encoder's coarse levels 1..4 as fractions of the
-      # voxel capacity (ScanNet meshes at 2 cm are sparser than the grid, so level 1 keeps
-      # most voxels; halving (0.5, 0.25, ...) suits dense clouds).
-      "buckets": {"point_caps": (65536, 131072, 262144, 524288),
-                  "voxel_caps": (65536, 131072, 262144, 524288),
-                  "level_fractions": (1.0, 0.5, 0.25, 0.125)},
-      # Random x-y crop to at most this many points (0 = never crop).
+      # Training only: random x-y crop to at most this many points (0 = never crop).
+      # Evaluation never crops; capacities follow the scenes (jaxseg.data.capacity).
       "max_points": 0,
-      # Global batch size (split over processes and devices).
+      # Global batch size (split over processes, then packed into one buffer per device).
       "batch_size": 4,
-      # Grain worker processes (0 = read and augment in the main process).
+      # Grain worker processes reading, augmenting, voxelising and building kernel maps
+      # (0 = in the main process, on 2 threads).
       "num_workers": 0,
       # Read posed RGB-D frames where the format has them (needed by distillation).
       "with_frames": True,
@@ -102,8 +96,6 @@ def cmd_config() -> ml_collections.ConfigDict:
       "zbuffer_stride": 4,
       "occlusion_tolerance": 0.05,
       "depth_tolerance": 0.1,
-      # Super-voxels per scene the jitted loss is compiled for.
-      "segment_cap": 4096,
   })
 
 
@@ -142,7 +134,6 @@ def svc_config() -> ml_collections.ConfigDict:
       "gt_ignore_mask": True,
       # Super-voxels with fewer points are left out of clustering (no pseudo-label).
       "min_segment_points": 0,
-      "segment_cap": 4096,
   })
 
 
@@ -175,7 +166,18 @@ def base_config(*, name: str, data: ml_collections.ConfigDict) -> ml_collections
   config.workdir = f"workdirs/{name}"
   config.seed = 2023
   config.data = data
-  config.model = {"name": "res16fpn18", "out_dim": 128}
+  config.model = {
+      "name": "res16fpn18", "out_dim": 128,
+      # float32 | bfloat16: compute dtype of the encoder (bfloat16 storage and matmuls with
+      # float32 accumulation; parameters, BatchNorm statistics, losses and optimizer state stay
+      # float32).
+      "dtype": "float32",
+      # pairs: kernel maps built on the host as compacted pair lists (the default);
+      # dense: built on the device, dense-offset convs (the reference; no host work).
+      "engine": "pairs",
+      # jnp.searchsorted method of the dense engine: scan (CPU) | sort (often GPU/TPU) | ...
+      "search_method": "scan",
+  }
   config.teacher = {"name": "fallback", "checkpoint": ""}
   # jit (global view) | shard_map | pmap (legacy adapter); all use every local device.
   config.parallel = {"mode": "jit"}
@@ -199,9 +201,5 @@ def short_schedule(config: ml_collections.ConfigDict, *, cmd_epochs: int, warmup
 
 
 def coarse_voxels(data: ml_collections.ConfigDict) -> None:
-  """5 cm voxels (GrowSP's ScanNet setting) with capacities sized for them: about a quarter of
-  the voxels survive each halving of a 5 cm indoor scan."""
+  """5 cm voxels (GrowSP's ScanNet setting)."""
   data.voxel_size = 0.05
-  data.buckets.point_caps = (65536, 131072, 262144, 524288)
-  data.buckets.voxel_caps = (32768, 65536, 131072, 262144)
-  data.buckets.level_fractions = (0.35, 0.1, 0.03, 0.01)

@@ -6,8 +6,23 @@ import difflib
 import json
 import os
 import re
+import time
 
 import ml_collections
+
+from jaxseg.errors import os_error
+from jaxseg.io import atomic
+from jaxseg.logging_utils import get_logger
+
+_LOG = get_logger("config")
+# Sections every run config has (configs/common.py base_config builds them).
+REQUIRED_SECTIONS = ("mode", "workdir", "seed", "data", "model", "teacher", "parallel",
+                     "checkpoint", "log_every_steps", "cmd", "svc", "eval")
+
+
+def missing_sections(config: ml_collections.ConfigDict) -> list[str]:
+  """The REQUIRED_SECTIONS a loaded config lacks."""
+  return [k for k in REQUIRED_SECTIONS if k not in config]
 
 
 def flatten_keys(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
@@ -46,9 +61,44 @@ def unknown_override_message(argv: list[str], config: ml_collections.ConfigDict,
 
 
 def write_resolved_config(config: ml_collections.ConfigDict, workdir: str) -> str:
-  """Writes the resolved config as `<workdir>/config.json` and returns the path."""
-  os.makedirs(workdir, exist_ok=True)
+  """Writes the resolved config as `<workdir>/config.json` and returns the path.
+
+  The new file is written completely before anything is renamed (a full disk leaves the old
+  file as it was, never an empty one). An existing config.json with other values is kept as
+  `config.<its mtime>.json`, with a log line, so the record of how earlier checkpoints were
+  made is never lost.
+  """
   path = os.path.join(workdir, "config.json")
-  with open(path, "w") as f:
-    json.dump(json.loads(config.to_json_best_effort()), f, indent=2, sort_keys=True)
+  resolved = json.loads(config.to_json_best_effort())
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    atomic.write_json(path + ".new", resolved)
+    previous = _read_json(path)
+    if previous is not None and previous != resolved:
+      _keep_previous(path)
+    os.replace(path + ".new", path)
+  except OSError as e:
+    raise os_error(path, e, reading=False, what="resolved config") from e
   return path
+
+
+def _keep_previous(path: str) -> None:
+  """Renames config.json to config.<its mtime>.json (a free name), with a log line."""
+  workdir = os.path.dirname(path)
+  stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(os.path.getmtime(path)))
+  kept = os.path.join(workdir, f"config.{stamp}.json")
+  counter = 1
+  while os.path.exists(kept):
+    kept = os.path.join(workdir, f"config.{stamp}-{counter}.json")
+    counter += 1
+  os.rename(path, kept)
+  _LOG.info("the previous config.json (other values) is kept as %s", kept)
+
+
+def _read_json(path: str):
+  """The JSON value of `path`, or None when it is absent or not JSON."""
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, ValueError):
+    return None

@@ -35,3 +35,17 @@ def test_resolved_config_round_trips(tmp_path):
   with open(path) as f:
     assert json.load(f) == {"mode": "prepare",
                             "data": {"voxel_size": 0.02, "aug": {"flip": True}}}
+
+
+def test_a_changed_config_keeps_the_previous_one(tmp_path):
+  """resume_noflag_existing: config.json of the run that made the checkpoints was replaced."""
+  first = config_utils.write_resolved_config(_config(), str(tmp_path))
+  config_utils.write_resolved_config(_config(), str(tmp_path))  # same values: one file
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json"]
+  changed = _config()
+  changed.data.voxel_size = 0.05
+  config_utils.write_resolved_config(changed, str(tmp_path))
+  kept = [p for p in tmp_path.iterdir() if p.name != "config.json"]
+  assert len(kept) == 1 and kept[0].name.startswith("config.")
+  assert json.loads(kept[0].read_text())["data"]["voxel_size"] == 0.02
+  assert json.loads(open(first).read())["data"]["voxel_size"] == 0.05

@@ -17,11 +17,37 @@ def get_logger(name: str) -> logging.Logger:
   return logging.getLogger(name if name.startswith("jaxseg") else f"jaxseg.{name}")
 
 
+class _LogFileHandler(logging.FileHandler):
+  """Appends to the log file, created only with the first record; when the file cannot be
+  written (full disk, removed folder) it says so once on stderr and stops, instead of a
+  traceback per record."""
+
+  def __init__(self, path: str):
+    super().__init__(path, delay=True)
+    self._failed = False
+
+  def emit(self, record: logging.LogRecord) -> None:
+    if self._failed:
+      return
+    try:
+      super().emit(record)  # opening the file (delayed) raises outside its own handler
+    except OSError:
+      self.handleError(record)
+
+  def handleError(self, record: logging.LogRecord) -> None:
+    del record
+    if not self._failed:
+      self._failed = True
+      error = sys.exc_info()[1]
+      sys.stderr.write(f"warning: the log file {self.baseFilename} cannot be written "
+                       f"({error}); logging to the terminal only\n")
+
+
 def setup_logging(level: int = logging.INFO, logfile: str | None = None) -> None:
   """Logs to stderr (and to `logfile` when given) with timestamps."""
   handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
   if logfile:
-    handlers.append(logging.FileHandler(logfile))
+    handlers.append(_LogFileHandler(logfile))
   logging.basicConfig(level=level, format=_FORMAT, handlers=handlers, force=True)
   # Backend probing ("Unable to initialize backend 'tpu'") is noise on CPU/GPU machines.
   logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)

@@ -16,7 +16,8 @@ from jaxseg.svc import features as svc_features
 
 
 def distillation_loss(point_pred: jax.Array, point_segments: jax.Array, point_mask: jax.Array,
-                      targets: jax.Array, has_target: jax.Array) -> tuple[jax.Array, jax.Array]:
+                      targets: jax.Array, has_target: jax.Array,
+                      sorted_ids: bool = False) -> tuple[jax.Array, jax.Array]:
   """Super-voxel distillation loss, Eq. 7.
 
   For each super-voxel k with a target: || normalize(mean_{j in k} pred_j) - normalize(F[k]) ||^2,
@@ -25,12 +26,13 @@ def distillation_loss(point_pred: jax.Array, point_segments: jax.Array, point_ma
 
   Args:
     point_pred: f32 [B, P, Dt] point predictions after the alignment head.
-    point_segments: int32 [B, P] super-voxel id of each point (-1 = none; ids >= S are dropped,
-      check `jaxseg.svc.features.segment_overflow`).
+    point_segments: int32 [B, P] super-voxel id of each point (-1 = none; ids >= S are
+      dropped).
     point_mask: bool [B, P], False for padding points.
     targets: f32 [B, S, Dt] teacher feature F[k] of each super-voxel.
     has_target: bool [B, S]; super-voxels without a target, without a valid point or with an
       all-zero target (the reference's "unobserved") are left out.
+    sorted_ids: the valid ids are ascending along P (`jaxseg.ops.pooling`).
 
   Returns:
     loss_sum f32 [] over the used super-voxels, count f32 [] = their number.
@@ -38,8 +40,8 @@ def distillation_loss(point_pred: jax.Array, point_segments: jax.Array, point_ma
   num_segments = targets.shape[-2]
   ids = svc_features.point_segment_ids(point_segments, point_mask)
   pred = jnp.where(point_mask[..., None], point_pred, jnp.zeros((), point_pred.dtype))
-  means = pooling.segment_mean(pred, ids, num_segments)
-  counts = pooling.segment_counts(ids, num_segments)
+  means = pooling.segment_mean(pred, ids, num_segments, sorted_ids=sorted_ids)
+  counts = pooling.segment_counts(ids, num_segments, sorted_ids=sorted_ids)
   used = has_target & (counts > 0)
   targets = jnp.where(used[..., None], targets, jnp.zeros((), targets.dtype))
   used = used & jnp.any(targets != 0, axis=-1)

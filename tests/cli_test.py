@@ -55,13 +55,24 @@ def test_format_needing_files_requires_root(tmp_path):
 
 
 def test_resolved_config_is_written(tmp_path):
+  (tmp_path / "empty_export").mkdir()
   result = _main("--config", os.path.join(_ROOT, "configs", "s3dis_svc.py"),
-                 f"--config.workdir={tmp_path}/w", "--config.data.root=/nonexistent",
-                 "--config.data.voxel_size=0.04", cwd=tmp_path)
+                 f"--config.workdir={tmp_path}/w", f"--config.data.root={tmp_path}/empty_export",
+                 "--config.mode=prepare", "--config.data.voxel_size=0.04", cwd=tmp_path)
   with open(tmp_path / "w" / "config.json") as f:
     written = json.load(f)
   assert written["data"]["voxel_size"] == 0.04
-  assert written["data"]["root"] == "/nonexistent"
-  # Preparing from a root that does not exist fails with the path in the message.
+  assert written["data"]["root"] == f"{tmp_path}/empty_export"
+  # The export holds no rooms: the run fails with the path in a one-line message.
   assert result.returncode != 0
-  assert "/nonexistent" in result.stderr
+  assert "no scenes found" in result.stderr and f"{tmp_path}/empty_export" in result.stderr
+  assert "Traceback" not in result.stderr
+
+
+def test_missing_root_is_refused_before_anything_is_written(tmp_path):
+  result = _main("--config", os.path.join(_ROOT, "configs", "s3dis_svc.py"),
+                 f"--config.workdir={tmp_path}/w", "--config.data.root=/nonexistent",
+                 cwd=tmp_path)
+  assert result.returncode != 0
+  assert "data.root '/nonexistent' does not exist" in result.stderr
+  assert not os.path.exists(tmp_path / "w")

@@ -218,35 +218,11 @@ class TargetStore:
       targets = np.zeros((has_target.shape[0], self.dim), np.float32)
     return targets.astype(np.float32), has_target
 
-  def batch(self, scene_index: np.ndarray, segment_cap: int) -> tuple[np.ndarray, np.ndarray]:
-    """Targets of a batch of scenes padded to `segment_cap` super-voxels.
-
-    Args:
-      scene_index: int (B,) record indices, -1 for padding scenes.
-      segment_cap: static super-voxel capacity per scene.
-    Returns:
-      targets float32 (B, segment_cap, D) and has_target bool (B, segment_cap) (all False
-      for padding scenes and padding super-voxels).
-    Raises:
-      InputError: a scene with more than `segment_cap` super-voxels.
-    """
-    scene_index = np.asarray(scene_index).reshape(-1)
-    targets = np.zeros((len(scene_index), segment_cap, self.dim), np.float32)
-    has_target = np.zeros((len(scene_index), segment_cap), bool)
-    for row, index in enumerate(scene_index.tolist()):
-      if index < 0:
-        continue
-      scene_targets, scene_has = self.load(index)
-      count = scene_has.shape[0]
-      if count > segment_cap:
-        raise InputError(_scene_path(self.cache_dir, index),
-                         f"the scene has {count} super-voxels, more than "
-                         f"cmd.segment_cap={segment_cap}",
-                         f"raise the config key cmd.segment_cap to at least {count} "
-                         f"(--config.cmd.segment_cap={count})")
-      targets[row, :count] = scene_targets
-      has_target[row, :count] = scene_has
-    return targets, has_target
+  def __call__(self, index: int) -> dict[str, np.ndarray]:
+    """The targets of record `index` as per-super-voxel pipeline extras (read in the input
+    workers): segment_targets float32 (S, D) and segment_has_target bool (S,)."""
+    targets, has_target = self.load(index)
+    return {"segment_targets": targets, "segment_has_target": has_target}
 
 
 def build_targets(source: Any, teacher: Teacher, settings: Mapping[str, Any],

@@ -1,35 +1,46 @@
-"""The grain input pipeline: read -> (crop) -> augment -> voxelise -> bucket -> padded batch.
+"""The grain input pipeline: read -> (crop) -> augment -> voxelise -> kernel maps -> packs.
 
-  source = builder.as_data_source()["train"]        # or any len/getitem scene-record source
-  config = PipelineConfig.from_dict(cfg["data"])
-  for batch in make_iterator(source, config, seed=0, train=True, num_epochs=None):
-    arrays = to_global_arrays(batch, mesh)          # jaxseg.data.sharding
+  config = PipelineConfig.from_dict(cfg["data"], geometry=spec)
+  stream = make_iterator(source, config, seed=0, train=True, num_packs=jax.local_device_count())
+  for packs in stream:                     # list of ragged packing.Pack, one per local device
+    ...                                    # jaxseg.data.loader pads and places them
 
 Records are dicts with the fields of `jaxseg.data.tfds_builders.scene_features()` (at least
-name, coords, colors, labels, segments; normals are used when `has_normals` is true, or when
-a plain dict record has `normals` and no `has_normals`). Training shuffles with a new
-permutation each epoch (seeded) and augments each element with a generator derived from (seed,
-position in the stream), so a seed fixes the whole stream. Evaluation keeps the record order,
-does not augment and pads the last batch with empty scenes. Batches are numpy dicts described in
-`jaxseg.data.buckets.pad_batch`; `scene_index` is the record index in `source`.
+name, coords, colors, labels, segments; num_segments when present; normals are used when
+`has_normals` is true, or when a plain dict record has `normals` and no `has_normals`).
+
+A stream is random access over batches: batch b of a training stream is batch b % E of epoch
+b // E (E = batches per epoch; each epoch is a new seeded permutation of this process's records
+and drops the last incomplete batch), and every scene of it is augmented with a generator seeded
+by (seed, epoch, position), so a seed fixes the whole stream and a resumed run can start at any
+batch. An evaluation stream is one pass over the records in order, unaugmented and uncropped;
+its last batch holds fewer scenes.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 from absl import flags
 import grain
+import jax
 import numpy as np
 
+from jaxseg.data import packing
 from jaxseg.data.augment import AugmentConfig, augment, random_crop, transform_normals
-from jaxseg.data.buckets import Buckets, pad_batch
-from jaxseg.data.sharding import process_batch_size, shard_dataset
+from jaxseg.data.sharding import process_batch_size
 from jaxseg.data.tfds_builders import record_text
-from jaxseg.data.voxelize import coarse_level_counts, voxelize
+from jaxseg.data.voxelize import voxelize
 from jaxseg.errors import InputError
+from jaxseg.ops.sparse import host_maps
+from jaxseg.ops.sparse.geometry import GeometrySpec
+
+# Res16FPN18's levels (the default encoder); stages pass the spec of their encoder.
+DEFAULT_GEOMETRY = GeometrySpec(level_kernels=((5,), (3,), (3,), (3,), (3,)))
+
+SceneExtras = Callable[[int], Mapping[str, np.ndarray]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,148 +48,237 @@ class PipelineConfig:
   """Input pipeline settings.
 
   voxel_size:   voxel edge in metres (PointDC: 0.02 ScanNet, 0.05 S3DIS).
-  batch_size:   GLOBAL batch size (split over JAX processes).
-  buckets:      point / voxel capacities.
+  batch_size:   GLOBAL batch size (split over JAX processes, then over local devices).
   augment:      training augmentations (evaluation never augments).
-  max_points:   crop scenes larger than this to a random x-y box of this many points
-                (None: never crop; oversized scenes then raise InputError).
-  voxel_labels: also emit majority `voxel_labels`.
+  max_points:   training only: crop scenes larger than this to a random x-y box of this many
+                points (None: never crop). Evaluation never crops.
   shuffle:      shuffle records each training epoch.
+  geometry:     the encoder's levels and kernels, and the sparse engine.
   """
 
   voxel_size: float = 0.02
   batch_size: int = 4
-  buckets: Buckets = Buckets()
   augment: AugmentConfig = AugmentConfig()
   max_points: Optional[int] = None
-  voxel_labels: bool = False
   shuffle: bool = True
+  geometry: GeometrySpec = DEFAULT_GEOMETRY
 
   @classmethod
-  def from_dict(cls, config: Mapping[str, Any], where: str = "data") -> "PipelineConfig":
-    """From a config mapping; `buckets` and `augment` are nested mappings."""
-    fields = {f.name for f in dataclasses.fields(cls)}
+  def from_dict(cls, config: Mapping[str, Any], where: str = "data",
+                geometry: GeometrySpec = DEFAULT_GEOMETRY) -> "PipelineConfig":
+    """From a config mapping (`augment` a nested mapping)."""
+    fields = {f.name for f in dataclasses.fields(cls)} - {"geometry"}
     unknown = sorted(set(config) - fields)
     if unknown:
       raise InputError(where, f"unknown pipeline option(s) {unknown}", f"use only {sorted(fields)}")
     values = dict(config)
-    if "buckets" in values:
-      values["buckets"] = Buckets.from_dict(values["buckets"])
     if "augment" in values:
       values["augment"] = AugmentConfig.from_dict(values["augment"], f"{where}.augment")
-    if float(values.get("voxel_size", cls.voxel_size)) <= 0:
-      raise InputError(f"{where}.voxel_size", f"voxel size {values['voxel_size']} must be > 0",
-                       "use e.g. 0.02 (metres)")
+    voxel_size = float(values.get("voxel_size", cls.voxel_size))
+    if not np.isfinite(voxel_size) or voxel_size <= 0:
+      raise InputError(f"{where}.voxel_size", f"voxel size {values['voxel_size']} must be a "
+                       "finite number > 0", "use e.g. 0.02 (metres)")
     if values.get("max_points") is not None and int(values["max_points"]) <= 0:
       raise InputError(f"{where}.max_points", f"max_points {values['max_points']} must be > 0",
                        "use a positive point count, or null to disable cropping")
-    return cls(**values)
+    return cls(**values, geometry=geometry)
 
 
-def config_from_data(data: Mapping[str, Any]) -> PipelineConfig:
+def config_from_data(data: Mapping[str, Any],
+                     geometry: GeometrySpec = DEFAULT_GEOMETRY) -> PipelineConfig:
   """The input-pipeline settings of a `data` config section (configs/common.py)."""
   return PipelineConfig.from_dict({
       "voxel_size": data["voxel_size"], "batch_size": data["batch_size"],
-      "buckets": dict(data["buckets"]), "augment": dict(data["augment"]),
-      "max_points": data["max_points"] or None})
+      "augment": dict(data["augment"]), "max_points": data["max_points"] or None},
+      geometry=geometry)
+
+
+def _num_segments(record: Mapping[str, Any], segments: np.ndarray, name: str) -> int:
+  count = int(record.get("num_segments", segments.max(initial=-1) + 1))
+  if segments.size and segments.max() >= count:
+    raise InputError(name, f"super-voxel id {int(segments.max())} is not below the scene's "
+                     f"num_segments {count}", "rebuild the dataset (data.rebuild=True)")
+  return count
 
 
 def process_scene(record: Mapping[str, Any], index: int, rng: np.random.Generator,
-                  config: PipelineConfig, train: bool) -> dict[str, Any]:
-  """One record -> one unpadded element (the input of `buckets.pad_batch`).
+                  config: PipelineConfig, train: bool,
+                  extras: Optional[SceneExtras] = None) -> dict[str, Any]:
+  """One record -> one unpadded scene (the input of `packing.pack_scenes`).
 
   Returns point_coords f32 (P, 3) (augmented, metres), point_colors f32 (P, 3) in [0, 1],
   point_normals f32 (P, 3) (unit normals through the augmentation's linear part, see
   `augment.transform_normals`; zeros when the record has no normals), point_labels /
   point_segments int32 (P,), point_index int32 (P,) (row in the record),
-  point_to_voxel int32 (P,), voxel_coords int32 (V, 3), voxel_feats f32 (V, 6),
-  voxel_to_point int32 (V,), voxel_labels int32 (V,) when enabled, transform f32 (4, 4),
-  scene_index, and bucket (smallest bucket that fits).
+  point_to_voxel int32 (P,), voxel_coords int32 (V, 3) sorted, voxel_feats f32 (V, 6),
+  transform f32 (4, 4), scene_index, num_segments, level_counts (voxels per encoder level),
+  geometry (host kernel maps, 'pairs' engine) and the `extras(index)` arrays.
   """
   name = record_text(record["name"])
   coords = np.asarray(record["coords"])
-  keep = (random_crop(coords, config.max_points, rng) if config.max_points
+  crop = train and config.max_points
+  keep = (random_crop(coords, config.max_points, rng) if crop
           else np.arange(coords.shape[0], dtype=np.int32))
   labels = np.asarray(record["labels"], np.int32)[keep]
+  segments = np.asarray(record["segments"], np.int32)
+  num_segments = _num_segments(record, segments, name)
   coords, colors, transform = augment(coords[keep], np.asarray(record["colors"])[keep], rng,
                                       config.augment if train else AugmentConfig.none())
-  vox = voxelize(coords, colors, config.voxel_size,
-                 labels if config.voxel_labels else None, name=name)
+  vox = voxelize(coords, colors, config.voxel_size, name=name)
   if bool(record.get("has_normals", "normals" in record)):
     normals = transform_normals(np.asarray(record["normals"])[keep], transform)
   else:
     normals = np.zeros((keep.size, 3), np.float32)
+  spec = config.geometry
+  if spec.engine == "pairs":
+    geometry = host_maps.build_scene_geometry(vox.voxel_coords, spec.level_kernels)
+    level_counts = geometry.counts
+  else:
+    geometry = None
+    level_counts = [len(np.unique(host_maps.host_keys(vox.voxel_coords >> l)))
+                    for l in range(spec.num_levels)]
   element = {
       "point_coords": coords, "point_colors": colors / np.float32(255.0),
-      "point_normals": normals,
-      "point_labels": labels,
-      "point_segments": np.asarray(record["segments"], np.int32)[keep],
-      "point_index": keep, "point_to_voxel": vox.point_to_voxel,
-      "voxel_coords": vox.voxel_coords, "voxel_feats": vox.voxel_feats,
-      "voxel_to_point": vox.voxel_to_point, "transform": transform,
-      "scene_index": np.int32(index),
-      "bucket": config.buckets.select(
-          keep.size, vox.num_voxels, name,
-          coarse_level_counts(vox.voxel_coords, len(config.buckets.level_fractions))),
-  }
-  if vox.voxel_labels is not None:
-    element["voxel_labels"] = vox.voxel_labels
+      "point_normals": normals, "point_labels": labels,
+      "point_segments": segments[keep], "point_index": keep,
+      "point_to_voxel": vox.point_to_voxel, "voxel_coords": vox.voxel_coords,
+      "voxel_feats": vox.voxel_feats, "transform": transform, "scene_index": np.int32(index),
+      "num_segments": num_segments, "level_counts": level_counts, "geometry": geometry}
+  if extras is not None:
+    element.update(extras(index))
   return element
 
 
-def _with_index(index: int, record: Any, num_records: int) -> tuple[int, Any]:
-  # Grain passes epoch * len + position; the record index is the position.
-  return index % num_records, record
+@dataclasses.dataclass(frozen=True)
+class _Batches:
+  """Random access to the packed batches of one stream (see the module docstring)."""
+  source: Any
+  records: np.ndarray          # this process's record indices
+  config: PipelineConfig
+  seed: int
+  train: bool
+  local_batch: int
+  num_packs: int
+  extras: Optional[SceneExtras]
+
+  @property
+  def per_epoch(self) -> int:
+    if self.train:
+      return len(self.records) // self.local_batch
+    return -(-len(self.records) // self.local_batch)
+
+  def positions(self, batch: int) -> tuple[int, np.ndarray]:
+    """(epoch, positions in this process's record list) of batch `batch`."""
+    epoch, step = divmod(batch, self.per_epoch)
+    order = np.arange(len(self.records))
+    if self.train and self.config.shuffle:
+      order = np.random.default_rng([self.seed, epoch]).permutation(len(self.records))
+    return epoch, order[step * self.local_batch:(step + 1) * self.local_batch]
+
+  def __call__(self, batch: int) -> list[packing.Pack]:
+    epoch, positions = self.positions(batch)
+    elements = []
+    for position in positions.tolist():
+      index = int(self.records[position])
+      rng = np.random.default_rng([self.seed, epoch, position])
+      elements.append(process_scene(self.source[index], index, rng, self.config, self.train,
+                                    self.extras))
+    slots = self.local_batch // self.num_packs
+    return packing.pack_batch(elements, self.num_packs, slots, self.config.geometry)
 
 
-def _process_indexed(item: tuple[int, Any], rng: np.random.Generator, config: PipelineConfig,
-                     train: bool) -> dict[str, Any]:
-  return process_scene(item[1], item[0], rng, config, train)
+def process_records(num_records: int, train: bool, process_index: int,
+                    process_count: int) -> np.ndarray:
+  """This process's record indices: every `process_count`-th from `process_index`; training
+  first drops the last num_records % process_count records so every process has as many."""
+  usable = num_records - num_records % process_count if train else num_records
+  return np.arange(process_index, usable, process_count)
+
+
+def batches_per_epoch(num_records: int, config: PipelineConfig, train: bool,
+                      process_count: Optional[int] = None) -> int:
+  """Batches of one epoch, the same on every process (evaluation pads the shorter ones)."""
+  count = jax.process_count() if process_count is None else process_count
+  local_batch = process_batch_size(config.batch_size, count)
+  if train:
+    return (num_records // count) // local_batch
+  return -(-(-(-num_records // count)) // local_batch)
 
 
 def make_dataset(source: Any, config: PipelineConfig, *, seed: int, train: bool,
-                 num_epochs: Optional[int] = 1, process_index: Optional[int] = None,
+                 num_packs: int, extras: Optional[SceneExtras] = None,
+                 process_index: Optional[int] = None,
                  process_count: Optional[int] = None) -> grain.MapDataset:
-  """The per-process stream of unpadded elements (random access, lazy).
+  """Random-access packed batches: every epoch (training: endless; evaluation: one pass).
 
-  source: a random-access record source (len + getitem), e.g. a tfds data source split.
-  num_epochs: None repeats forever. process_index / process_count default to JAX's; in
-    training every process gets the same number of records (the last len % count are left
-    out), in evaluation the first processes may get one more.
+  num_packs: packs per batch on this process (its local devices); the local batch must be a
+    multiple of it.
+  extras: optional function of the record index adding `segment_*` arrays (per super-voxel,
+    e.g. distillation targets), run in the input workers.
   """
   if len(source) == 0:
     raise InputError("data source", "the split has no scenes",
                      "check the split name and that the dataset was built")
-  indexed = grain.MapDataset.source(source).map_with_index(
-      functools.partial(_with_index, num_records=len(source)))
-  dataset = shard_dataset(indexed, process_index, process_count, drop_remainder=train)
-  if train and config.shuffle:
-    dataset = dataset.shuffle(seed=seed)
-  dataset = dataset.repeat(num_epochs)
-  return dataset.random_map(
-      functools.partial(_process_indexed, config=config, train=train), seed=seed)
+  index = jax.process_index() if process_index is None else process_index
+  count = jax.process_count() if process_count is None else process_count
+  local_batch = process_batch_size(config.batch_size, count)
+  if local_batch % num_packs:
+    raise InputError("data.batch_size", f"the per-process batch of {local_batch} scenes does "
+                     f"not split over {num_packs} local devices",
+                     f"use a batch size that is a multiple of {num_packs * count}")
+  records = process_records(len(source), train, index, count)
+  batches = _Batches(source, records, config, seed, train, local_batch, num_packs, extras)
+  if batches.per_epoch == 0:
+    raise InputError("data.batch_size", f"this process has {len(records)} scene(s), fewer "
+                     f"than one batch of {local_batch}", "lower data.batch_size or add scenes")
+  total = batches_per_epoch(len(source), config, train, count)
+  length = np.iinfo(np.int64).max if train else total
+  return grain.MapDataset.range(length).map(
+      functools.partial(_call_or_empty, batches=batches, limit=batches.per_epoch, train=train))
+
+
+def _call_or_empty(batch: int, batches: _Batches, limit: int, train: bool):
+  """Evaluation batches past this process's records (other processes have more) are empty."""
+  if not train and batch >= limit:
+    return packing.pack_batch([], batches.num_packs, batches.local_batch // batches.num_packs,
+                              batches.config.geometry)
+  return batches(batch)
 
 
 def make_iterator(source: Any, config: PipelineConfig, *, seed: int, train: bool,
-                  num_epochs: Optional[int] = 1, worker_count: int = 0, read_threads: int = 2,
-                  prefetch: int = 4, process_index: Optional[int] = None,
+                  num_packs: int, start: int = 0, num_batches: Optional[int] = None,
+                  extras: Optional[SceneExtras] = None, worker_count: int = 0,
+                  read_threads: int = 2, prefetch: int = 4,
+                  process_index: Optional[int] = None,
                   process_count: Optional[int] = None) -> grain.IterDataset:
-  """Padded numpy batches of `config.batch_size / process_count` scenes.
+  """Batches start .. start + num_batches of `make_dataset` (None: to the end; training
+  streams are endless), each a list of `num_packs` ragged packs.
 
-  worker_count > 0 moves reading and processing into that many grain worker processes
-  (the default 0 keeps everything in this process, with `read_threads` threads).
-  Training drops an incomplete last batch; evaluation fills it with empty scenes.
+  worker_count > 0 moves reading, augmentation, voxelisation and kernel maps into that many
+  grain worker processes (0 keeps them in this process, on `read_threads` threads). One
+  iterator serves a whole training phase, so its workers live across epochs.
   """
-  local_batch = process_batch_size(config.batch_size, process_count)
-  dataset = make_dataset(source, config, seed=seed, train=train, num_epochs=num_epochs,
-                         process_index=process_index, process_count=process_count)
-  stream = dataset.to_iter_dataset(grain.ReadOptions(num_threads=read_threads,
-                                                     prefetch_buffer_size=prefetch))
-  stream = stream.batch(local_batch, drop_remainder=train,
-                        batch_fn=functools.partial(pad_batch, buckets=config.buckets,
-                                                   batch_size=local_batch))
+  dataset = make_dataset(source, config, seed=seed, train=train, num_packs=num_packs,
+                         extras=extras, process_index=process_index,
+                         process_count=process_count)
+  stop = None if num_batches is None else start + num_batches
+  stream = dataset[start:stop].to_iter_dataset(
+      grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=prefetch))
   if worker_count > 0:
     if not flags.FLAGS.is_parsed():  # grain workers read absl flags; outside absl.app parse none.
       flags.FLAGS.mark_as_parsed()
     stream = stream.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count))
   return stream
+
+
+def dummy_batch(config: PipelineConfig) -> dict[str, np.ndarray]:
+  """A padded batch of one tiny scene (8 points in 2 x 2 x 2 voxels), e.g. to initialise a
+  network's variables (their shapes do not depend on the batch)."""
+  corners = np.stack(np.meshgrid(*[np.arange(2)] * 3, indexing="ij"), -1).reshape(-1, 3)
+  record = {"name": b"dummy", "coords": (corners + 0.5) * np.float32(config.voxel_size),
+            "colors": np.full((8, 3), 128, np.uint8), "labels": np.zeros(8, np.int32),
+            "segments": np.zeros(8, np.int32), "num_segments": 1}
+  element = process_scene(record, 0, np.random.default_rng(0), config, train=False)
+  packs = packing.pack_batch([element], 1, 1, config.geometry)
+  needs = packing.batch_needs(packs)
+  return packing.pad_packs(packs, {q: max(1, n) for q, n in needs.items()}, config.geometry)

@@ -58,6 +58,9 @@ class Scene:
   frames:      posed RGB-D frames or None.
   axis_alignment: float32 (4, 4) raw -> aligned transform or None (coords are NOT transformed
                by readers unless the reader says so).
+  origin:      float64 (3,) offset subtracted from the source coordinates before the float32
+               cast (georeferenced clouds, see jaxseg.io.coords): source = coords + origin;
+               None when the coordinates are the source's own.
   source:      the file or directory the scene was read from (used in error messages).
   """
 
@@ -71,11 +74,17 @@ class Scene:
   faces: Optional[np.ndarray] = None
   frames: Optional[Frames] = None
   axis_alignment: Optional[np.ndarray] = None
+  origin: Optional[np.ndarray] = None
   source: str = ""
 
   @property
   def num_points(self) -> int:
     return int(self.coords.shape[0])
+
+  def source_coords(self) -> np.ndarray:
+    """float64 (N, 3) coordinates in the source's own frame (coords + origin)."""
+    coords = np.asarray(self.coords, np.float64)
+    return coords if self.origin is None else coords + np.asarray(self.origin, np.float64)
 
   @property
   def has_mesh(self) -> bool:
@@ -108,6 +117,10 @@ class Scene:
                        "export r, g, b per point")
     if self.normals is not None and not np.isfinite(self.normals).all():
       raise InputError(src, "normals contain NaN or inf", "recompute normals")
+    if self.origin is not None and (np.shape(self.origin) != (3,)
+                                    or not np.isfinite(self.origin).all()):
+      raise InputError(src, f"origin {self.origin!r} is not 3 finite numbers",
+                       "pass the offset as float64 (3,)")
     if self.faces is not None and self.faces.size and (
         self.faces.min() < 0 or self.faces.max() >= n):
       raise InputError(src, "mesh faces index vertices that do not exist",

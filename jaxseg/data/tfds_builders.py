@@ -30,7 +30,15 @@ Per-record features (N points, V frames):
                     build time (rebuild the dataset after moving them).
   frames/color_size, frames/depth_size  int32 (2,) (width, height)
   frames/depth_scale float32 (depth units per metre)
+  origin            float64 (3,) offset subtracted from the source coordinates (zeros = none;
+                    see jaxseg.io.coords): source coordinates = coords + origin
 A scene without frames stores V = 0, zero intrinsics and sizes, depth_scale 0.
+
+Building never stops on a scene without saying which and why: every per-scene failure (bad
+content, unreadable or missing files, a reader error) becomes an InputError naming the scene;
+with `skip_bad` it is logged, the scene left out and listed in `skipped_scenes.json`, and a
+split whose scenes were all left out is an error. Errors of the machine (disk full, read-only
+file system) stop the build even with `skip_bad`.
 """
 
 from __future__ import annotations
@@ -43,12 +51,16 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from jaxseg.data.scene import Frames, Scene
-from jaxseg.errors import InputError
+from jaxseg.errors import InputError, is_environment_error, os_error
 from jaxseg.logging_utils import get_logger, progress
 
 KINDS = ("scannet", "s3dis", "custom", "synthetic")
 SKIPPED_FILE = "skipped_scenes.json"
 _VERSION = "1.0.0"
+# Bumped whenever readers or records change what a scene stores (part of the dataset key, so
+# datasets built by older code are not reused): 2 = colour rescaling, origin, label checks.
+RECORD_VERSION = 2
+_SKIP_FIX = "or set data.skip_bad=True (--config.data.skip_bad=True) to leave the scene out"
 _LOG = get_logger("data.tfds_builders")
 
 SceneLoader = Callable[[str], Scene]
@@ -71,6 +83,7 @@ def scene_features() -> tfds.features.FeaturesDict:
       "instances": per_point(),
       "segments": per_point(),
       "num_segments": f.Scalar(dtype=np.int32),
+      "origin": f.Tensor(shape=(3,), dtype=np.float64),
       "frames": f.FeaturesDict({
           "poses": f.Tensor(shape=(None, 4, 4), dtype=np.float32),
           "color_intrinsics": f.Tensor(shape=(3, 3), dtype=np.float32),
@@ -124,6 +137,8 @@ def scene_to_example(scene: Scene) -> dict[str, Any]:
                     else np.asarray(scene.instances, np.int32)),
       "segments": segments,
       "num_segments": np.int32(segments.max() + 1 if n else 0),
+      "origin": (np.zeros(3) if scene.origin is None
+                 else np.asarray(scene.origin, np.float64)),
       "frames": _frames_example(scene.frames),
   }
 
@@ -147,13 +162,14 @@ def example_to_scene(example: Mapping[str, Any]) -> Scene:
                     color_size=tuple(int(v) for v in fr["color_size"]),
                     depth_size=tuple(int(v) for v in fr["depth_size"]),
                     depth_scale=float(fr["depth_scale"]))
+  origin = np.asarray(example.get("origin", np.zeros(3)), np.float64)
   return Scene(name=record_text(example["name"]), coords=np.asarray(example["coords"]),
                colors=np.asarray(example["colors"]),
                normals=np.asarray(example["normals"]) if example["has_normals"] else None,
                labels=np.asarray(example["labels"]) if example["has_labels"] else None,
                instances=np.asarray(example["instances"]),
                segments=np.asarray(example["segments"]), frames=frames,
-               source=record_text(example["name"]))
+               origin=origin if origin.any() else None, source=record_text(example["name"]))
 
 
 class SceneBuilder(tfds.core.GeneratorBasedBuilder):
@@ -199,23 +215,55 @@ class SceneBuilder(tfds.core.GeneratorBasedBuilder):
     scene = self._load_scene(scene_id)
     if scene.segments is None and self._compute_segments is not None:
       scene.segments = np.asarray(self._compute_segments(scene), np.int32)
+      if scene.num_points and (scene.segments < 0).all():
+        raise InputError(scene.source or scene.name, f"no super-voxel could be formed from the "
+                         f"scene's {scene.num_points} points (too few or too sparse)",
+                         "check the scene's scale and density, or lower "
+                         "data.supervoxels.vccs.min_points")
     if scene.normals is None and self._compute_normals is not None:
       scene.normals = np.asarray(self._compute_normals(scene), np.float32)
     return scene.validate()
+
+  def _load_or_explain(self, scene_id: str) -> Scene:
+    """The prepared scene, or an InputError naming the scene for any per-scene failure.
+
+    Errors of the machine (disk full, read-only file system, out of memory) and interrupts
+    pass through unchanged: they are not the scene's fault.
+    """
+    try:
+      return self._prepare_scene(scene_id)
+    except InputError as e:
+      raise InputError(e.path, f"scene {scene_id}: {e.problem}", e.fix) from e
+    except Exception as e:  # pylint: disable=broad-exception-caught
+      if is_environment_error(e):
+        raise
+      if isinstance(e, OSError):
+        error = os_error(None, e)
+      else:
+        _LOG.debug("scene %s failed", scene_id, exc_info=True)
+        error = InputError(None, f"reading failed with {type(e).__name__}: {e}",
+                           "check the scene's files against the format's description in "
+                           "README's Data preparation")
+      raise InputError(error.path, f"scene {scene_id}: {error.problem}", error.fix) from e
 
   def _generate_examples(self, split: str, scene_ids: Sequence[str]):
     skipped = self._skipped.setdefault(split, [])
     for scene_id in progress(scene_ids, desc=f"{self.name}/{split}", total=len(scene_ids)):
       try:
-        scene = self._prepare_scene(scene_id)
+        scene = self._load_or_explain(scene_id)
       except InputError as e:
         if not self._skip_bad:
-          raise InputError(e.path, f"scene {scene_id}: {e.problem}",
-                           f"{e.fix}; or set data.skip_bad=True (--config.data.skip_bad=True) to leave the scene out") from e
+          raise InputError(e.path, e.problem, f"{e.fix}; {_SKIP_FIX}") from e
         _LOG.warning("skipping scene %s (split %s): %s", scene_id, split, e)
         skipped.append({"scene": scene_id, "error": str(e)})
         continue
       yield scene_id, scene_to_example(scene)
+    if len(skipped) == len(scene_ids):
+      first = skipped[0]["error"].split(". Fix: ")[0]
+      raise InputError(None, f"all {len(scene_ids)} scenes of split {split!r} were skipped as "
+                       f"bad (the first: {first})",
+                       "fix the files named in the warnings above, or choose other scenes "
+                       "for this split")
 
   def download_and_prepare(self, *args: Any, **kwargs: Any) -> None:
     """Builds every split, then lists skipped scenes in `<data_dir>/skipped_scenes.json`
@@ -265,8 +313,9 @@ def make_builder(kind: str, data_dir: str, scene_ids: Mapping[str, Sequence[str]
   load_scene: scene id -> Scene (InputError on bad input).
   compute_segments / compute_normals: Scene -> int32 (N,) / float32 (N, 3), called only when
     the loaded scene lacks them.
-  skip_bad: log and skip scenes whose loading raises InputError (listed in skipped_scenes.json)
-    instead of stopping the build.
+  skip_bad: log and skip scenes that fail to load or prepare, whatever the error (listed in
+    skipped_scenes.json), instead of stopping the build; disk-full and similar errors of the
+    machine still stop it, and so does a split left without scenes.
   The dataset is written to `<data_dir>/jaxseg_<kind>/<version>/`.
   """
   if kind not in BUILDERS:

@@ -1,5 +1,6 @@
 """Builders: write scenes to ArrayRecord, read them back without TensorFlow."""
 
+import errno
 import json
 import logging
 import os
@@ -120,9 +121,9 @@ def test_build_and_read_never_import_tensorflow(tmp_path):
       builder.download_and_prepare()
       source = tfds.builder_from_directory(builder.data_dir).as_data_source()["train"]
       config = PipelineConfig(batch_size=1, voxel_size=0.1)
-      batch = next(iter(make_iterator(source, config, seed=0, train=True, process_count=1,
-                                      process_index=0)))
-      assert int(batch["point_mask"].sum()) == 100
+      packs = next(iter(make_iterator(source, config, seed=0, train=True, num_packs=1,
+                                      process_count=1, process_index=0)))
+      assert len(packs[0].arrays["point_to_voxel"]) == 100
       print("tensorflow" in sys.modules)
       """)
   root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -190,3 +191,86 @@ def test_real_votenet_scenes_round_trip(tmp_path):
     scene = load(scene_id)
     _check_record(train[i], scene,
                   expect_segments=(scene.coords[:, 2] > 1.0).astype(np.int32))
+
+
+# Probes of the reliability report (../shared/notes/reliability_2026-12.md).
+
+
+def _failing_loader(good, failures):
+  """A loader that raises `failures[scene_id]` for those scenes and returns `good[scene_id]`."""
+
+  def load(scene_id):
+    if scene_id in failures:
+      raise failures[scene_id]
+    return good[scene_id]
+
+  return load
+
+
+def test_skip_bad_catches_every_per_scene_failure(tmp_path):
+  """Only InputError was skipped: a PermissionError or an IndexError (0-vertex mesh,
+  sn_empty_skip) aborted the whole build with a traceback."""
+  good = {"g1": _scene("g1", 20, 3), "g2": _scene("g2", 25, 4)}
+  failures = {"locked": PermissionError(errno.EACCES, "Permission denied", "/data/locked.npy"),
+              "odd": IndexError("index 0 is out of bounds for axis 0 with size 0")}
+  ids = {"train": ["g1", "locked", "odd", "g2"]}
+  builder = tfds_builders.make_builder("scannet", str(tmp_path), ids,
+                                       _failing_loader(good, failures), skip_bad=True)
+  builder.download_and_prepare()
+  train = builder.as_data_source()["train"]
+  assert [train[i]["name"] for i in range(len(train))] == [b"g1", b"g2"]
+  skipped = json.load(open(os.path.join(builder.data_dir, "skipped_scenes.json")))["train"]
+  assert [s["scene"] for s in skipped] == ["locked", "odd"]
+  # A permission problem is told to fix the permissions, not to re-download the file.
+  assert "/data/locked.npy: scene locked: permission denied" in skipped[0]["error"]
+  assert "chmod" in skipped[0]["error"] and "re-download" not in skipped[0]["error"]
+  assert "IndexError" in skipped[1]["error"]
+
+
+def test_without_skip_bad_any_failure_is_one_input_error(tmp_path):
+  failures = {"odd": IndexError("index 0 is out of bounds")}
+  with pytest.raises(InputError, match="scene odd: reading failed with IndexError") as e:
+    tfds_builders.make_builder("scannet", str(tmp_path), {"train": ["odd"]},
+                               _failing_loader({}, failures)).download_and_prepare()
+  assert "skip_bad=True" in e.value.fix
+
+
+def test_a_full_disk_stops_the_build_even_with_skip_bad(tmp_path):
+  failures = {"a": OSError(errno.ENOSPC, "No space left on device", "/cache/x")}
+  with pytest.raises(OSError) as e:
+    tfds_builders.make_builder("scannet", str(tmp_path), {"train": ["a", "b"]},
+                               _failing_loader({"b": _scene("b", 5, 0)}, failures),
+                               skip_bad=True).download_and_prepare()
+  assert e.value.errno == errno.ENOSPC
+
+
+def test_a_split_with_every_scene_skipped_is_a_clear_error(tmp_path):
+  """vn_empty_skip: tfds raised 'AssertionError: No examples were yielded'."""
+  failures = {s: InputError(f"/data/{s}_vert.npy", "the scene has no points", "re-export")
+              for s in ("a", "b")}
+  with pytest.raises(InputError, match=r"all 2 scenes of split 'train' were skipped as bad"):
+    tfds_builders.make_builder("scannet", str(tmp_path), {"train": ["a", "b"]},
+                               _failing_loader({}, failures), skip_bad=True
+                               ).download_and_prepare()
+
+
+def test_scene_without_any_super_voxel_is_reported(tmp_path):
+  """Degenerate 1- or 3-point scenes were accepted with 0 super-voxels and no warning."""
+  tiny = _scene("tiny", 3, 0, segments=False)
+  with pytest.raises(InputError, match="no super-voxel could be formed from the scene's 3"):
+    tfds_builders.make_builder("custom", str(tmp_path), {"train": ["tiny"]}, lambda _: tiny,
+                               compute_segments=lambda s: np.full(s.num_points, -1)
+                               ).download_and_prepare()
+
+
+def test_origin_is_stored_and_restored(tmp_path):
+  scene = _scene("geo", 10, 0)
+  scene.origin = np.array([431234.0, 5412345.0, 250.0])
+  builder = tfds_builders.make_builder("custom", str(tmp_path), {"train": ["geo"]},
+                                       lambda _: scene)
+  builder.download_and_prepare()
+  record = builder.as_data_source()["train"][0]
+  np.testing.assert_array_equal(record["origin"], scene.origin)
+  decoded = tfds_builders.example_to_scene(record)
+  np.testing.assert_array_equal(decoded.source_coords(),
+                                scene.coords.astype(np.float64) + scene.origin)

@@ -1,9 +1,8 @@
-"""Voxelisation of one point cloud on the host (numpy), with int32 voxel keys.
+"""Voxelisation of one point cloud on the host (numpy).
 
-Voxel coordinates are floor(coords / voxel_size) shifted so the minimum is 0 on each axis.
-They are packed into int32 keys x << 20 | y << 9 | z, so one scene may span at most
-2048 x 2048 x 512 voxels (41 x 41 x 10 m at 2 cm); larger scenes raise InputError. Voxels are
-sorted by key (lexicographic x, y, z), the same order `pack_keys` gives under jit.
+Voxel coordinates are floor(coords / voxel_size) shifted so the minimum is 0 on each axis,
+sorted in lexicographic (x, y, z) order (int64 keys, `host_maps.host_keys`), so a scene has no
+practical size limit (2 million voxels per axis).
 
 Features (F = 6) are the mean over the voxel's points of
   [r, g, b] / 255 - 0.5                      colour,
@@ -19,30 +18,9 @@ from typing import Optional
 import numpy as np
 
 from jaxseg.errors import InputError
+from jaxseg.ops.sparse import host_maps
 
-KEY_SHIFTS = (20, 9, 0)
-MAX_EXTENT = (2048, 2048, 512)
 NUM_FEATURES = 6
-
-
-def pack_keys(voxel_coords: np.ndarray) -> np.ndarray:
-  """int (V, 3) non-negative voxel coords within MAX_EXTENT -> int32 (V,) keys."""
-  v = voxel_coords.astype(np.int32)
-  return (v[:, 0] << KEY_SHIFTS[0]) | (v[:, 1] << KEY_SHIFTS[1]) | v[:, 2]
-
-
-def unpack_keys(keys: np.ndarray) -> np.ndarray:
-  """int32 (V,) keys -> int32 (V, 3) voxel coords (inverse of `pack_keys`)."""
-  k = keys.astype(np.int32)
-  return np.stack([k >> KEY_SHIFTS[0], (k >> KEY_SHIFTS[1]) & (MAX_EXTENT[1] - 1),
-                   k & (MAX_EXTENT[2] - 1)], axis=1)
-
-
-def coarse_level_counts(voxel_coords: np.ndarray, num_levels: int = 4) -> tuple[int, ...]:
-  """Occupied cells of the grids 2, 4, ..., 2^num_levels times coarser than `voxel_coords`
-  (int (V, 3) non-negative, unique): the voxel counts of the encoders' levels 1..num_levels."""
-  v = np.asarray(voxel_coords, np.int32)
-  return tuple(int(np.unique(pack_keys(v >> level)).size) for level in range(1, num_levels + 1))
 
 
 @dataclasses.dataclass
@@ -105,14 +83,12 @@ def voxelize(coords: np.ndarray, colors: np.ndarray, voxel_size: float,
   voxel = np.floor(scaled) - origin  # exact integers (scaled - origin could round up)
   position = scaled - origin  # non-negative, in voxel units
   extent = voxel.max(axis=0) + 1
-  if (extent > np.asarray(MAX_EXTENT)).any():
-    limit = [round(m * voxel_size, 2) for m in MAX_EXTENT]
+  if (extent > host_maps.COORD_LIMIT).any():
     raise InputError(name, f"the scene spans {extent.astype(int).tolist()} voxels of "
-                     f"{voxel_size} m, more than the int32 key range {list(MAX_EXTENT)} voxels "
-                     f"({limit} m)", "use a larger voxel size, or crop the scene with "
-                     "data.max_points")
+                     f"{voxel_size} m, more than {host_maps.COORD_LIMIT} per axis",
+                     "check the coordinate units (metres) and the voxel size")
   voxel = voxel.astype(np.int32)
-  keys = pack_keys(voxel)
+  keys = host_maps.host_keys(voxel)
   order = np.argsort(keys, kind="stable")  # stable: a voxel's first point comes first
   sorted_keys = keys[order]
   is_first = np.empty(keys.size, bool)

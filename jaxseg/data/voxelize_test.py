@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 
-from jaxseg.data.voxelize import (MAX_EXTENT, coarse_level_counts, majority_labels, pack_keys,
-                                  unpack_keys, voxelize)
+from jaxseg.data.voxelize import majority_labels, voxelize
 from jaxseg.errors import InputError
 
 
@@ -54,27 +53,18 @@ def test_majority_labels_against_loop():
   np.testing.assert_array_equal(majority_labels(np.zeros(3, np.int32), np.full(3, -1), 1), [-1])
 
 
-def test_keys_round_trip_and_sort_lexicographically():
+def test_voxels_sort_lexicographically_and_large_scenes_fit():
   rng = np.random.default_rng(2)
-  grid = rng.integers(0, MAX_EXTENT, size=(5000, 3))
-  keys = pack_keys(grid)
-  assert keys.dtype == np.int32 and (keys >= 0).all()
-  np.testing.assert_array_equal(keys, grid[:, 0] * 2**20 + grid[:, 1] * 2**9 + grid[:, 2])
-  np.testing.assert_array_equal(unpack_keys(keys), grid)
-  np.testing.assert_array_equal(np.argsort(keys, kind="stable"),
-                                np.lexsort((grid[:, 2], grid[:, 1], grid[:, 0])))
+  coords = (rng.random((3000, 3)) * [60.0, 45.0, 12.0]).astype(np.float32)  # 3000 x 2250 voxels
+  vox = voxelize(coords, np.zeros((3000, 3), np.uint8), 0.02)
+  grid = vox.voxel_coords
+  np.testing.assert_array_equal(np.lexsort((grid[:, 2], grid[:, 1], grid[:, 0])),
+                                np.arange(len(grid)))
+  np.testing.assert_array_equal(np.unique(np.floor(coords / 0.02).astype(np.int64), axis=0)
+                                - np.floor(coords.min(0) / 0.02).astype(np.int64), grid)
 
 
-def test_scene_beyond_key_range_is_an_input_error():
-  coords = np.float32([[0, 0, 0], [1, 1, 11.0]])
-  with pytest.raises(InputError, match="big_room: the scene spans .* voxels.*larger voxel"):
+def test_scene_beyond_the_host_key_range_is_an_input_error():
+  coords = np.float32([[0, 0, 0], [1e5, 1, 11.0]])
+  with pytest.raises(InputError, match="big_room: the scene spans .* voxels.*units"):
     voxelize(coords, np.zeros((2, 3), np.uint8), 0.02, name="big_room")
-  assert voxelize(coords, np.zeros((2, 3), np.uint8), 0.05).num_voxels == 2
-
-
-def test_coarse_level_counts_match_the_encoder_pyramid_counts():
-  from jaxseg.ops.sparse.kernel_map import level_voxel_counts  # pylint: disable=g-import-not-at-top
-  rng = np.random.default_rng(3)
-  voxels = np.unique(rng.integers(0, 300, (5000, 3)), axis=0).astype(np.int32)
-  reference = level_voxel_counts(voxels[None], np.ones((1, len(voxels)), bool), 5)[0, 1:]
-  assert coarse_level_counts(voxels, 4) == tuple(int(c) for c in reference)

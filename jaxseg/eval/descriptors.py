@@ -1,7 +1,8 @@
 """Per-point raw descriptors (colour, position, normal): the no-learning clustering baseline.
 
   feats = raw_point_descriptors(batch["point_coords"], batch["point_colors"],
-                                batch["point_normals"], batch["point_mask"])   # [B, P, 9]
+                                batch["point_normals"], batch["point_mask"],
+                                batch["point_scene"], num_slots=Z)           # [G, P, 9]
   # then segment_mean over super-voxels and/or kmeans(..., metric="euclidean")
 
 Layout of the 9 channels: color_weight * (rgb - 0.5), xyz_weight * (xyz - scene centre),
@@ -19,6 +20,8 @@ arbitrary sign; scenes without normals carry zeros, which drops that part.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -27,26 +30,32 @@ DEFAULT_XYZ_WEIGHT = 0.2
 DEFAULT_NORMAL_WEIGHT = 0.8
 
 
-@jax.jit
+@functools.partial(jax.jit, static_argnames=("num_slots",))
 def raw_point_descriptors(coords: jax.Array, colors: jax.Array, normals: jax.Array,
-                          mask: jax.Array, *, color_weight: float = DEFAULT_COLOR_WEIGHT,
+                          mask: jax.Array, scene: jax.Array, *, num_slots: int,
+                          color_weight: float = DEFAULT_COLOR_WEIGHT,
                           xyz_weight: float = DEFAULT_XYZ_WEIGHT,
                           normal_weight: float = DEFAULT_NORMAL_WEIGHT) -> jax.Array:
   """Weighted [colour, centred xyz, normal] per point.
 
   Args:
-    coords: f32 [B, P, 3] metres.
-    colors: f32 [B, P, 3] RGB in [0, 1].
-    normals: f32 [B, P, 3] unit normals (zeros when unknown).
-    mask: bool [B, P], False for padding rows.
+    coords: f32 [G, P, 3] metres.
+    colors: f32 [G, P, 3] RGB in [0, 1].
+    normals: f32 [G, P, 3] unit normals (zeros when unknown).
+    mask: bool [G, P], False for padding rows.
+    scene: int32 [G, P] the scene slot of each point in its pack (the batch's point_scene).
+    num_slots: scene slots per pack (static).
     color_weight / xyz_weight / normal_weight: per-part multipliers (see the module docstring).
   Returns:
-    f32 [B, P, 9]; padding rows are 0. xyz is centred on the mean of the scene's valid points
-    (an empty scene gives zeros).
+    f32 [G, P, 9]; padding rows are 0. xyz is centred on the mean of the valid points of the
+    point's scene.
   """
-  valid = mask[..., None].astype(jnp.float32)
-  count = jnp.maximum(jnp.sum(valid, axis=1, keepdims=True), 1.0)
-  centre = jnp.sum(coords * valid, axis=1, keepdims=True) / count
+  def centres(c, s, m):
+    ids = jnp.where(m, s, num_slots)
+    sums = jax.ops.segment_sum(c, ids, num_slots + 1)
+    counts = jax.ops.segment_sum(m.astype(jnp.float32), ids, num_slots + 1)
+    return (sums / jnp.maximum(counts, 1.0)[:, None])[ids]
+  centre = jax.vmap(centres)(coords, scene, mask)
   out = jnp.concatenate([color_weight * (colors - 0.5), xyz_weight * (coords - centre),
                          normal_weight * normals], axis=-1)
-  return (out * valid).astype(jnp.float32)
+  return jnp.where(mask[..., None], out, 0.0).astype(jnp.float32)

@@ -6,7 +6,9 @@
 - .npy: float (N, 3) xyz or (N, 6) xyz rgb
 - .txt / .xyz / .csv: whitespace or comma separated x y z [r g b] per line (a non-numeric
   first line is taken as a header)
-Colours in [0, 1] (float) are scaled to 0..255; missing colours are grey 128.
+Colours are converted by `jaxseg.io.colors` (0..255, float 0..1 or 16-bit, each logged);
+missing colours are grey 128. Coordinates far from zero (georeferenced) are recentred in
+float64 (`jaxseg.io.coords`), the offset kept in `Scene.origin`.
 """
 
 from __future__ import annotations
@@ -17,33 +19,49 @@ import numpy as np
 
 from jaxseg.data.scene import Scene
 from jaxseg.errors import InputError
+from jaxseg.io import files
+from jaxseg.io.colors import colors_to_uint8
+from jaxseg.io.coords import to_float32_coords
+from jaxseg.io.npy import load_npy
 from jaxseg.io.ply import read_ply
 from jaxseg.io.text_table import parse_numeric_text
 from jaxseg.logging_utils import get_logger
 
 _LOG = get_logger("io.custom")
 EXTENSIONS = (".ply", ".pcd", ".npy", ".txt", ".xyz", ".csv")
+# Point-cloud formats a user may expect to be read; a folder holding them gets a warning.
+_OTHER_CLOUD_EXTENSIONS = (".las", ".laz", ".e57", ".obj", ".off", ".stl", ".pts", ".ptx",
+                           ".bin", ".h5", ".hdf5", ".npz", ".pcd.gz")
 _PCD_TYPES = {("F", 4): "f4", ("F", 8): "f8", ("I", 1): "i1", ("I", 2): "i2", ("I", 4): "i4",
               ("I", 8): "i8", ("U", 1): "u1", ("U", 2): "u2", ("U", 4): "u4", ("U", 8): "u8"}
 _PCD_FIX = "re-export the cloud as a PCD v0.7 file (DATA ascii or binary), or as .ply/.npy"
 
 
 def list_custom_scenes(root: str) -> list[str]:
-  """File names of the clouds in folder `root` (or [basename] when `root` is one file)."""
+  """File names of the clouds in folder `root` (or [basename] when `root` is one file), sorted.
+
+  Every entry with a cloud extension is listed, including dangling or looping links (reading
+  them reports the link); other files are named in a log line, never dropped silently.
+  """
   if os.path.isfile(root):
     return [os.path.basename(root)]
-  if not os.path.isdir(root):
-    raise InputError(root, "no such file or folder", "pass a point-cloud file or a folder of them")
-  return sorted(f for f in os.listdir(root) if f.lower().endswith(EXTENSIONS)
-                and os.path.isfile(os.path.join(root, f)))
+  files.require_dir(root, "data.root", "pass a point-cloud file or a folder of them")
+  names = sorted(os.listdir(root))
+  clouds = [f for f in names if f.lower().endswith(EXTENSIONS)
+            and not os.path.isdir(os.path.join(root, f))]
+  ignored = [f for f in names if f not in clouds and not f.startswith(".")]
+  if ignored:
+    other_clouds = [f for f in ignored if f.lower().endswith(_OTHER_CLOUD_EXTENSIONS)]
+    log = _LOG.warning if other_clouds else _LOG.info
+    log("%s: ignoring %d entries that are not %s clouds: %s%s", root, len(ignored),
+        "/".join(EXTENSIONS), ", ".join(ignored[:10]), ", ..." if len(ignored) > 10 else "")
+  return clouds
 
 
 def read_custom_cloud(path: str, name: str | None = None) -> Scene:
   """Reads one cloud file; returns an unlabelled Scene (coords float32 (N, 3), colors uint8
   (N, 3), normals float32 (N, 3) when the file has them)."""
-  path = os.fspath(path)
-  if not os.path.isfile(path):
-    raise InputError(path, "file does not exist", "check the path")
+  path = files.require_file(os.fspath(path), "point-cloud file", "check the path")
   extension = os.path.splitext(path)[1].lower()
   if extension == ".ply":
     coords, colors, normals = _read_ply_cloud(path)
@@ -57,21 +75,11 @@ def read_custom_cloud(path: str, name: str | None = None) -> Scene:
     raise InputError(path, f"unsupported extension {extension!r}",
                      f"convert the cloud to one of {', '.join(EXTENSIONS)}")
   n = coords.shape[0]
-  colors = np.full((n, 3), 128, np.uint8) if colors is None else _colors_to_uint8(colors)
-  return Scene(name=name or os.path.basename(path), coords=coords.astype(np.float32),
-               colors=colors, normals=None if normals is None else normals.astype(np.float32),
+  colors = np.full((n, 3), 128, np.uint8) if colors is None else colors_to_uint8(colors, path)
+  coords, origin = to_float32_coords(coords, path)
+  return Scene(name=name or os.path.basename(path), coords=coords, colors=colors,
+               normals=None if normals is None else normals.astype(np.float32), origin=origin,
                source=path).validate()
-
-
-def _colors_to_uint8(colors: np.ndarray) -> np.ndarray:
-  """(N, 3) colours -> uint8; float colours all within [0, 1] are taken as fractions."""
-  colors = np.asarray(colors)
-  if colors.dtype.kind == "f":
-    finite = np.nan_to_num(colors, nan=0.5)
-    if finite.size and finite.max() <= 1.0:
-      finite = finite * 255.0
-    return np.clip(np.rint(finite), 0, 255).astype(np.uint8)
-  return np.clip(colors, 0, 255).astype(np.uint8)
 
 
 def _pick(props: dict, names_options: tuple[tuple[str, ...], ...]) -> np.ndarray | None:
@@ -96,10 +104,12 @@ def _read_ply_cloud(path):
 
 
 def _read_npy(path):
-  try:
-    array = np.load(path, allow_pickle=False)
-  except (OSError, ValueError) as e:
-    raise InputError(path, f"cannot read .npy ({e})", "save the cloud with numpy.save") from e
+  array = load_npy(path, "save the cloud with numpy.save(path, array) from a numeric (N, 3) "
+                   "or (N, 6) array")
+  if array.ndim == 2 and array.shape[0] in (3, 6) and array.shape[1] > 6:
+    raise InputError(path, f"array of shape {array.shape} looks transposed (one row per "
+                     "coordinate instead of one row per point)",
+                     "save the transposed array, numpy.save(path, array.T)")
   if array.ndim != 2 or array.shape[1] not in (3, 6) or array.dtype.kind not in "fiu":
     raise InputError(path, f"array of shape {array.shape} and dtype {array.dtype}",
                      "save a numeric (N, 3) xyz or (N, 6) xyz rgb array")
@@ -107,8 +117,8 @@ def _read_npy(path):
 
 
 def _read_text(path):
-  with open(path, "rb") as f:
-    text = f.read().decode("utf-8", errors="replace")
+  text = files.read_bytes(path, "text cloud", "check the path").decode("utf-8",
+                                                                       errors="replace")
   lines = text.split("\n", 1)
   delimiter = "," if "," in lines[0] else None
   first_line = 1
@@ -124,8 +134,7 @@ def _read_text(path):
 
 
 def _read_pcd(path):
-  with open(path, "rb") as f:
-    raw = f.read()
+  raw = files.read_bytes(path, "PCD file", "check the path")
   header, offset = {}, 0
   while "DATA" not in header:
     end = raw.find(b"\n", offset)

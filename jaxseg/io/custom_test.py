@@ -1,5 +1,6 @@
 """Tests for jaxseg.io.custom: clouds written here in each supported format."""
 
+import logging
 import os
 
 import numpy as np
@@ -7,6 +8,7 @@ import pytest
 
 from jaxseg.errors import InputError
 from jaxseg.io import custom
+from jaxseg.io.ply import write_ply
 
 
 def _cloud(n=25, seed=0):
@@ -144,3 +146,72 @@ def test_list_custom_scenes(tmp_path):
   assert custom.list_custom_scenes(os.path.join(tmp_path, "b.ply")) == ["b.ply"]
   with pytest.raises(InputError):
     custom.list_custom_scenes(str(tmp_path / "nope"))
+
+
+# Probes of the reliability report (../shared/notes/reliability_2026-12.md), one test each.
+
+
+def test_16_bit_colours_are_scaled_not_white(tmp_path):
+  """cu_rgb65535_npy: 16-bit colours were clipped to 255, every point white."""
+  xyz, rgb, _ = _cloud(seed=4)
+  np.save(tmp_path / "a.npy", np.concatenate([xyz, rgb.astype(np.float64) * 257], 1))
+  np.testing.assert_array_equal(custom.read_custom_cloud(str(tmp_path / "a.npy")).colors, rgb)
+  vertex = {"x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2],
+            "red": rgb[:, 0].astype(np.uint16) * 257, "green": rgb[:, 1].astype(np.uint16) * 257,
+            "blue": rgb[:, 2].astype(np.uint16) * 257}
+  write_ply(tmp_path / "b.ply", vertex)
+  np.testing.assert_array_equal(custom.read_custom_cloud(str(tmp_path / "b.ply")).colors, rgb)
+
+
+def test_georeferenced_cloud_keeps_millimetres(tmp_path):
+  """cu_utm_offset: a float64 cloud at a UTM offset kept 13 distinct y values of 19,874."""
+  rng = np.random.default_rng(5)
+  local = np.c_[rng.uniform(0, 8, 20000), np.arange(20000) * 0.0003, rng.uniform(0, 3, 20000)]
+  cloud = local + [431234.5, 5412345.5, 250.0]
+  np.save(tmp_path / "utm.npy", cloud)
+  scene = custom.read_custom_cloud(str(tmp_path / "utm.npy"))
+  assert len(np.unique(scene.coords[:, 1])) == 20000
+  np.testing.assert_allclose(scene.source_coords(), cloud, atol=1e-4)
+
+
+def test_dangling_and_looping_links_are_listed_and_reported(tmp_path):
+  """cu_dangling, cu_symloop_file: such .ply entries were ignored when listing."""
+  np.save(tmp_path / "good.npy", _cloud()[0])
+  os.symlink(tmp_path / "moved.ply", tmp_path / "dangling.ply")
+  os.symlink(tmp_path / "loop.ply", tmp_path / "loop.ply")
+  assert custom.list_custom_scenes(str(tmp_path)) == ["dangling.ply", "good.npy", "loop.ply"]
+  with pytest.raises(InputError, match="dangling symbolic link"):
+    custom.read_custom_cloud(str(tmp_path / "dangling.ply"))
+  with pytest.raises(InputError, match="symbolic link loop"):
+    custom.read_custom_cloud(str(tmp_path / "loop.ply"))
+
+
+def test_root_that_is_a_link_loop_is_not_called_missing(tmp_path):
+  """A symlink-loop root was reported as 'does not exist'."""
+  os.symlink(tmp_path / "root", tmp_path / "root")
+  with pytest.raises(InputError, match="symbolic link loop"):
+    custom.list_custom_scenes(str(tmp_path / "root"))
+
+
+def test_transposed_npy_is_named(tmp_path):
+  np.save(tmp_path / "t.npy", np.zeros((6, 50), np.float32))
+  with pytest.raises(InputError, match="transposed") as e:
+    custom.read_custom_cloud(str(tmp_path / "t.npy"))
+  assert "array.T" in e.value.fix
+
+
+def test_non_npy_file_gets_no_unpickling_advice(tmp_path):
+  """A non-npy file relayed numpy's advice to load it 'unsafely' with allow_pickle."""
+  (tmp_path / "cloud.npy").write_text("0 0 0\n1 1 1\n")
+  with pytest.raises(InputError, match="not a .npy file") as e:
+    custom.read_custom_cloud(str(tmp_path / "cloud.npy"))
+  assert "allow_pickle" not in str(e.value)
+
+
+def test_other_files_in_the_folder_are_named(tmp_path, caplog):
+  np.save(tmp_path / "a.npy", _cloud()[0])
+  (tmp_path / "scan.las").write_bytes(b"LASF")
+  with caplog.at_level(logging.INFO, logger="jaxseg"):
+    assert custom.list_custom_scenes(str(tmp_path)) == ["a.npy"]
+  assert any("scan.las" in r.getMessage() and r.levelno == logging.WARNING
+             for r in caplog.records)

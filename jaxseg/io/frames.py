@@ -16,6 +16,7 @@ from PIL import Image
 
 from jaxseg.data.scene import Frames
 from jaxseg.errors import InputError
+from jaxseg.io import files
 from jaxseg.logging_utils import get_logger
 
 _LOG = get_logger("io.frames")
@@ -28,10 +29,7 @@ def read_matrix(path: str | os.PathLike, *, fix: str) -> np.ndarray:
   InputError whose fix is `fix`.
   """
   path = os.fspath(path)
-  if not os.path.isfile(path):
-    raise InputError(path, "file does not exist", fix)
-  with open(path, "r", errors="replace") as f:
-    words = f.read().split()
+  words = files.read_bytes(path, "matrix file", fix).decode(errors="replace").split()
   try:
     values = np.asarray([float(w) for w in words], np.float64)
   except ValueError as e:
@@ -67,7 +65,7 @@ def scale_intrinsics(k: np.ndarray, from_size: tuple[int, int],
 
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
   """(width, height) of an image, read from its header only."""
-  path = os.fspath(path)
+  path = files.require_file(os.fspath(path), "image", "re-export the frame images (jpg/png)")
   try:
     with Image.open(path) as im:
       return im.size
@@ -84,8 +82,9 @@ def frame_sort_key(frame_id: str) -> tuple[int, str]:
 def frame_ids(directory: str, extension: str) -> list[str]:
   """File stems in `directory` with `extension` (e.g. '.txt'), in `frame_sort_key` order;
   [] when the directory is absent."""
-  if not os.path.isdir(directory):
+  if not os.path.lexists(directory):
     return []
+  files.require_dir(directory, "frames folder", "re-export the frames")
   stems = [f[:-len(extension)] for f in os.listdir(directory) if f.endswith(extension)]
   return sorted(stems, key=frame_sort_key)
 
@@ -149,12 +148,12 @@ def modality_paths(directory: str, ids: Sequence[str], extension: str, *, what: 
                    source: str) -> list[str]:
   """Paths `<directory>/<id><extension>` for every frame id; all "" when the directory is
   absent (modality not exported, warned); InputError when only some frames are missing."""
-  if not os.path.isdir(directory):
+  if not os.path.lexists(directory):
     _LOG.warning("%s: no %s images (%s missing)", source, what, directory)
     return [""] * len(ids)
+  files.require_dir(directory, f"{what} image folder", "re-export the frames")
   paths = [os.path.join(directory, i + extension) for i in ids]
   for p in paths:
-    if not os.path.isfile(p):
-      raise InputError(p, f"{what} image of a posed frame is missing",
+    files.require_file(p, f"{what} image of a posed frame",
                        "re-export the frames so every pose has its colour and depth image")
   return paths

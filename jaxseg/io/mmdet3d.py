@@ -25,8 +25,11 @@ import numpy as np
 
 from jaxseg.data.scene import Frames, Scene
 from jaxseg.errors import InputError
+from jaxseg.io import files
 from jaxseg.io import frames as frames_lib
-from jaxseg.io.labels import nyu40_to_scannet20
+from jaxseg.io.colors import colors_to_uint8
+from jaxseg.io.coords import recentre_alignment, recentre_frames, to_float32_coords
+from jaxseg.io.labels import nyu40_file_to_scannet20
 from jaxseg.logging_utils import get_logger
 
 _LOG = get_logger("io.mmdet3d")
@@ -51,10 +54,11 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
 def load_infos(path: str) -> dict[str, dict]:
   """Reads an mmdetection3d `scannet_infos_*.pkl` (v1.1 `{'data_list': [...]}` or the older
   list of dicts); returns {scene id: info dict}."""
+  raw = files.read_bytes(path, "info pickle", "check the path")
   try:
-    with open(path, "rb") as f:
-      data = _NumpyOnlyUnpickler(io.BytesIO(f.read())).load()
-  except (OSError, pickle.UnpicklingError, EOFError, ValueError, AttributeError) as e:
+    data = _NumpyOnlyUnpickler(io.BytesIO(raw)).load()
+  except (pickle.UnpicklingError, EOFError, ValueError, AttributeError, ImportError,
+          IndexError, TypeError) as e:
     raise InputError(path, f"cannot read the info pickle ({e})",
                      "regenerate it with mmdetection3d's create_data.py (it may only hold "
                      "dicts, lists and numpy arrays)") from e
@@ -105,6 +109,7 @@ def find_axis_alignment(root: str, scene: str) -> np.ndarray | None:
   """float32 (4, 4) raw -> aligned transform of `scene` from the info pickles under `root`
   (or `root/meta`); None when no pickle lists the scene."""
   for path in _info_files(root):
+    files.require_file(path, "info pickle", "check the path")
     entry = _cached_infos(path, os.path.getmtime(path)).get(scene)
     if entry is not None:
       return _axis_align_matrix(entry)
@@ -115,15 +120,14 @@ def list_mmdet3d_scenes(root: str, split: str | None = None) -> list[str]:
   """Scene ids with a `points/<scene>.bin`, sorted; with `split`, only those listed in
   `scannet_infos_<split>.pkl` (under root or root/meta) when it exists."""
   points_dir = os.path.join(root, "points")
-  if not os.path.isdir(points_dir):
-    raise InputError(points_dir, "points/ folder not found",
-                     "pass the mmdetection3d data root (the folder holding points/)")
+  files.require_dir(points_dir, "points/ folder",
+                    "pass the mmdetection3d data root (the folder holding points/)")
   scenes = sorted(f[:-4] for f in os.listdir(points_dir) if f.endswith(".bin"))
   if split is None:
     return scenes
   candidates = [os.path.join(d, f"scannet_infos_{split}.pkl")
                 for d in (root, os.path.join(root, "meta"))]
-  existing = [p for p in candidates if os.path.isfile(p)]
+  existing = [p for p in candidates if files.optional_file(p, "info pickle")]
   if not existing:
     _LOG.warning("no scannet_infos_%s.pkl in %s: using all %d scenes", split, root, len(scenes))
     return scenes
@@ -146,18 +150,19 @@ def read_posed_images(posed_dir: str) -> Frames:
 
 
 def _read_bin(path: str, dtype, what: str) -> np.ndarray:
-  try:
-    data = np.fromfile(path, dtype=dtype)
-  except (OSError, ValueError) as e:
-    raise InputError(path, f"cannot read {what} ({e})", "re-run mmdetection3d's data "
-                     "preparation for this scene") from e
-  return data
+  raw = files.read_bytes(path, f"{what} file", "re-run mmdetection3d's data preparation for "
+                         "this scene")
+  if len(raw) % np.dtype(dtype).itemsize:
+    raise InputError(path, f"{len(raw)} bytes is not a whole number of {np.dtype(dtype)} "
+                     "values (truncated?)", "re-run mmdetection3d's data preparation for this "
+                     "scene")
+  return np.frombuffer(raw, dtype=dtype).copy()
 
 
 def _per_point(root: str, folder: str, scene: str, n: int) -> np.ndarray | None:
   """Optional int64 per-point array `<root>/<folder>/<scene>.bin`; None if absent."""
   path = os.path.join(root, folder, scene + ".bin")
-  if not os.path.isfile(path):
+  if not files.optional_file(path, f"{folder} file"):
     return None
   values = _read_bin(path, np.int64, folder)
   if values.shape[0] != n:
@@ -177,8 +182,7 @@ def read_mmdet3d_scene(root: str, scene: str, *, with_frames: bool = True) -> Sc
     `with_frames` (InputError when missing).
   """
   points_path = os.path.join(root, "points", scene + ".bin")
-  if not os.path.isfile(points_path):
-    raise InputError(points_path, "point file not found",
+  files.require_file(points_path, "point file",
                      f"check that {root} is the mmdetection3d data root holding points/")
   raw = _read_bin(points_path, np.float32, "points")
   if raw.size == 0 or raw.size % 6:
@@ -196,15 +200,19 @@ def read_mmdet3d_scene(root: str, scene: str, *, with_frames: bool = True) -> Sc
   frames = None
   if with_frames:
     posed = [os.path.join(root, d, scene) for d in _POSED_DIRS]
-    posed = [d for d in posed if os.path.isdir(d)]
+    posed = [files.require_dir(d, "posed-images folder", "check the mmdetection3d export")
+             for d in posed if os.path.lexists(d)]
     if not posed:
       raise InputError(os.path.join(root, _POSED_DIRS[0], scene), "posed images not found",
                        "export posed images with mmdetection3d's ScanNet converter, or load "
                        "without frames (with_frames=False)")
     frames = read_posed_images(posed[0])
-  return Scene(name=scene, coords=points[:, :3].astype(np.float32),
-               colors=np.clip(np.rint(points[:, 3:6]), 0, 255).astype(np.uint8),
-               labels=None if nyu40 is None else nyu40_to_scannet20(nyu40),
+  coords, origin = to_float32_coords(points[:, :3], points_path)
+  labels = None if nyu40 is None else nyu40_file_to_scannet20(
+      nyu40, os.path.join(root, "semantic_mask", scene + ".bin"))
+  return Scene(name=scene, coords=coords, colors=colors_to_uint8(points[:, 3:6], points_path),
+               labels=labels,
                instances=None if instances is None else instances.astype(np.int32),
-               segments=segments, frames=frames,
-               axis_alignment=find_axis_alignment(root, scene), source=points_path).validate()
+               segments=segments, frames=recentre_frames(frames, origin),
+               axis_alignment=recentre_alignment(find_axis_alignment(root, scene), origin),
+               origin=origin, source=points_path).validate()

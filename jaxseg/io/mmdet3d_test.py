@@ -173,3 +173,17 @@ def test_bad_layouts(tmp_path):
   os.rename(tmp_path / "posed_images", tmp_path / "elsewhere")
   with pytest.raises(InputError, match="posed images not found"):
     mmdet3d.read_mmdet3d_scene(str(tmp_path), "s0")
+
+
+def test_fractional_colours_and_bad_labels(tmp_path):
+  """Every reader rescales 0..1 colours (reliability report, defect 1) and checks NYU40 ids
+  (defect 8)."""
+  points = _layout(tmp_path)
+  rgb = points[:, 3:6].astype(np.uint8)
+  np.c_[points[:, :3], rgb / 255.0].astype(np.float32).tofile(tmp_path / "points" / "s0.bin")
+  scene = mmdet3d.read_mmdet3d_scene(str(tmp_path), "s0", with_frames=False)
+  np.testing.assert_array_equal(scene.colors, rgb)
+  np.full(len(points), 300, np.int64).tofile(tmp_path / "semantic_mask" / "s0.bin")
+  with pytest.raises(InputError, match="outside NYU40") as e:
+    mmdet3d.read_mmdet3d_scene(str(tmp_path), "s0", with_frames=False)
+  assert e.value.path.endswith(os.path.join("semantic_mask", "s0.bin"))

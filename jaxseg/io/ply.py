@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from jaxseg.errors import InputError
+from jaxseg.errors import InputError, os_error
+from jaxseg.io import files
 
 _PLY_TYPES = {
     "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1",
@@ -174,21 +175,87 @@ def _read_ascii(path, lines, elements):
   return data
 
 
+def _plausible_fraction(values: np.ndarray) -> float:
+  """Fraction of float values that look like coordinates (0, or finite within 1e-6..1e7)."""
+  with np.errstate(invalid="ignore", over="ignore"):
+    magnitude = np.abs(values.astype(np.float64))
+    ok = (magnitude == 0) | ((magnitude >= 1e-6) & (magnitude <= 1e7))
+  return float(ok.mean()) if ok.size else 1.0
+
+
+def _check_byte_order(path: str, element: dict[str, Any], values: dict[str, Any],
+                      fmt: str) -> None:
+  """InputError when the float coordinates only make sense read in the other byte order."""
+  names = [n for n in ("x", "y", "z") if n in values and values[n].dtype.kind == "f"]
+  if element["name"] != "vertex" or not names or not element["count"]:
+    return
+  sample = np.concatenate([values[n][:10000] for n in names])
+  if _plausible_fraction(sample) >= 0.9:
+    return
+  if _plausible_fraction(sample.byteswap()) > 0.99:
+    other = "binary_big_endian" if fmt == "binary_little_endian" else "binary_little_endian"
+    raise InputError(path, f"the header says '{fmt}' but the coordinates are only sensible "
+                     f"read as {other}", f"correct the header line to 'format {other} 1.0', "
+                     "or re-export the file")
+
+
+def _check_binary_rest(path: str, body: bytes, offset: int, elements: list) -> None:
+  """InputError when data follows the last element the header declares."""
+  rest = body[offset:]
+  if not rest.strip():
+    return
+  first = elements[0] if elements else None
+  hint = ""
+  if first and first["props"] and not any(isinstance(t, tuple) for _, t in first["props"]):
+    itemsize = np.dtype([(n, t) for n, t in first["props"]]).itemsize
+    hint = f" (as much as {len(rest) // itemsize} more {first['name']} rows)"
+  declared = ", ".join(f"{e['count']} {e['name']}" for e in elements)
+  raise InputError(path, f"the header declares {declared} but {len(rest)} more bytes of data "
+                   f"follow{hint}", "fix the element counts in the header, or re-export the file")
+
+
+def _looks_binary(body: bytes) -> bool:
+  """Whether the start of a body holds bytes no ascii PLY has (NUL, or over 1% control or
+  non-ascii bytes)."""
+  head = np.frombuffer(body[:65536], np.uint8)
+  control = (head < 32) & ~np.isin(head, (9, 10, 13))
+  return bool((head == 0).any() or (control | (head > 126)).sum() > head.size // 100)
+
+
 def read_ply(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
-  """Reads a PLY file into {element: {property: array}}."""
+  """Reads a PLY file into {element: {property: array}}.
+
+  Raises InputError for a missing or unreadable file, a header that is not PLY, data that is
+  shorter or longer than the header's element counts, a binary body under an ascii header
+  and binary floats whose byte order contradicts the header.
+  """
   path = os.fspath(path)
-  if not os.path.isfile(path):
-    raise InputError(path, "file does not exist", "check the path and the dataset root")
-  with open(path, "rb") as f:
-    fmt, elements = _parse_header(path, f)
-    body = f.read()
+  files.require_file(path, "PLY file", "check the path and the dataset root")
+  try:
+    with open(path, "rb") as f:
+      fmt, elements = _parse_header(path, f)
+      body = f.read()
+  except OSError as e:
+    raise os_error(path, e, what="PLY file") from e
   if fmt == "ascii":
+    if _looks_binary(body):
+      raise InputError(path, "the header says 'format ascii' but the data is binary",
+                       "correct the header line to 'format binary_little_endian 1.0' (or "
+                       "binary_big_endian), or re-export the file")
     lines = [ln for ln in body.decode("ascii", errors="replace").splitlines() if ln.strip()]
+    declared = sum(e["count"] for e in elements)
+    if len(lines) > declared:
+      counts = ", ".join(f"{e['count']} {e['name']}" for e in elements)
+      raise InputError(path, f"the header declares {counts} ({declared} data lines) but the "
+                       f"file has {len(lines)} data lines",
+                       "fix the element counts in the header, or re-export the file")
     return _read_ascii(path, lines, elements)
   endian = "<" if fmt == "binary_little_endian" else ">"
   data, offset = {}, 0
   for element in elements:
     data[element["name"]], offset = _read_binary_element(path, body, offset, element, endian)
+    _check_byte_order(path, element, data[element["name"]], fmt)
+  _check_binary_rest(path, body, offset, elements)
   return data
 
 

@@ -125,3 +125,46 @@ def test_malformed_ascii_row(tmp_path):
 def test_missing_file(tmp_path):
   with pytest.raises(InputError, match="does not exist"):
     read_ply(tmp_path / "none.ply")
+
+
+# Probes of the reliability report (../shared/notes/reliability_2026-12.md), one test each.
+
+
+def _cloud_ply(path, n, declared, binary=True, endian="<", fmt=None):
+  """x y z float cloud of `n` points whose header declares `declared` vertices."""
+  xyz = np.random.default_rng(3).uniform(-4, 4, (n, 3)).astype(endian + "f4")
+  fmt = fmt or ("ascii" if not binary else
+                "binary_little_endian" if endian == "<" else "binary_big_endian")
+  header = (f"ply\nformat {fmt} 1.0\nelement vertex {declared}\nproperty float x\n"
+            "property float y\nproperty float z\nend_header\n").encode()
+  body = xyz.tobytes() if binary else "".join(
+      f"{a} {b} {c}\n" for a, b, c in xyz.astype(float)).encode()
+  with open(path, "wb") as f:
+    f.write(header + body)
+  return xyz
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_header_count_smaller_than_the_data_is_an_error(tmp_path, binary):
+  """cu_badhdr_count_small: 10,000 of 20,000 points were read and the rest ignored."""
+  _cloud_ply(tmp_path / "c.ply", 20000, 10000, binary=binary)
+  with pytest.raises(InputError, match="the header declares 10000 vertex") as e:
+    read_ply(tmp_path / "c.ply")
+  assert "element counts" in e.value.fix
+
+
+def test_binary_data_under_an_ascii_header_is_named(tmp_path):
+  """A binary PLY labelled ascii was reported as 'truncated'."""
+  _cloud_ply(tmp_path / "c.ply", 100, 100, fmt="ascii")
+  with pytest.raises(InputError, match="says 'format ascii' but the data is binary"):
+    read_ply(tmp_path / "c.ply")
+
+
+def test_wrong_byte_order_is_named(tmp_path):
+  """A wrong endianness was reported as 'NaN coordinates'."""
+  _cloud_ply(tmp_path / "c.ply", 500, 500, endian=">", fmt="binary_little_endian")
+  with pytest.raises(InputError, match="only sensible read as binary_big_endian") as e:
+    read_ply(tmp_path / "c.ply")
+  assert "format binary_big_endian 1.0" in e.value.fix
+  xyz = _cloud_ply(tmp_path / "ok.ply", 500, 500, endian=">")
+  np.testing.assert_array_equal(read_ply(tmp_path / "ok.ply")["vertex"]["x"], xyz[:, 0])

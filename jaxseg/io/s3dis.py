@@ -16,6 +16,9 @@ import numpy as np
 
 from jaxseg.data.scene import Scene
 from jaxseg.errors import InputError
+from jaxseg.io import files
+from jaxseg.io.colors import colors_to_uint8
+from jaxseg.io.coords import to_float32_coords
 from jaxseg.io.labels import S3DIS_CLASSES
 from jaxseg.io.text_table import read_numeric_table
 from jaxseg.logging_utils import get_logger
@@ -28,11 +31,8 @@ _ROOM_FIX = "re-download or re-extract S3DIS v1.2 (Stanford3dDataset_v1.2[_Align
 
 
 def _areas(root: str, split: str | None) -> list[str]:
-  if not os.path.isdir(root):
-    raise InputError(root, "S3DIS root directory does not exist",
-                     "pass the folder that holds Area_1 ... Area_6")
-  present = sorted(d for d in os.listdir(root)
-                   if re.fullmatch(r"Area_\d+", d) and os.path.isdir(os.path.join(root, d)))
+  files.require_dir(root, "S3DIS root directory", "pass the folder that holds Area_1 ... Area_6")
+  present = sorted(d for d in os.listdir(root) if re.fullmatch(r"Area_\d+", d))
   if split is None or split == "all":
     return present
   if split == "train":
@@ -46,6 +46,10 @@ def _areas(root: str, split: str | None) -> list[str]:
       raise InputError(root, f"unknown S3DIS split {split!r}",
                        "use 'train' (Areas 1-4, 6), 'test'/'val' (Area 5), 'all', or area "
                        "names such as 'Area_5' or 'Area_1,Area_2'")
+  missing = [a for a in wanted if a not in present]
+  if missing:
+    _LOG.warning("%s: split %r names %s, which %s not there", root, split, ", ".join(missing),
+                 "is" if len(missing) == 1 else "are")
   return [a for a in present if a in wanted]
 
 
@@ -54,12 +58,10 @@ def list_s3dis_scenes(root: str, split: str | None = None) -> list[str]:
   3, 4, 6; 'test' or 'val' = Area 5; 'Area_5' or 'Area_1,Area_2' = those areas; None = all."""
   rooms = []
   for area in _areas(root, split):
-    area_dir = os.path.join(root, area)
-    for room in sorted(os.listdir(area_dir)):
-      room_dir = os.path.join(area_dir, room)
-      if os.path.isdir(os.path.join(room_dir, "Annotations")) or os.path.isfile(
-          os.path.join(room_dir, room + ".txt")):
-        rooms.append(f"{area}/{room}")
+    area_dir = files.require_dir(os.path.join(root, area), "area folder", _ROOM_FIX)
+    # Every folder is a room; one without Annotations/ or <room>.txt is reported when read.
+    rooms += [f"{area}/{room}" for room in sorted(os.listdir(area_dir))
+              if not room.startswith(".") and os.path.isdir(os.path.join(area_dir, room))]
   return rooms
 
 
@@ -81,12 +83,13 @@ def read_s3dis_room(root: str, room_id: str) -> Scene:
   room_dir = os.path.join(root, room_id)
   room = os.path.basename(room_id.rstrip("/"))
   annotation_dir = os.path.join(room_dir, "Annotations")
-  if os.path.isdir(annotation_dir):
-    files = sorted(f for f in os.listdir(annotation_dir) if f.endswith(".txt"))
-    if not files:
+  if os.path.lexists(annotation_dir):
+    files.require_dir(annotation_dir, "annotation folder", _ROOM_FIX)
+    names = sorted(f for f in os.listdir(annotation_dir) if f.endswith(".txt"))
+    if not names:
       raise InputError(annotation_dir, "no annotation files", _ROOM_FIX)
     tables, labels, instances = [], [], []
-    for instance, file_name in enumerate(files, start=1):
+    for instance, file_name in enumerate(names, start=1):
       table = read_numeric_table(os.path.join(annotation_dir, file_name), min_cols=6)
       tables.append(table[:, :6])
       labels.append(np.full(len(table), class_of_annotation(file_name), np.int32))
@@ -96,11 +99,12 @@ def read_s3dis_room(root: str, room_id: str) -> Scene:
     source = annotation_dir
   else:
     source = os.path.join(room_dir, room + ".txt")
-    if not os.path.isfile(source):
+    if not os.path.lexists(source):
       raise InputError(room_dir, "neither Annotations/ nor the room file exists", _ROOM_FIX)
     _LOG.warning("%s: no Annotations/ folder, reading %s unlabelled", room_dir, source)
     points = read_numeric_table(source, min_cols=6)[:, :6]
     label_array = instance_array = None
-  return Scene(name=room_id, coords=points[:, :3].astype(np.float32),
-               colors=np.clip(points[:, 3:6], 0, 255).astype(np.uint8), labels=label_array,
-               instances=instance_array, source=source).validate()
+  coords, origin = to_float32_coords(points[:, :3], source)
+  return Scene(name=room_id, coords=coords, colors=colors_to_uint8(points[:, 3:6], source),
+               labels=label_array, instances=instance_array, origin=origin,
+               source=source).validate()

@@ -109,3 +109,22 @@ def test_missing_room(tmp_path):
   _make_room(tmp_path, "Area_1", "office_1", [("wall_1.txt", 3)])
   with pytest.raises(InputError, match="office_9"):
     s3dis.read_s3dis_room(str(tmp_path), "Area_1/office_9")
+
+
+def test_fractional_colours_and_unreadable_annotations(tmp_path):
+  """Colours 0..1 are scaled (reliability report, defect 1); a dangling Annotations link is
+  reported, not taken as a room without labels (defect 7)."""
+  room = tmp_path / "Area_1" / "office_1" / "Annotations"
+  room.mkdir(parents=True)
+  rng = np.random.default_rng(0)
+  rgb = rng.integers(0, 256, (20, 3))
+  with open(room / "chair_1.txt", "w") as f:
+    for p, c in zip(rng.uniform(0, 3, (20, 3)), rgb / 255.0):
+      f.write(" ".join(f"{v:.6f}" for v in (*p, *c)) + "\n")
+  np.testing.assert_array_equal(s3dis.read_s3dis_room(str(tmp_path), "Area_1/office_1").colors,
+                                rgb)
+  (tmp_path / "Area_1" / "office_2").mkdir()
+  os.symlink(tmp_path / "nowhere", tmp_path / "Area_1" / "office_2" / "Annotations")
+  assert s3dis.list_s3dis_scenes(str(tmp_path)) == ["Area_1/office_1", "Area_1/office_2"]
+  with pytest.raises(InputError, match="dangling symbolic link"):
+    s3dis.read_s3dis_room(str(tmp_path), "Area_1/office_2")

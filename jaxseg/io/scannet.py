@@ -19,13 +19,18 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import numpy as np
 
 from jaxseg.data.scene import Frames, Scene
 from jaxseg.errors import InputError
+from jaxseg.io import files
 from jaxseg.io import frames as frames_lib
-from jaxseg.io.labels import nyu40_to_scannet20, read_raw_category_map
+from jaxseg.io.colors import colors_to_uint8
+from jaxseg.io.coords import recentre_alignment, recentre_frames, to_float32_coords
+from jaxseg.io.labels import (nyu40_file_to_scannet20, nyu40_to_scannet20,
+                              read_raw_category_map)
 from jaxseg.io.ply import read_ply
 from jaxseg.logging_utils import get_logger
 
@@ -33,27 +38,54 @@ _LOG = get_logger("io.scannet")
 LABEL_MAP_NAME = "scannetv2-labels.combined.tsv"
 _MESH_SUFFIX = "_vh_clean_2.ply"
 _REEXPORT = "re-download the scan from ScanNet (files of one scan must come from one release)"
+_SCENE_NAME = re.compile(r"scene\d{4}_\d{2}")
+# Files that make a folder a scan even when its mesh is missing or misnamed.
+_SCAN_FILE_SUFFIXES = (".ply", ".sens", ".aggregation.json", ".segs.json")
+
+
+def _is_scan_folder(root: str, name: str) -> bool:
+  """Whether `<root>/<name>` is a scan folder: named like one, or holding scan files."""
+  folder = os.path.join(root, name)
+  if name.startswith(".") or not os.path.isdir(folder):
+    return False
+  if _SCENE_NAME.fullmatch(name) or os.path.lexists(os.path.join(folder, name + _MESH_SUFFIX)):
+    return True
+  try:
+    return any(f.endswith(_SCAN_FILE_SUFFIXES) for f in os.listdir(folder))
+  except OSError:
+    return True  # unreadable: reading the scene reports why
 
 
 def list_scannet_scenes(root: str, split: str | None = None) -> list[str]:
-  """Scene ids under `root` (directories holding `<scene>_vh_clean_2.ply`), sorted.
+  """Scene ids under `root`, sorted: every scan folder (named `sceneXXXX_XX` or holding scan
+  files), also those whose mesh is missing or a broken link (reading them says so), so that no
+  scan is dropped silently. Other folders are named in a log line.
 
   With `split` (e.g. 'train'), keeps the ids listed in `<root>/scannetv2_<split>.txt` when that
   file exists (a warning and all scenes otherwise).
   """
-  if not os.path.isdir(root):
-    raise InputError(root, "ScanNet root directory does not exist",
-                     "pass the folder that holds the scene directories (ScanNet's scans/)")
-  scenes = sorted(d for d in os.listdir(root)
-                  if os.path.isfile(os.path.join(root, d, d + _MESH_SUFFIX)))
+  files.require_dir(root, "ScanNet root directory",
+                    "pass the folder that holds the scene directories (ScanNet's scans/)")
+  names = sorted(os.listdir(root))
+  scenes = [d for d in names if _is_scan_folder(root, d)]
+  others = [d for d in names if d not in scenes and not d.startswith(".")
+            and os.path.isdir(os.path.join(root, d))]
+  if others:
+    _LOG.info("%s: ignoring %d folders that hold no scan: %s", root, len(others),
+              ", ".join(others[:10]))
   if split is None:
     return scenes
   split_file = os.path.join(root, f"scannetv2_{split}.txt")
-  if not os.path.isfile(split_file):
+  if not files.optional_file(split_file, "split file"):
     _LOG.warning("%s not found: using all %d scenes for split %r", split_file, len(scenes), split)
     return scenes
-  with open(split_file) as f:
-    wanted = {line.strip() for line in f if line.strip()}
+  wanted = {line.strip() for line in files.read_bytes(split_file, "split file", "check the path"
+                                                      ).decode(errors="replace").splitlines()
+            if line.strip()}
+  missing = sorted(wanted - set(scenes))
+  if missing:
+    _LOG.warning("%s lists %d scenes that have no folder in %s: %s%s", split_file, len(missing),
+                 root, ", ".join(missing[:5]), ", ..." if len(missing) > 5 else "")
   return [s for s in scenes if s in wanted]
 
 
@@ -114,19 +146,19 @@ def read_aggregation(path: str, raw_segments: np.ndarray,
 
 def read_axis_alignment(path: str) -> np.ndarray | None:
   """Reads `axisAlignment = 16 floats` from `<scene>.txt`; float32 (4, 4) or None if absent."""
-  if not os.path.isfile(path):
+  if not files.optional_file(path, "scene info file"):
     return None
-  with open(path, errors="replace") as f:
-    for line in f:
-      key, _, value = line.partition("=")
-      if key.strip() == "axisAlignment":
-        try:
-          matrix = np.asarray([float(v) for v in value.split()], np.float64)
-        except ValueError as e:
-          raise InputError(path, f"axisAlignment is not numeric ({e})", _REEXPORT) from e
-        if matrix.size != 16 or not np.isfinite(matrix).all():
-          raise InputError(path, "axisAlignment must hold 16 finite numbers", _REEXPORT)
-        return matrix.reshape(4, 4).astype(np.float32)
+  text = files.read_bytes(path, "scene info file", _REEXPORT).decode(errors="replace")
+  for line in text.splitlines():
+    key, _, value = line.partition("=")
+    if key.strip() == "axisAlignment":
+      try:
+        matrix = np.asarray([float(v) for v in value.split()], np.float64)
+      except ValueError as e:
+        raise InputError(path, f"axisAlignment is not numeric ({e})", _REEXPORT) from e
+      if matrix.size != 16 or not np.isfinite(matrix).all():
+        raise InputError(path, "axisAlignment must hold 16 finite numbers", _REEXPORT)
+      return matrix.reshape(4, 4).astype(np.float32)
   return None
 
 
@@ -177,17 +209,20 @@ def read_scannet_scene(root: str, scene: str, *, with_frames: bool = True,
   """
   scene_dir = os.path.join(root, scene)
   mesh_path = os.path.join(scene_dir, scene + _MESH_SUFFIX)
-  if not os.path.isfile(mesh_path):
-    raise InputError(mesh_path, "ScanNet mesh not found",
-                     f"check that {root} holds ScanNet scene folders (scans/<scene>/)")
+  files.require_file(mesh_path, "ScanNet mesh",
+                     f"put the scan's mesh at {mesh_path} (ScanNet names it "
+                     f"<scene>{_MESH_SUFFIX}), or drop the folder {scene_dir}")
   mesh = read_ply(mesh_path)
   vertex = mesh.get("vertex")
   if vertex is None or not {"x", "y", "z"} <= set(vertex):
     raise InputError(mesh_path, "the PLY has no vertex element with x, y, z", _REEXPORT)
-  coords = np.stack([vertex[k] for k in "xyz"], axis=1).astype(np.float32)
-  n = coords.shape[0]
+  n = len(vertex["x"])
+  if n == 0:
+    raise InputError(mesh_path, "the mesh has no vertices", _REEXPORT)
+  coords, origin = to_float32_coords(np.stack([vertex[k] for k in "xyz"], axis=1), mesh_path)
   if {"red", "green", "blue"} <= set(vertex):
-    colors = np.stack([vertex[k] for k in ("red", "green", "blue")], 1).astype(np.uint8)
+    colors = colors_to_uint8(np.stack([vertex[k] for k in ("red", "green", "blue")], 1),
+                             mesh_path)
   else:
     colors = np.full((n, 3), 128, np.uint8)
   faces = mesh.get("face", {}).get("vertex_indices")
@@ -200,9 +235,10 @@ def read_scannet_scene(root: str, scene: str, *, with_frames: bool = True,
   segments = instances = None
   segs_path = os.path.join(scene_dir, scene + "_vh_clean_2.0.010000.segs.json")
   agg_path = os.path.join(scene_dir, scene + ".aggregation.json")
-  if os.path.isfile(segs_path):
+  has_aggregation = files.optional_file(agg_path, "aggregation file")
+  if files.optional_file(segs_path, "segmentation file"):
     raw_segments, segments = read_segments(segs_path, n)
-    if os.path.isfile(agg_path):
+    if has_aggregation:
       category_map = None
       if labels is None:
         tsv = _find_label_map(root, label_map)
@@ -210,21 +246,22 @@ def read_scannet_scene(root: str, scene: str, *, with_frames: bool = True,
       instances, nyu40 = read_aggregation(agg_path, raw_segments, category_map)
       if nyu40 is not None:
         labels = nyu40_to_scannet20(nyu40)
-  elif os.path.isfile(agg_path):
+  elif has_aggregation:
     _LOG.warning("%s: no segs.json, so instances from %s cannot be used", scene_dir, agg_path)
   frames = None
   if with_frames:
     frames = read_sens_export(os.path.join(frames_root or root, scene))
+  alignment = read_axis_alignment(os.path.join(scene_dir, scene + ".txt"))
   return Scene(name=scene, coords=coords, colors=colors, labels=labels, instances=instances,
                segments=segments, faces=None if faces is None else faces.astype(np.int32),
-               frames=frames,
-               axis_alignment=read_axis_alignment(os.path.join(scene_dir, scene + ".txt")),
+               frames=recentre_frames(frames, origin),
+               axis_alignment=recentre_alignment(alignment, origin), origin=origin,
                source=mesh_path).validate()
 
 
 def _read_labels_ply(path: str, num_vertices: int) -> np.ndarray | None:
   """ScanNet-20 labels int32 (N,) from `<scene>_vh_clean_2.labels.ply`, None if absent."""
-  if not os.path.isfile(path):
+  if not files.optional_file(path, "label mesh"):
     return None
   vertex = read_ply(path).get("vertex", {})
   if "label" not in vertex:
@@ -232,7 +269,7 @@ def _read_labels_ply(path: str, num_vertices: int) -> np.ndarray | None:
   if vertex["label"].shape[0] != num_vertices:
     raise InputError(path, f"{vertex['label'].shape[0]} labelled vertices but the mesh has "
                      f"{num_vertices}", _REEXPORT)
-  return nyu40_to_scannet20(vertex["label"])
+  return nyu40_file_to_scannet20(vertex["label"], path)
 
 
 def _find_label_map(root: str, label_map: str | None) -> str | None:
@@ -240,7 +277,7 @@ def _find_label_map(root: str, label_map: str | None) -> str | None:
     return label_map
   for candidate in (os.path.join(root, LABEL_MAP_NAME),
                     os.path.join(os.path.dirname(os.path.abspath(root)), LABEL_MAP_NAME)):
-    if os.path.isfile(candidate):
+    if files.optional_file(candidate, "ScanNet label map"):
       return candidate
   _LOG.warning("%s not found in %s or its parent: scans without labels.ply stay unlabelled",
                LABEL_MAP_NAME, root)
@@ -248,8 +285,8 @@ def _find_label_map(root: str, label_map: str | None) -> str | None:
 
 
 def _read_json(path: str):
+  text = files.read_bytes(path, "JSON file", _REEXPORT)
   try:
-    with open(path) as f:
-      return json.load(f)
-  except (OSError, ValueError) as e:
+    return json.loads(text)
+  except ValueError as e:
     raise InputError(path, f"cannot parse JSON ({e})", _REEXPORT) from e

@@ -259,3 +259,80 @@ def test_nan_vertex_and_truncated_mesh(tmp_path):
   with pytest.raises(InputError, match="truncated") as e:
     scannet.read_scannet_scene(str(tmp_path), SCENE, with_frames=False)
   _assert_names(e, mesh)
+
+
+# Probes of the reliability report (../shared/notes/reliability_2026-12.md), one test each.
+
+
+def _write_float_colour_mesh(path, coords, colors, faces, color_type):
+  """A binary PLY mesh whose colours are `float` (0..1) or `ushort` (0..65535) properties."""
+  dtype = {"float": "<f4", "ushort": "<u2"}[color_type]
+  rec = np.zeros(len(coords), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"),
+                                     ("red", dtype), ("green", dtype), ("blue", dtype)])
+  rec["x"], rec["y"], rec["z"] = coords.T
+  scale = 1 / 255.0 if color_type == "float" else 257
+  rec["red"], rec["green"], rec["blue"] = (colors.astype(np.float64) * scale).T
+  header = ["ply", "format binary_little_endian 1.0", f"element vertex {len(coords)}",
+            "property float x", "property float y", "property float z",
+            f"property {color_type} red", f"property {color_type} green",
+            f"property {color_type} blue", f"element face {len(faces)}",
+            "property list uchar int vertex_indices", "end_header"]
+  face_rec = np.zeros(len(faces), dtype=[("n", "u1"), ("v", "<i4", (3,))])
+  face_rec["n"], face_rec["v"] = 3, faces
+  with open(path, "wb") as f:
+    f.write(("\n".join(header) + "\n").encode() + rec.tobytes() + face_rec.tobytes())
+
+
+@pytest.mark.parametrize("color_type", ["float", "ushort"])
+def test_float_and_16_bit_mesh_colours_are_scaled(tmp_path, color_type):
+  """sn_rgb01: float colours 0..1 were stored as 0/1 (a black scene); 16-bit ones clipped."""
+  w = _make_scan(tmp_path)
+  mesh = os.path.join(w["scene_dir"], f"{SCENE}_vh_clean_2.ply")
+  _write_float_colour_mesh(mesh, w["coords"], w["colors"], w["faces"], color_type)
+  scene = scannet.read_scannet_scene(str(tmp_path), SCENE)
+  np.testing.assert_array_equal(scene.colors, w["colors"])
+
+
+def test_folder_without_mesh_is_listed_and_reported(tmp_path):
+  """sn_one_missing_mesh: a scan folder whose mesh is missing or misnamed was left out
+  silently (two folders gave one scene)."""
+  _make_scan(tmp_path)
+  other = tmp_path / "scene0043_00"
+  other.mkdir()
+  (other / "scene0043_00_vh_clean.ply").write_bytes(b"ply\n")  # the wrong (hi-res) name
+  (tmp_path / "notes").mkdir()  # not a scan: named in a log line, not listed
+  assert scannet.list_scannet_scenes(str(tmp_path)) == [SCENE, "scene0043_00"]
+  with pytest.raises(InputError, match="ScanNet mesh does not exist") as e:
+    scannet.read_scannet_scene(str(tmp_path), "scene0043_00", with_frames=False)
+  assert "_vh_clean_2.ply" in e.value.fix
+
+
+def test_mesh_link_loop_is_reported(tmp_path):
+  """sn_symloop_mesh: a mesh that is a symbolic link loop was skipped without a word."""
+  w = _make_scan(tmp_path)
+  mesh = os.path.join(w["scene_dir"], f"{SCENE}_vh_clean_2.ply")
+  os.remove(mesh)
+  os.symlink(mesh, mesh)
+  assert scannet.list_scannet_scenes(str(tmp_path)) == [SCENE]
+  with pytest.raises(InputError, match="symbolic link loop"):
+    scannet.read_scannet_scene(str(tmp_path), SCENE)
+
+
+def test_label_mesh_link_loop_is_reported(tmp_path):
+  """sn_symloop_labels: a looping labels.ply was ignored and the scan read unlabelled."""
+  w = _make_scan(tmp_path)
+  labels = os.path.join(w["scene_dir"], f"{SCENE}_vh_clean_2.labels.ply")
+  os.remove(labels)
+  os.symlink(labels, labels)
+  with pytest.raises(InputError, match="label mesh is a symbolic link loop"):
+    scannet.read_scannet_scene(str(tmp_path), SCENE)
+
+
+def test_mesh_without_vertices_is_an_input_error(tmp_path):
+  """sn_empty_skip: a 0-vertex mesh with an aggregation.json raised IndexError, which
+  skip_bad did not catch."""
+  w = _make_scan(tmp_path)
+  _write_mesh(os.path.join(w["scene_dir"], f"{SCENE}_vh_clean_2.ply"), np.zeros((0, 3)),
+              np.zeros((0, 3)), np.zeros((0, 3), int))
+  with pytest.raises(InputError, match="no vertices"):
+    scannet.read_scannet_scene(str(tmp_path), SCENE)

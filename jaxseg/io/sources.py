@@ -13,6 +13,7 @@ Formats:
 
 from __future__ import annotations
 
+import glob
 import os
 
 from jaxseg.data.scene import Scene
@@ -91,3 +92,41 @@ def load_scene(fmt: str, root: str, scene_id: str, *, with_frames: bool = True,
     return s3dis.read_s3dis_room(root, scene_id)
   path = root if os.path.isfile(root) else os.path.join(root, scene_id)
   return custom.read_custom_cloud(path, name=scene_id)
+
+
+def scene_files(fmt: str, root: str, scene_id: str, *, frames_root: str | None = None
+                ) -> list[str]:
+  """The files and folders a scene is read from (folders stand for everything in them), for
+  fingerprinting a dataset's sources; paths that do not exist are included as they are."""
+  _check_format(fmt, root)
+  frames = [os.path.join(frames_root, scene_id)] if frames_root else []
+  if fmt == "scannet":
+    return [os.path.join(root, scene_id)] + frames
+  if fmt == "votenet":
+    return sorted(glob.glob(os.path.join(glob.escape(root), glob.escape(scene_id) + "_*.npy"))
+                  ) + frames
+  if fmt == "mmdet3d":
+    return [os.path.join(root, folder, scene_id + ".bin")
+            for folder in ("points", "semantic_mask", "instance_mask", "super_points")] + [
+                os.path.join(root, folder, scene_id) for folder in ("posed_images", "posed")]
+  if fmt == "s3dis":
+    return [os.path.join(root, scene_id)]
+  return [root if os.path.isfile(root) else os.path.join(root, scene_id)]
+
+
+def shared_files(fmt: str, root: str, *, frames_root: str | None = None,
+                 label_map: str | None = None) -> list[str]:
+  """Files every scene of a source may read besides its own: label maps, split files and the
+  info pickles that hold axis alignments."""
+  folders = [root]
+  if fmt == "votenet" and frames_root:
+    folders.append(os.path.dirname(os.path.abspath(frames_root)))
+  paths = [label_map] if label_map else []
+  for folder in folders:
+    for sub in (folder, os.path.join(folder, "meta")):
+      for pattern in ("scannet_infos_*.pkl", "scannetv2_*.txt", "scannetv2-labels*.tsv"):
+        paths += glob.glob(os.path.join(glob.escape(sub), pattern))
+  if fmt == "scannet":
+    paths += glob.glob(os.path.join(glob.escape(os.path.dirname(os.path.abspath(root))),
+                                    "scannetv2-labels*.tsv"))
+  return sorted(set(paths))

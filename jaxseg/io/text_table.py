@@ -16,6 +16,7 @@ import warnings
 import numpy as np
 
 from jaxseg.errors import InputError
+from jaxseg.io import files
 from jaxseg.logging_utils import get_logger
 
 _LOG = get_logger("io.text_table")
@@ -52,10 +53,8 @@ def read_numeric_table(path: str | os.PathLike, min_cols: int, *, delimiter: str
     InputError: missing file, no rows, too many malformed rows.
   """
   path = os.fspath(path)
-  if not os.path.isfile(path):
-    raise InputError(path, "file does not exist", "check the path and the dataset root")
-  with open(path, "rb") as f:
-    text = f.read().decode("utf-8", errors="replace")
+  text = files.read_bytes(path, "text table", "check the path and the dataset root").decode(
+      "utf-8", errors="replace")
   return parse_numeric_text(text, path, min_cols, delimiter=delimiter,
                             max_bad_lines=max_bad_lines)
 

@@ -21,26 +21,26 @@ import numpy as np
 
 from jaxseg.data.scene import Frames, Scene
 from jaxseg.errors import InputError
-from jaxseg.io import mmdet3d
-from jaxseg.io.labels import nyu40_to_scannet20
+from jaxseg.io import files, mmdet3d
+from jaxseg.io.colors import colors_to_uint8
+from jaxseg.io.coords import recentre_frames, to_float32_coords
+from jaxseg.io.labels import nyu40_file_to_scannet20
+from jaxseg.io.npy import load_npy
 
 _SUFFIX = "_vert.npy"
 
 
 def list_votenet_scenes(directory: str) -> list[str]:
-  """Scene ids (e.g. 'scene0000_00') with a `_vert.npy` in `directory`, sorted."""
-  if not os.path.isdir(directory):
-    raise InputError(directory, "VoteNet export folder does not exist",
-                     "pass the folder holding <scene>_vert.npy files")
+  """Scene ids (e.g. 'scene0000_00') with a `_vert.npy` in `directory`, sorted (dangling or
+  looping `_vert.npy` links included: reading them reports the link)."""
+  files.require_dir(directory, "VoteNet export folder",
+                    "pass the folder holding <scene>_vert.npy files")
   paths = sorted(glob.glob(os.path.join(directory, "*" + _SUFFIX)))
   return [os.path.basename(p)[:-len(_SUFFIX)] for p in paths]
 
 
 def _load(path: str) -> np.ndarray:
-  try:
-    return np.load(path, allow_pickle=False)
-  except (OSError, ValueError) as e:
-    raise InputError(path, f"cannot read .npy ({e})", "re-export the file with numpy.save") from e
+  return load_npy(path, "re-export the file with numpy.save(path, array) from a numeric array")
 
 
 def _load_per_point(path: str, num_points: int) -> np.ndarray:
@@ -64,8 +64,9 @@ def read_aligned_frames(frames_root: str, scene: str,
     InputError: the frames exist but no info pickle gives the scene's axis_align_matrix.
   """
   posed_dir = os.path.join(frames_root, scene)
-  if not os.path.isdir(posed_dir):
+  if not os.path.lexists(posed_dir):
     return None
+  files.require_dir(posed_dir, "posed-images folder", "check data.frames_root")
   meta_root = meta_dir or os.path.dirname(os.path.abspath(frames_root))
   align = mmdet3d.find_axis_alignment(meta_root, scene)
   if align is None:
@@ -92,21 +93,26 @@ def read_votenet_scene(directory: str, scene: str, *, frames_root: str | None = 
     meta_dir: optional folder of `scannet_infos_*.pkl` (default: beside `frames_root`).
   """
   vert_path = os.path.join(directory, scene + _SUFFIX)
-  if not os.path.isfile(vert_path):
-    raise InputError(vert_path, "vertex file not found",
+  files.require_file(vert_path, "vertex file",
                      f"check that {directory} holds VoteNet exports named <scene>_vert.npy")
   vert = _load(vert_path)
+  # (6..16, N) with more points than any row of features has columns: one row per feature.
+  if vert.ndim == 2 and 6 <= vert.shape[0] <= 16 < vert.shape[1]:
+    raise InputError(vert_path, f"array has shape {vert.shape}: it looks transposed (one row "
+                     "per coordinate instead of one row per vertex)",
+                     "save the transposed array, numpy.save(path, vert.T), of shape (N, 6)")
   if vert.ndim != 2 or vert.shape[1] < 6 or vert.dtype.kind not in "fiu":
     raise InputError(vert_path, f"array has shape {vert.shape} and dtype {vert.dtype}, "
                      "expected numeric (N, 6) xyz rgb", "export x, y, z, r, g, b per vertex")
   labels = instances = None
   sem_path = os.path.join(directory, scene + "_sem_label.npy")
-  if os.path.isfile(sem_path):
-    labels = nyu40_to_scannet20(_load_per_point(sem_path, vert.shape[0]))
+  if files.optional_file(sem_path, "label file"):
+    labels = nyu40_file_to_scannet20(_load_per_point(sem_path, vert.shape[0]), sem_path)
   ins_path = os.path.join(directory, scene + "_ins_label.npy")
-  if os.path.isfile(ins_path):
+  if files.optional_file(ins_path, "instance file"):
     instances = _load_per_point(ins_path, vert.shape[0]).astype(np.int32)
+  coords, origin = to_float32_coords(vert[:, :3], vert_path)
   frames = None if frames_root is None else read_aligned_frames(frames_root, scene, meta_dir)
-  return Scene(name=scene, coords=vert[:, :3].astype(np.float32),
-               colors=np.clip(vert[:, 3:6], 0, 255).astype(np.uint8), labels=labels,
-               instances=instances, frames=frames, source=vert_path).validate()
+  return Scene(name=scene, coords=coords, colors=colors_to_uint8(vert[:, 3:6], vert_path),
+               labels=labels, instances=instances, frames=recentre_frames(frames, origin),
+               origin=origin, source=vert_path).validate()

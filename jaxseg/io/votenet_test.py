@@ -1,6 +1,7 @@
 """Tests for jaxseg.io.votenet: the real ScanNet mini set and bad exports written here."""
 
 import csv
+import logging
 import os
 
 import numpy as np
@@ -87,7 +88,7 @@ def test_bad_files(tmp_path):
   _write(tmp_path, "d", np.zeros((5, 3), np.float32))
   with pytest.raises(InputError, match="expected numeric"):
     votenet.read_votenet_scene(str(tmp_path), "d")
-  with pytest.raises(InputError, match="not found"):
+  with pytest.raises(InputError, match="vertex file does not exist"):
     votenet.read_votenet_scene(str(tmp_path), "e")
   with pytest.raises(InputError, match="does not exist"):
     votenet.list_votenet_scenes(str(tmp_path / "missing"))
@@ -147,3 +148,64 @@ def test_frames_folder_and_alignment_lookup(tmp_path):
     votenet.read_votenet_scene(labeled, "scene0000_00", frames_root=posed,
                                meta_dir=str(tmp_path))
   assert "meta_dir" in e.value.fix
+
+
+# Probes of the reliability report (../shared/notes/reliability_2026-12.md), one test each.
+
+
+def test_colours_in_zero_one_are_scaled_not_blackened(tmp_path):
+  """vn_rgb01: float colours 0..1 used to become 0/1, a black scene."""
+  vert = _vert(40)
+  rgb = vert[:, 3:6].astype(np.uint8)
+  vert[:, 3:6] = rgb / 255.0
+  _write(tmp_path, "s", vert)
+  np.testing.assert_array_equal(votenet.read_votenet_scene(str(tmp_path), "s").colors, rgb)
+
+
+@pytest.mark.parametrize("with_labels", [False, True])
+def test_transposed_vertex_array_is_an_error(tmp_path, with_labels):
+  """vn_vert_transposed_nolabel: a (6, N) _vert.npy became a 6-point scene; with labels the
+  error blamed _sem_label.npy."""
+  vert = _vert(30)
+  _write(tmp_path, "s", vert.T.copy(), sem=np.ones(30, np.int64) if with_labels else None)
+  with pytest.raises(InputError, match=r"\(6, 30\).*transposed") as e:
+    votenet.read_votenet_scene(str(tmp_path), "s")
+  assert e.value.path.endswith("s_vert.npy") and "vert.T" in e.value.fix
+
+
+def test_dangling_label_link_is_reported_not_ignored(tmp_path):
+  """vn_dangling_label: a dangling _sem_label.npy link silently left the scene unlabelled."""
+  _write(tmp_path, "s", _vert(10))
+  os.symlink(tmp_path / "moved" / "s_sem_label.npy", tmp_path / "s_sem_label.npy")
+  with pytest.raises(InputError, match="dangling symbolic link") as e:
+    votenet.read_votenet_scene(str(tmp_path), "s")
+  assert e.value.path.endswith("s_sem_label.npy")
+
+
+def test_labels_outside_nyu40_are_an_error(tmp_path):
+  """vn_label_out_of_range: labels beyond NYU40 all became ignore, 0% labelled, exit 0."""
+  _write(tmp_path, "s", _vert(10), sem=np.arange(100, 110, dtype=np.int64))
+  with pytest.raises(InputError, match=r"10 of 10 labels are outside NYU40's 0..40") as e:
+    votenet.read_votenet_scene(str(tmp_path), "s")
+  assert e.value.path.endswith("s_sem_label.npy")
+
+
+def test_labels_already_in_benchmark_indices_are_recognised(tmp_path, caplog):
+  """vn_label_scannet20: ScanNet-20 indices (with -1 ignore) were re-mapped as NYU40 ids."""
+  benchmark = np.random.default_rng(0).integers(-1, 20, 200)
+  _write(tmp_path, "s", _vert(200), sem=benchmark)
+  with caplog.at_level(logging.WARNING, logger="jaxseg"):
+    scene = votenet.read_votenet_scene(str(tmp_path), "s")
+  np.testing.assert_array_equal(scene.labels, benchmark)
+  assert any("already ScanNet-20 class indices" in r.getMessage() for r in caplog.records)
+
+
+def test_mostly_unmapped_nyu40_labels_get_a_warning(tmp_path, caplog):
+  """0..19 values without an ignore mark stay NYU40 (the format's meaning), with a warning
+  when most points end up unlabelled."""
+  values = np.random.default_rng(1).choice([0, 13, 15, 17, 18, 19, 1], 200)
+  _write(tmp_path, "s", _vert(200), sem=values)
+  with caplog.at_level(logging.WARNING, logger="jaxseg"):
+    scene = votenet.read_votenet_scene(str(tmp_path), "s")
+  assert (scene.labels >= 0).mean() < 0.5
+  assert any("ScanNet-20 class indices" in r.getMessage() for r in caplog.records)

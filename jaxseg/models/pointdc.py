@@ -1,10 +1,11 @@
 """PointDC's network: a voxel encoder read out at the points, plus the distillation head.
 
-  net = PointDCNet(encoder="res16fpn18", head_dim=teacher.dim)       # CMD (Eq. 7)
-  net = PointDCNet(encoder="res16fpn18")                              # SVC, evaluation
+  spec = geometry_spec("res16fpn18")
+  net = PointDCNet(spec, encoder="res16fpn18", head_dim=teacher.dim)  # CMD (Eq. 7)
+  net = PointDCNet(spec, encoder="res16fpn18")                         # SVC, evaluation
   out = net.apply(variables, batch, train=False)
-  out["features"]  f32 [B, P, 128]  per-point features (the voxel's encoder output)
-  out["aligned"]   f32 [B, P, head_dim]  the alignment head g (CMD only)
+  out["features"]  f32 [G, P, 128]  per-point features (the voxel's encoder output)
+  out["aligned"]   f32 [G, P, head_dim]  the alignment head g (CMD only)
 
 Parameters live under 'encoder' and 'align_head', so SVC starts from a CMD checkpoint by taking
 its 'encoder' subtree.
@@ -12,40 +13,47 @@ its 'encoder' subtree.
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Any, Mapping
 
 import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxseg.models import get_encoder
 from jaxseg.models.point_voxel import gather_point_features
+from jaxseg.ops.sparse import geometry as geo
+from jaxseg.ops.sparse.geometry import GeometrySpec
 
 
 class PointDCNet(nn.Module):
   """Encoder + optional linear alignment head (the reference's 1x1 sparse conv 128 -> 70).
 
   Attributes:
+    spec: the batch's geometry spec (levels, kernels, engine); its level kernels must be the
+      encoder's (`geometry_spec` makes one).
     encoder: registered encoder name.
     out_dim: encoder feature width.
     head_dim: alignment head width (0 = no head).
     axis_name: device axis for cross-device BatchNorm (None outside shard_map / pmap).
-    coarse_capacities: static capacities of the encoder's coarse levels (from the bucket).
+    dtype: compute dtype of the encoder (float32 or bfloat16); outputs are float32.
   """
+  spec: GeometrySpec
   encoder: str = "res16fpn18"
   out_dim: int = 128
   head_dim: int = 0
   axis_name: str | None = None
-  coarse_capacities: tuple[int, ...] | None = None
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, batch: Mapping[str, jnp.ndarray], train: bool) -> dict[str, jnp.ndarray]:
-    """batch: voxel_coords int32 [B,C,3], voxel_feats f32 [B,C,6], voxel_mask bool [B,C],
-    point_to_voxel int32 [B,P], point_mask bool [B,P] (a pipeline batch)."""
+    """batch: a padded pipeline batch on the devices (`jaxseg.data.packing`): voxel_feats
+    [G, C, 6], point_to_voxel int32 [G, P], point_mask bool [G, P] and the geometry fields
+    (`geometry.batch_keys(spec)`)."""
     encoder = get_encoder(self.encoder)(out_dim=self.out_dim, axis_name=self.axis_name,
-                                        coarse_capacities=self.coarse_capacities,
-                                        name="encoder")
-    voxel_feats = encoder(batch["voxel_coords"], batch["voxel_feats"], batch["voxel_mask"],
-                          train)
+                                        dtype=self.dtype, name="encoder")
+    if encoder.level_kernels() != self.spec.level_kernels:
+      raise ValueError(f"the batch was built for kernels {self.spec.level_kernels}, the "
+                       f"encoder needs {encoder.level_kernels()}")
+    voxel_feats = encoder(geo.from_batch(batch, self.spec), batch["voxel_feats"], train)
     out = {"features": gather_point_features(voxel_feats, batch["point_to_voxel"],
                                              batch["point_mask"])}
     if self.head_dim:
@@ -53,3 +61,19 @@ class PointDCNet(nn.Module):
       out["aligned"] = gather_point_features(aligned, batch["point_to_voxel"],
                                              batch["point_mask"])
     return out
+
+
+def geometry_spec(encoder: str, engine: str = "pairs",
+                  search_method: str = "scan") -> GeometrySpec:
+  """The geometry spec of a registered voxel encoder (with its default attributes)."""
+  return GeometrySpec(level_kernels=get_encoder(encoder)().level_kernels(), engine=engine,
+                      search_method=search_method)
+
+
+# Batch fields the network reads besides the geometry's.
+NET_FIELDS = ("voxel_feats", "point_to_voxel", "point_mask")
+
+
+def net_fields(spec: GeometrySpec) -> tuple[str, ...]:
+  """Every batch field `PointDCNet.__call__` reads."""
+  return NET_FIELDS + geo.batch_keys(spec)

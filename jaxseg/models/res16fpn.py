@@ -3,25 +3,23 @@
   stem     conv 5^3 -> 32 channels, BN, ReLU                      (level 0, the input voxels)
   stage s  strided conv k2s2 (channels kept), BN, ReLU,
            two BasicBlocks to planes[s] = 32 / 64 / 128 / 256      (level s = 1..4, stride 2^s)
-  head     per stage a bias-free linear to 128 channels, brought back to the input voxels and
-           summed: float32 [B, C, 128].
+  head     per stage a bias-free linear to 128 channels, brought back to the input voxels by
+           trilinear interpolation from the 8 surrounding stage cells (MinkowskiEngine's
+           `interpolate`, as the reference does) and summed: float32 [G, C, 128].
 
-Upsampling is nearest-parent broadcast: each input voxel takes the feature of the stage cell
-that contains it (through the parent maps), so each scale is piecewise constant per cell. The
-reference instead calls MinkowskiEngine's `SparseTensor.interpolate(field)`, a trilinear
-interpolation between neighbouring coarse cells at the input points' continuous coordinates;
-nearest-parent broadcast is a simplification of it, not an exact match.
 BatchNorm momentum is the reference's 0.02 in PyTorch terms (flax 0.98).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxseg.models import sparse_resnet
 from jaxseg.models.registry import ENCODERS
-from jaxseg.ops.sparse import conv
+from jaxseg.ops.sparse import geometry as geo
 
 
 @ENCODERS.register("res16fpn18")
@@ -36,10 +34,7 @@ class Res16FPN18(nn.Module):
     stem_kernel_size: odd stem kernel size (5 in the reference).
     bn_momentum: flax BatchNorm momentum.
     axis_name: device axis for cross-device BatchNorm statistics (None: per device).
-    coarse_capacities: static capacities of levels 1..4; default C/2, C/4, C/8, C/16 (safe
-      for surface scans; an overflow is reported in the 'diagnostics' collection as
-      'level_overflow' bool [B, 4] when that collection is mutable).
-    search_method: jnp.searchsorted method for the kernel maps.
+    dtype: compute dtype (float32 or bfloat16; parameters stay float32).
   """
   out_dim: int = 128
   init_dim: int = 32
@@ -48,34 +43,33 @@ class Res16FPN18(nn.Module):
   stem_kernel_size: int = 5
   bn_momentum: float = 0.98
   axis_name: str | None = None
-  coarse_capacities: tuple[int, ...] | None = None
-  search_method: str = "scan"
+  dtype: Any = jnp.float32
+
+  def level_kernels(self) -> tuple[tuple[int, ...], ...]:
+    """Submanifold kernel sizes per level (the input of `geometry.GeometrySpec`)."""
+    return ((self.stem_kernel_size,),) + ((3,),) * len(self.planes)
 
   @nn.compact
-  def __call__(self, coords: jnp.ndarray, feats: jnp.ndarray, mask: jnp.ndarray,
-               train: bool) -> jnp.ndarray:
-    """coords int32 [B, C, 3], feats float32 [B, C, F], mask bool [B, C] -> [B, C, out_dim].
+  def __call__(self, geometry: geo.Geometry, feats: jnp.ndarray, train: bool) -> jnp.ndarray:
+    """feats float [G, C, F] on level 0 -> float32 [G, C, out_dim].
 
-    Padding rows (mask False) may hold anything, NaN included; they output zeros.
+    Padding rows (beyond each level's count) may hold anything, NaN included; they output
+    zeros.
     """
-    num_stages = len(self.planes)
-    levels, links = sparse_resnet.encoder_pyramid(
-        self, coords, mask, (self.stem_kernel_size,), num_stages, self.coarse_capacities,
-        self.search_method)
-
+    levels = geometry.levels
     x = sparse_resnet.ConvBNReLU(self.init_dim, self.stem_kernel_size, self.bn_momentum,
-                                 self.axis_name, name="stem")(feats, levels[0], train)
-    stage_feats = []
-    for s in range(num_stages):
-      x = sparse_resnet.DownStage(self.planes[s], self.layers[s], self.bn_momentum,
-                                  self.axis_name, name=f"stage{s + 1}")(
-                                      x, levels[s], links[s], levels[s + 1], train)
-      stage_feats.append(x)
-
-    # Coarse to fine: project each stage, add it to the upsampled sum of the coarser ones.
-    out = None
-    for s in reversed(range(num_stages)):
-      projected = nn.Dense(self.out_dim, use_bias=False, name=f"delayer{s + 1}")(stage_feats[s])
-      out = projected if out is None else out + projected
-      out = conv.broadcast_to_children(out, links[s])
-    return jnp.where(mask[..., None], out, 0)
+                                 self.axis_name, name="stem")(
+                                     geo.masked_input(feats, levels[0], self.dtype), levels[0],
+                                     train)
+    out = jnp.zeros(feats.shape[:2] + (self.out_dim,), jnp.float32)
+    for s, planes in enumerate(self.planes):
+      x = sparse_resnet.DownStage(planes, self.layers[s], self.bn_momentum, self.axis_name,
+                                  name=f"stage{s + 1}")(x, geometry, s, train)
+      delayer = nn.Dense(self.out_dim, use_bias=False, dtype=self.dtype,
+                         param_dtype=jnp.float32, name=f"delayer{s + 1}")
+      if planes < self.out_dim:   # Interpolation commutes with the linear layer: the
+        scale = delayer(geo.interpolate_to_input(x, geometry, s + 1))   # narrower side first.
+      else:
+        scale = geo.interpolate_to_input(delayer(x), geometry, s + 1)
+      out = out + scale.astype(jnp.float32)
+    return out

@@ -5,7 +5,7 @@
   decoder    4 stages: transposed conv k2s2 to planes[4+s], BN, ReLU, concatenation with the
              encoder output of the same level (the stem output at level 0), layers[4+s]
              BasicBlocks to planes[4+s]
-  final      linear with bias to out_dim: float32 [B, C, out_dim].
+  final      linear with bias to out_dim: float32 [G, C, out_dim].
 
 Channel plan: MinkowskiEngine's Res16UNetBase PLANES (32, 64, 128, 256, 256, 128, 96, 96), the
 plan of Res16UNet34C (PointDC's unused copy / the common ScanNet baseline). MinkowskiEngine's
@@ -15,11 +15,14 @@ plan of Res16UNet34C (PointDC's unused copy / the common ScanNet baseline). Mink
 
 from __future__ import annotations
 
+from typing import Any
+
 import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxseg.models import sparse_resnet
 from jaxseg.models.registry import ENCODERS
+from jaxseg.ops.sparse import geometry as geo
 from jaxseg.ops.sparse.norm import MaskedBatchNorm
 
 
@@ -35,9 +38,7 @@ class Res16UNet(nn.Module):
       PointDC / GrowSP).
     bn_momentum: flax BatchNorm momentum (0.98 = PyTorch 0.02).
     axis_name: device axis for cross-device BatchNorm statistics.
-    coarse_capacities: static capacities of levels 1..4 (default C/2 ... C/16; see
-      kernel_map.default_capacities; overflow reported as diagnostics/level_overflow).
-    search_method: jnp.searchsorted method for the kernel maps.
+    dtype: compute dtype (float32 or bfloat16; parameters stay float32).
   """
   layers: tuple[int, ...] = (2, 2, 2, 2, 2, 2, 2, 2)
   out_dim: int = 128
@@ -46,45 +47,46 @@ class Res16UNet(nn.Module):
   stem_kernel_size: int = 5
   bn_momentum: float = 0.98
   axis_name: str | None = None
-  coarse_capacities: tuple[int, ...] | None = None
-  search_method: str = "scan"
+  dtype: Any = jnp.float32
+
+  def level_kernels(self) -> tuple[tuple[int, ...], ...]:
+    """Submanifold kernel sizes per level (the input of `geometry.GeometrySpec`)."""
+    return (tuple(sorted({self.stem_kernel_size, 3})),) + ((3,),) * 4
 
   @nn.compact
-  def __call__(self, coords: jnp.ndarray, feats: jnp.ndarray, mask: jnp.ndarray,
-               train: bool) -> jnp.ndarray:
-    """coords int32 [B, C, 3], feats float32 [B, C, F], mask bool [B, C] -> [B, C, out_dim].
+  def __call__(self, geometry: geo.Geometry, feats: jnp.ndarray, train: bool) -> jnp.ndarray:
+    """feats float [G, C, F] on level 0 -> float32 [G, C, out_dim].
 
-    Padding rows (mask False) may hold anything, NaN included; they output zeros.
+    Padding rows (beyond each level's count) may hold anything, NaN included; they output
+    zeros.
     """
     if len(self.layers) != 8 or len(self.planes) != 8:
       raise ValueError(f"Res16UNet needs 8 layers and 8 planes, got {self.layers} and "
                        f"{self.planes}")
-    level0_kernels = tuple(sorted({self.stem_kernel_size, 3}))
-    levels, links = sparse_resnet.encoder_pyramid(self, coords, mask, level0_kernels, 4,
-                                                  self.coarse_capacities, self.search_method)
-
+    levels = geometry.levels
     x = sparse_resnet.ConvBNReLU(self.init_dim, self.stem_kernel_size, self.bn_momentum,
-                                 self.axis_name, name="stem")(feats, levels[0], train)
+                                 self.axis_name, name="stem")(
+                                     geo.masked_input(feats, levels[0], self.dtype), levels[0],
+                                     train)
     skips = [x]
     for s in range(4):
       x = sparse_resnet.DownStage(self.planes[s], self.layers[s], self.bn_momentum,
-                                  self.axis_name, name=f"down{s + 1}")(
-                                      x, levels[s], links[s], levels[s + 1], train)
+                                  self.axis_name, name=f"down{s + 1}")(x, geometry, s, train)
       skips.append(x)
     skips.pop()  # The deepest output is the decoder's input, not a skip.
 
     for s in range(4):
       level = 3 - s
       features = self.planes[4 + s]
-      x = sparse_resnet.TransposedConv(features, name=f"up{s + 1}_conv")(x, links[level])
+      x = sparse_resnet.TransposedConv(features, name=f"up{s + 1}_conv")(x, geometry, level)
       x = MaskedBatchNorm(self.bn_momentum, axis_name=self.axis_name, name=f"up{s + 1}_bn")(
           x, levels[level].mask, train)
       x = jnp.concatenate([nn.relu(x), skips[level]], axis=-1)
       for b in range(self.layers[4 + s]):
         x = sparse_resnet.BasicBlock(features, self.bn_momentum, self.axis_name,
                                      name=f"up{s + 1}_block{b + 1}")(x, levels[level], train)
-    out = nn.Dense(self.out_dim, name="final")(x)
-    return jnp.where(mask[..., None], out, 0)
+    out = nn.Dense(self.out_dim, dtype=self.dtype, param_dtype=jnp.float32, name="final")(x)
+    return jnp.where(levels[0].mask[..., None], out.astype(jnp.float32), 0.0)
 
 
 @ENCODERS.register("res16unet14")

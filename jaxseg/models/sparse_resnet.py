@@ -1,7 +1,11 @@
-"""Flax layers over sparse voxel levels: convs, BasicBlock, the shared encoder stages.
+"""Flax layers over a batch's sparse geometry: convs, BasicBlock, the shared encoder stages.
 
-Features are float32 [B, C, F] with the level's bool mask [B, C]; every layer returns zeros
-on padding rows. Kernels are initialised like MinkowskiEngine's ResNetBase (He normal).
+Features are [G, C, F] per level (G packs, C the level's capacity) in the encoder's compute
+dtype; every layer takes and returns zeros on padding rows (the encoders mask their raw input
+once). Parameters are float32
+(the optimizer state too); with `dtype=bfloat16` the convs and linear layers run in bfloat16
+with float32 accumulation and BatchNorm statistics stay float32. Kernels are initialised like
+MinkowskiEngine's ResNetBase (He normal).
 """
 
 from __future__ import annotations
@@ -9,68 +13,45 @@ from __future__ import annotations
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxseg.ops.sparse import conv
-from jaxseg.ops.sparse import kernel_map
-from jaxseg.ops.sparse.kernel_map import LevelLink
-from jaxseg.ops.sparse.kernel_map import SparseLevel
+from jaxseg.ops.sparse import geometry as geo
 from jaxseg.ops.sparse.norm import MaskedBatchNorm
 
 _KERNEL_INIT = nn.initializers.he_normal()
 
 
-def encoder_pyramid(module: nn.Module, coords: jnp.ndarray, mask: jnp.ndarray,
-                    level0_kernels: tuple[int, ...], num_coarse: int,
-                    coarse_capacities: tuple[int, ...] | None, search_method: str
-                    ) -> tuple[list[SparseLevel], list[LevelLink]]:
-  """The levels and links an encoder's convs share, built once per call.
-
-  coords int32 [B, C, 3], mask bool [B, C]; level 0 gets kernel maps for `level0_kernels`,
-  the `num_coarse` coarser levels for kernel 3. coarse_capacities: static capacities of
-  levels 1..num_coarse (None: kernel_map.default_capacities). Overflow of a coarse level is
-  sown into the module's 'diagnostics' collection as 'level_overflow' bool [B, num_coarse].
-  """
-  capacities = None
-  if coarse_capacities is not None:
-    capacities = (mask.shape[1],) + tuple(coarse_capacities)
-  levels, links = kernel_map.build_pyramid(coords, mask, [level0_kernels] + [(3,)] * num_coarse,
-                                           capacities, search_method)
-  if not module.is_initializing():
-    module.sow("diagnostics", "level_overflow", jnp.stack([l.overflow for l in links], -1))
-  return levels, links
-
-
 class SubmanifoldConv(nn.Module):
-  """Submanifold conv (odd kernel_size, no bias): [B, C, Ci] -> [B, C, features]."""
+  """Submanifold conv (odd kernel_size, no bias): [G, C, Ci] -> [G, C, features]."""
   features: int
   kernel_size: int = 3
 
   @nn.compact
-  def __call__(self, x: jnp.ndarray, level: SparseLevel) -> jnp.ndarray:
+  def __call__(self, x: jnp.ndarray, level: geo.Level) -> jnp.ndarray:
     kernel = self.param("kernel", _KERNEL_INIT,
                         (self.kernel_size ** 3, x.shape[-1], self.features), jnp.float32)
     if self.kernel_size == 1:
-      return jnp.where(level.mask[..., None], x, 0) @ kernel[0]
-    return conv.submanifold_conv(x, level.mask, level.neighbours[self.kernel_size], kernel)
+      return jnp.dot(x, kernel[0].astype(x.dtype),
+                     preferred_element_type=jnp.float32).astype(x.dtype)
+    return geo.submanifold_conv(x, level, kernel)
 
 
 class StridedConv(nn.Module):
-  """Kernel-2 stride-2 conv (no bias): fine [B, C, Ci] -> coarse [B, P, features]."""
+  """Kernel-2 stride-2 conv (no bias) from level `fine` to fine + 1."""
   features: int
 
   @nn.compact
-  def __call__(self, x: jnp.ndarray, fine_mask: jnp.ndarray, link: LevelLink) -> jnp.ndarray:
+  def __call__(self, x: jnp.ndarray, geometry: geo.Geometry, fine: int) -> jnp.ndarray:
     kernel = self.param("kernel", _KERNEL_INIT, (8, x.shape[-1], self.features), jnp.float32)
-    return conv.strided_conv(x, fine_mask, link, kernel)
+    return geo.strided_conv(x, geometry, fine, kernel)
 
 
 class TransposedConv(nn.Module):
-  """Kernel-2 stride-2 transposed conv (no bias): coarse [B, P, Ci] -> fine [B, C, features]."""
+  """Kernel-2 stride-2 transposed conv (no bias) from level fine + 1 back to `fine`."""
   features: int
 
   @nn.compact
-  def __call__(self, x: jnp.ndarray, link: LevelLink) -> jnp.ndarray:
+  def __call__(self, x: jnp.ndarray, geometry: geo.Geometry, fine: int) -> jnp.ndarray:
     kernel = self.param("kernel", _KERNEL_INIT, (8, x.shape[-1], self.features), jnp.float32)
-    return conv.transposed_conv(x, link, kernel)
+    return geo.transposed_conv(x, geometry, fine, kernel)
 
 
 class BasicBlock(nn.Module):
@@ -84,8 +65,8 @@ class BasicBlock(nn.Module):
   axis_name: str | None = None
 
   @nn.compact
-  def __call__(self, x: jnp.ndarray, level: SparseLevel, train: bool) -> jnp.ndarray:
-    """x float [B, C, Ci] -> [B, C, features]."""
+  def __call__(self, x: jnp.ndarray, level: geo.Level, train: bool) -> jnp.ndarray:
+    """x [G, C, Ci] -> [G, C, features]."""
     norm = lambda: MaskedBatchNorm(self.bn_momentum, axis_name=self.axis_name)
     out = SubmanifoldConv(self.features, 3)(x, level)
     out = nn.relu(norm()(out, level.mask, train))
@@ -106,7 +87,7 @@ class ConvBNReLU(nn.Module):
   axis_name: str | None = None
 
   @nn.compact
-  def __call__(self, x: jnp.ndarray, level: SparseLevel, train: bool) -> jnp.ndarray:
+  def __call__(self, x: jnp.ndarray, level: geo.Level, train: bool) -> jnp.ndarray:
     out = SubmanifoldConv(self.features, self.kernel_size)(x, level)
     out = MaskedBatchNorm(self.bn_momentum, axis_name=self.axis_name)(out, level.mask, train)
     return nn.relu(out)
@@ -124,10 +105,11 @@ class DownStage(nn.Module):
   axis_name: str | None = None
 
   @nn.compact
-  def __call__(self, x: jnp.ndarray, fine: SparseLevel, link: LevelLink, coarse: SparseLevel,
+  def __call__(self, x: jnp.ndarray, geometry: geo.Geometry, fine: int,
                train: bool) -> jnp.ndarray:
-    """x float [B, C, Ci] on `fine` -> [B, P, features] on `coarse`."""
-    out = StridedConv(x.shape[-1])(x, fine.mask, link)
+    """x [G, C, Ci] at level `fine` -> [G, P, features] at level fine + 1."""
+    coarse = geometry.levels[fine + 1]
+    out = StridedConv(x.shape[-1])(x, geometry, fine)
     out = MaskedBatchNorm(self.bn_momentum, axis_name=self.axis_name)(out, coarse.mask, train)
     out = nn.relu(out)
     for _ in range(self.num_blocks):

@@ -10,12 +10,15 @@ import json
 import os
 import time
 
+import jax
 import ml_collections
 import numpy as np
 
-from jaxseg.data import pipeline
+from jaxseg.data import packing, pipeline
 from jaxseg.data.prepare import DatasetHandle, prepare_dataset
+from jaxseg.data.sharding import process_batch_size
 from jaxseg.logging_utils import get_logger, progress
+from jaxseg.stages.context import model_spec
 
 _LOG = get_logger("modes.prepare")
 
@@ -36,24 +39,36 @@ def split_statistics(source) -> dict:
           "frames_mean": float(np.mean(frames))}
 
 
-def pipeline_throughput(handle: DatasetHandle, data: ml_collections.ConfigDict, seed: int
-                        ) -> dict:
-  """Runs one training epoch of the input pipeline and reports scenes/s and bucket use."""
-  config = pipeline.config_from_data(data)
+def pipeline_throughput(handle: DatasetHandle, config: ml_collections.ConfigDict) -> dict:
+  """Runs one training epoch of the input pipeline (as the training stages stream it) and
+  reports scenes/s and the largest pack.
+
+  The stream has one pack per local device when they divide the per-process batch (training
+  needs that); otherwise this diagnostic pass uses one pack per batch, with a warning.
+  """
+  data = config.data
+  pipeline_config = pipeline.config_from_data(data, model_spec(config.model))
   source = handle.source(data.train_split)
-  iterator = pipeline.make_iterator(source, config, seed=seed, train=True, num_epochs=1,
-                                    worker_count=data.num_workers)
-  start, scenes, shapes = time.perf_counter(), 0, {}
-  for batch in progress(iterator, desc="input pipeline (1 epoch)",
-                        total=len(source) // config.batch_size):
-    scenes += int((batch["scene_index"] >= 0).sum())
-    shape = f"{batch['point_mask'].shape[1]} points / {batch['voxel_mask'].shape[1]} voxels"
-    shapes[shape] = shapes.get(shape, 0) + 1
+  num_packs = jax.local_device_count()
+  if process_batch_size(data.batch_size) % num_packs:
+    _LOG.warning("data.batch_size=%d does not split over the %d local devices, as training "
+                 "needs; measuring the input pipeline with one pack per batch", data.batch_size,
+                 num_packs)
+    num_packs = 1
+  num_batches = pipeline.batches_per_epoch(len(source), pipeline_config, train=True)
+  stream = pipeline.make_iterator(source, pipeline_config, seed=config.seed, train=True,
+                                  num_packs=num_packs, num_batches=num_batches,
+                                  worker_count=data.num_workers)
+  start, scenes, largest = time.perf_counter(), 0, {}
+  for packs in progress(stream, desc="input pipeline (1 epoch)", total=num_batches):
+    scenes += sum(int((pack.arrays["scene_index"] >= 0).sum()) for pack in packs)
+    for name, rows in packing.batch_needs(packs).items():
+      largest[name] = max(largest.get(name, 0), rows)
   seconds = time.perf_counter() - start
   return {"scenes": scenes, "seconds": seconds,
           "scenes_per_second": scenes / seconds if seconds else float("nan"),
-          "batch_size": config.batch_size, "voxel_size": config.voxel_size,
-          "batches_per_capacity": shapes}
+          "batch_size": data.batch_size, "voxel_size": data.voxel_size, "packs": num_packs,
+          "largest_pack": {k: largest[k] for k in ("points", "voxels0") if k in largest}}
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, resume: bool = False) -> None:
@@ -72,11 +87,16 @@ def run(config: ml_collections.ConfigDict, workdir: str, resume: bool = False) -
               "%.0f%% points labelled, %.1f frames/scene", split, stats["scenes"],
               stats["points_mean"], stats["points_max"], stats["supervoxels_mean"],
               100 * stats["labelled_fraction_mean"], stats["frames_mean"])
-  if len(handle.source(config.data.train_split)) >= config.data.batch_size:
-    summary["pipeline"] = pipeline_throughput(handle, config.data, config.seed)
-    _LOG.info("input pipeline: %.2f scenes/s over %d scenes (batches per capacity: %s)",
+  train_scenes = len(handle.source(config.data.train_split))
+  if train_scenes >= config.data.batch_size:
+    summary["pipeline"] = pipeline_throughput(handle, config)
+    _LOG.info("input pipeline: %.2f scenes/s over %d scenes (largest pack: %s)",
               summary["pipeline"]["scenes_per_second"], summary["pipeline"]["scenes"],
-              summary["pipeline"]["batches_per_capacity"])
+              summary["pipeline"]["largest_pack"])
+  else:
+    _LOG.warning("input pipeline not run: the training split has %d scenes, fewer than one "
+                 "batch (data.batch_size=%d); training would need data.batch_size <= %d",
+                 train_scenes, config.data.batch_size, train_scenes)
   path = os.path.join(workdir, "prepare_summary.json")
   with open(path, "w") as f:
     json.dump(summary, f, indent=2)

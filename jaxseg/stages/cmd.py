@@ -14,7 +14,6 @@ import time
 from typing import Any
 
 import jax
-import numpy as np
 
 from jaxseg import losses
 from jaxseg.cmd.targets import TargetStore, build_targets
@@ -59,22 +58,14 @@ def distillation_targets(ctx: RunContext) -> TargetStore:
 def _loss_fn(ctx: RunContext, head_dim: int):
   def loss_fn(params, model_state, batch, extra, axis_name):
     del extra
-    net = ctx.net(voxel_cap=batch["voxel_coords"].shape[1], head_dim=head_dim,
-                  axis_name=axis_name)
+    net = ctx.net(head_dim=head_dim, axis_name=axis_name)
     out, updates = net.apply({"params": params, **model_state}, batch, train=True,
                              mutable=["batch_stats"])
     loss_sum, count = losses.distillation_loss(out["aligned"], batch["point_segments"],
-                                               batch["point_mask"], batch["targets"],
-                                               batch["has_target"])
+                                               batch["point_mask"], batch["segment_targets"],
+                                               batch["segment_has_target"], sorted_ids=True)
     return loss_sum, count, (updates, {})
   return loss_fn
-
-
-def _target_fields(store: TargetStore, segment_cap: int):
-  def host_fields(batch):
-    targets, has_target = store.batch(np.asarray(batch["scene_index"]), segment_cap)
-    return {"targets": targets, "has_target": has_target}
-  return host_fields
 
 
 def run(ctx: RunContext, resume: bool) -> dict[str, Any]:
@@ -91,16 +82,14 @@ def run(ctx: RunContext, resume: bool) -> dict[str, Any]:
   start_epoch, skip = loop.start_position(meta, steps_per_epoch)
   step_fn = make_train_step(_loss_fn(ctx, store.dim), ctx.mesh, config.parallel.mode)
   writer = ScalarWriter(ctx.path("tensorboard", ""))
-  trainer = loop.PhaseTrainer(ctx, PHASE, step_fn, checkpointer, writer,
-                              _target_fields(store, config.cmd.segment_cap),
-                              ("point_segments", "targets", "has_target"))
+  fields = ctx.net_fields + ("point_segments", "segment_targets", "segment_has_target")
+  trainer = loop.PhaseTrainer(ctx, PHASE, step_fn, checkpointer, writer, fields, extras=store)
   _LOG.info("CMD: %d epochs x %d steps, teacher %d-d, parallel mode %s on %d devices",
             config.cmd.epochs, steps_per_epoch, store.dim, config.parallel.mode,
             jax.device_count())
   start = time.perf_counter()
-  for epoch in range(start_epoch, config.cmd.epochs):
-    state = trainer.run_epoch(state, {}, epoch, skip if epoch == start_epoch else 0, {},
-                              {"stage": PHASE})
+  state = trainer.run(state, start_epoch=start_epoch, skip=skip, epochs=config.cmd.epochs,
+                      arrays={}, meta={"stage": PHASE}, epoch_extra=lambda epoch, state: {})
   trainer.finish(state, {}, {"stage": PHASE, "epoch": config.cmd.epochs, "batch": 0})
   writer.close()
   _LOG.info("CMD finished in %.1f s", time.perf_counter() - start)

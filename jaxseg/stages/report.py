@@ -39,13 +39,19 @@ def write_run_report(ctx: RunContext, results: Mapping[str, Mapping[str, Any]],
                      stage_seconds: Mapping[str, float]) -> None:
   """Writes the report (when there are results) and logs the metrics and stage times."""
   config = ctx.config
+  compilations = ctx.compilations.summary()
   meta = {"config": ctx.path("config.json"), "stage_seconds": dict(stage_seconds),
+          "compilations": compilations,
           "teacher": _teacher_name(ctx), "devices": [str(d) for d in jax.devices()],
           "platform": platform.platform(), "dataset_dir": ctx.handle.data_dir}
   for stage, seconds in stage_seconds.items():
     _LOG.info("stage %s took %.1f s", stage, seconds)
+  _LOG.info("XLA programs: %d compiled (%.1f s), %d loaded from the persistent cache",
+            compilations["compiled"], compilations["compile_seconds"],
+            compilations["loaded_from_cache"])
   with open(ctx.path("timings.json"), "w") as f:
-    json.dump({"stage_seconds": dict(stage_seconds)}, f, indent=2)
+    json.dump({"stage_seconds": dict(stage_seconds), "compilations": compilations}, f,
+              indent=2)
   if not results:
     return
   report = {"class_names": list(class_names(ctx.num_classes)), "methods": _methods(results),

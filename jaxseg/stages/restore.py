@@ -32,8 +32,14 @@ def load_variables(path: str, phases: Sequence[str]) -> dict[str, Any]:
   directory = _phase_dir(os.path.abspath(path), phases)
   with ocp.CheckpointManager(directory) as manager:
     step = manager.latest_step()
-    restored = manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore()))["state"]
+    try:
+      restored = manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore()))["state"]
+    except Exception as error:  # pylint: disable=broad-except  (orbax/tensorstore raise many)
+      raise InputError(os.path.join(directory, str(step)), "the checkpoint cannot be restored "
+                       f"({type(error).__name__}: {str(error).splitlines()[0][:300]})",
+                       "pass another run, or delete the damaged step folder to use an older "
+                       "step") from error
   try:
     variables = {"params": restored["params"],
                  "batch_stats": restored["model_state"]["batch_stats"]}

@@ -24,25 +24,34 @@ def test_start_position_continues_inside_or_after_an_epoch():
 
 
 def test_pseudo_labels_follow_points_by_segment_and_respect_ignore():
+  """Packed batches (scenes of records 2 and 0 in pack 0, record 1 in pack 1, an empty slot)
+  against a per-point lookup in per-record tables."""
   rng = np.random.default_rng(0)
-  table = rng.integers(-1, 5, size=(3, 7)).astype(np.int32)
-  batch = {
-      "scene_index": np.array([2, 0, -1], np.int32),
-      "point_segments": rng.integers(-1, 7, size=(3, 50)).astype(np.int32),
-      "point_mask": rng.random((3, 50)) < 0.8,
-      "point_labels": rng.integers(-1, 20, size=(3, 50)).astype(np.int32),
-  }
+  sizes = [4, 6, 7]                                   # super-voxels of records 0, 1, 2
+  tables = [rng.integers(-1, 5, size=n).astype(np.int32) for n in sizes]
+  offsets = np.concatenate([[0], np.cumsum(sizes)])
+  host = {"scene_index": np.array([[2, 0], [1, -1]], np.int32),
+          "scene_segment_offset": np.array([[0, 7], [0, 0]], np.int32),
+          "point_scene": rng.integers(0, 2, size=(2, 60)).astype(np.int32),
+          "point_mask": rng.random((2, 60)) < 0.85,
+          "point_labels": rng.integers(-1, 20, size=(2, 60)).astype(np.int32)}
+  host["point_scene"][1] = 0
+  local = np.stack([[rng.integers(-1, sizes[host["scene_index"][g, z]])
+                     for z in host["point_scene"][g]] for g in range(2)])
+  segment_offset = np.take_along_axis(host["scene_segment_offset"], host["point_scene"], 1)
+  host["point_segments"] = np.where(local >= 0, local + segment_offset, -1).astype(np.int32)
+  arrays = {"labels": np.concatenate(tables), "offsets": offsets}
   for ignore in (False, True):
-    got = pseudo_label_fields({"labels": table}, ignore)(batch)["pseudo_labels"]
-    expected = np.full((3, 50), -1)
-    for b in range(3):
-      for p in range(50):
-        scene, segment = batch["scene_index"][b], batch["point_segments"][b, p]
-        if scene < 0 or segment < 0 or not batch["point_mask"][b, p]:
+    got = pseudo_label_fields(arrays, ignore)(host)["pseudo_labels"]
+    expected = np.full((2, 60), -1)
+    for g in range(2):
+      for p in range(60):
+        record = host["scene_index"][g, host["point_scene"][g, p]]
+        if local[g, p] < 0 or not host["point_mask"][g, p]:
           continue
-        if ignore and batch["point_labels"][b, p] < 0:
+        if ignore and host["point_labels"][g, p] < 0:
           continue
-        expected[b, p] = table[scene, segment]
+        expected[g, p] = tables[record][local[g, p]]
     np.testing.assert_array_equal(got, expected)
 
 

@@ -32,7 +32,6 @@ from jaxseg.svc.pseudo_labels import sinkhorn_pseudo_labels
 from jaxseg.train.parallel import make_train_step, replicate
 
 _LOG = get_logger("stages.svc")
-CAP_KEY = "svc.segment_cap"
 
 
 def num_clusters(ctx: RunContext) -> int:
@@ -41,49 +40,46 @@ def num_clusters(ctx: RunContext) -> int:
 
 def cluster_round(ctx: RunContext, variables: Mapping[str, Any], round_index: int
                   ) -> dict[str, np.ndarray]:
-  """One clustering round -> {'centroids': f32 [K, D], 'labels': int32 [N, S]} (N records)."""
+  """One clustering round -> {'centroids': f32 [K, D], 'labels': int32 [M], 'offsets':
+  int64 [N + 1]} (flat per-super-voxel labels of the N training records, -1 = none)."""
   svc, split = ctx.config.svc, ctx.config.data.train_split
   start = time.perf_counter()
-  sv = passes.supervoxel_pass(ctx, split, "model", variables, svc.segment_cap, CAP_KEY)
-  keep = sv["counts"] >= max(1, svc.min_segment_points)
+  sv = passes.supervoxel_pass(ctx, split, "model", variables)
+  keep = sv.counts >= max(1, svc.min_segment_points)
   if svc.gt_ignore_mask:
-    keep &= sv["labelled"] > 0
-  flat = sv["feats"].reshape(-1, sv["feats"].shape[-1])
+    keep &= sv.labelled > 0
+  rows = np.flatnonzero(keep)       # Clustering sees the kept super-voxels only.
   k = num_clusters(ctx)
   centroids = np.asarray(cluster_supervoxels(
-      flat, keep.reshape(-1).astype(np.float32), k, num_iters=svc.kmeans_iters,
+      sv.feats[rows], np.ones(rows.size, np.float32), k, num_iters=svc.kmeans_iters,
       seed=ctx.config.seed + round_index, mesh=ctx.mesh))
+  table = np.full(len(keep), -1, np.int32)
   if svc.assign == "kmeans":
-    table = passes.pseudo_label_pass(ctx, split, variables, centroids,
-                                     temperature=svc.temperature, segment_cap=svc.segment_cap)
+    labels = passes.pseudo_label_pass(ctx, split, variables, centroids,
+                                      temperature=svc.temperature)
+    table[rows] = labels[rows]
   else:
-    labels = sinkhorn_pseudo_labels(
-        flat, keep.reshape(-1), sv["counts"].reshape(-1), centroids=centroids,
+    table[rows] = np.asarray(sinkhorn_pseudo_labels(
+        sv.feats[rows], np.ones(rows.size, bool), sv.counts[rows], centroids=centroids,
         marginal=svc.sinkhorn.marginal, epsilon=svc.sinkhorn.epsilon,
-        num_iters=svc.sinkhorn.num_iters, mesh=ctx.mesh)
-    table = np.asarray(labels, np.int32).reshape(keep.shape)
-  table = np.where(keep, table, -1).astype(np.int32)
+        num_iters=svc.sinkhorn.num_iters, mesh=ctx.mesh), np.int32)
   sizes = np.bincount(table[table >= 0], minlength=k)
   _LOG.info("clustering round %d (%s): %d super-voxels into %d clusters in %.1f s; "
             "super-voxels per cluster min %d / median %d / max %d", round_index, svc.assign,
-            int(keep.sum()), k, time.perf_counter() - start, sizes.min(),
-            int(np.median(sizes)), sizes.max())
-  return {"centroids": centroids.astype(np.float32), "labels": table}
+            rows.size, k, time.perf_counter() - start, sizes.min(), int(np.median(sizes)),
+            sizes.max())
+  return {"centroids": centroids.astype(np.float32), "labels": table, "offsets": sv.offsets}
 
 
 def pseudo_label_fields(arrays: Mapping[str, np.ndarray], gt_ignore_mask: bool):
-  """host_fields(batch) -> {'pseudo_labels': int32 [B, P]}: each point takes its super-voxel's
-  label from arrays['labels'] int32 [N records, S] (read at call time, so re-clustering
-  updates it); -1 for padding, points in no super-voxel and, with gt_ignore_mask, points whose
+  """host_fields(host batch) -> {'pseudo_labels': int32 [G, P]}: each point takes its
+  super-voxel's label from arrays['labels'] (read at call time, so re-clustering updates
+  it); -1 for padding, points in no super-voxel and, with gt_ignore_mask, points whose
   ground truth is ignore."""
-  def host_fields(batch):
-    table = arrays["labels"]
-    segments, scenes = batch["point_segments"], batch["scene_index"]
-    valid = (segments >= 0) & (scenes[:, None] >= 0) & batch["point_mask"]
-    labels = table[np.maximum(scenes, 0)[:, None], np.clip(segments, 0, table.shape[1] - 1)]
-    labels = np.where(valid, labels, -1)
+  def host_fields(host):
+    labels = passes.point_lookup(arrays["labels"], arrays["offsets"], host)
     if gt_ignore_mask:
-      labels = np.where(batch["point_labels"] >= 0, labels, -1)
+      labels = np.where(host["point_labels"] >= 0, labels, -1)
     return {"pseudo_labels": labels.astype(np.int32)}
   return host_fields
 
@@ -92,7 +88,7 @@ def _loss_fn(ctx: RunContext):
   svc = ctx.config.svc
 
   def loss_fn(params, model_state, batch, extra, axis_name):
-    net = ctx.net(voxel_cap=batch["voxel_coords"].shape[1], axis_name=axis_name)
+    net = ctx.net(axis_name=axis_name)
     out, updates = net.apply({"params": params, **model_state}, batch, train=True,
                              mutable=["batch_stats"])
     logits = cosine_logits(out["features"], extra["centroids"], svc.logit_scale,
@@ -133,17 +129,20 @@ def _run_phase(ctx: RunContext, phase: str, epochs: int, recluster_every: int,
   if arrays is None and not reclusters_first:
     arrays = cluster_round(ctx, _variables(state), round_base)
   arrays = dict(arrays or {})
-  step_fn = make_train_step(_loss_fn(ctx), ctx.mesh, config.parallel.mode)
-  trainer = loop.PhaseTrainer(ctx, phase, step_fn, checkpointer, writer,
-                              pseudo_label_fields(arrays, config.svc.gt_ignore_mask),
-                              ("pseudo_labels",), invariance=config.svc.invariance.to_dict())
-  for epoch in range(start_epoch, epochs):
-    first = epoch == start_epoch
-    if recluster_every and epoch % recluster_every == 0 and not (first and skip):
+
+  def epoch_extra(epoch, state):
+    resumed_inside = epoch == start_epoch and skip
+    if recluster_every and epoch % recluster_every == 0 and not resumed_inside:
       arrays.update(cluster_round(ctx, _variables(state), round_base + epoch))
-    extra = {"centroids": replicate(jnp.asarray(arrays["centroids"]), ctx.mesh)}
-    state = trainer.run_epoch(state, extra, epoch, skip if first else 0, arrays,
-                              {"stage": "svc"})
+    return {"centroids": replicate(jnp.asarray(arrays["centroids"]), ctx.mesh)}
+
+  step_fn = make_train_step(_loss_fn(ctx), ctx.mesh, config.parallel.mode)
+  fields = ctx.net_fields + ("pseudo_labels",)
+  trainer = loop.PhaseTrainer(ctx, phase, step_fn, checkpointer, writer, fields,
+                              pseudo_label_fields(arrays, config.svc.gt_ignore_mask),
+                              invariance=config.svc.invariance.to_dict())
+  state = trainer.run(state, start_epoch=start_epoch, skip=skip, epochs=epochs, arrays=arrays,
+                      meta={"stage": "svc"}, epoch_extra=epoch_extra)
   trainer.finish(state, arrays, {"stage": "svc", "epoch": epochs, "batch": 0})
   return _variables(state), arrays
 

@@ -1,14 +1,15 @@
 """Super-voxel features and cosine-classifier logits (PointDC Stage 2, step 1 and Eq. 9/11).
 
   sv = supervoxel_features(point_feats, point_segments, point_mask, segment_cap=512)
-  sv.feats     # f32 [B, S, D]: normalize(mean of the normalised point features), 0 if empty
-  sv.counts    # f32 [B, S]: valid points per super-voxel
-  sv.overflow  # bool [B]: a valid point has a segment id >= segment_cap (raise on the host)
+  sv.feats     # f32 [G, S, D]: normalize(mean of the normalised point features), 0 if empty
+  sv.counts    # f32 [G, S]: valid points per super-voxel
 
-  logits = cosine_logits(point_feats, centroids, scale=1 / 0.1)   # f32 [B, P, K]
+  logits = cosine_logits(point_feats, centroids, scale=1 / 0.1)   # f32 [G, P, K]
 
-Padding: points with point_mask False (or segment id -1) belong to no super-voxel; their
-features may hold anything, NaN included, and reach neither the outputs nor the gradients.
+Padding: points with point_mask False (or segment id -1, or an id >= segment_cap) belong to no
+super-voxel; their features may hold anything, NaN included, and reach neither the outputs nor
+the gradients. Pipeline batches order each pack's points by super-voxel id
+(`jaxseg.data.packing`); pass sorted_ids=True for them.
 """
 
 from __future__ import annotations
@@ -22,9 +23,8 @@ from jaxseg.ops import pooling
 
 
 class SupervoxelFeatures(NamedTuple):
-  feats: jax.Array     # f32 [B, S, D], unit rows; zeros for empty super-voxels
-  counts: jax.Array    # f32 [B, S], number of valid points of each super-voxel
-  overflow: jax.Array  # bool [B], True when a valid point's segment id is >= segment_cap
+  feats: jax.Array     # f32 [G, S, D], unit rows; zeros for empty super-voxels
+  counts: jax.Array    # f32 [G, S], number of valid points of each super-voxel
 
 
 def l2_normalize(x: jax.Array, axis: int = -1, eps: float = 1e-12) -> jax.Array:
@@ -45,37 +45,27 @@ def point_segment_ids(point_segments: jax.Array, point_mask: jax.Array) -> jax.A
   return jnp.where(point_mask, point_segments, -1).astype(jnp.int32)
 
 
-def segment_overflow(point_segments: jax.Array, point_mask: jax.Array,
-                     segment_cap: int) -> jax.Array:
-  """bool [B] (or []): some valid point has a segment id >= segment_cap.
-
-  Such points fall outside the static super-voxel capacity and every pooling op drops them;
-  check this flag on the host and raise instead of training on silently truncated scenes.
-  """
-  ids = point_segment_ids(point_segments, point_mask)
-  return jnp.any(ids >= segment_cap, axis=-1)
-
-
 def supervoxel_features(point_feats: jax.Array, point_segments: jax.Array,
-                        point_mask: jax.Array, segment_cap: int) -> SupervoxelFeatures:
+                        point_mask: jax.Array, segment_cap: int,
+                        sorted_ids: bool = False) -> SupervoxelFeatures:
   """Unit super-voxel features as PointDC computes them (scatter-mean, renormalised).
 
   Args:
-    point_feats: f32 [B, P, D] point features (any norm; padded rows may be NaN).
-    point_segments: int32 [B, P] super-voxel id of each point, -1 for none.
-    point_mask: bool [B, P], False for padding points.
-    segment_cap: static number of super-voxel slots S per scene.
+    point_feats: f32 [G, P, D] point features (any norm; padded rows may be NaN).
+    point_segments: int32 [G, P] super-voxel id of each point, -1 for none.
+    point_mask: bool [G, P], False for padding points.
+    segment_cap: static number of super-voxel slots S per pack.
+    sorted_ids: the valid ids are ascending along P, with the others after them.
 
   Returns:
-    SupervoxelFeatures(feats f32 [B, S, D] = normalize(mean_j normalize(f_j)) with zeros for
-    empty super-voxels, counts f32 [B, S], overflow bool [B]).
+    SupervoxelFeatures(feats f32 [G, S, D] = normalize(mean_j normalize(f_j)) with zeros for
+    empty super-voxels, counts f32 [G, S]).
   """
   ids = point_segment_ids(point_segments, point_mask)
   feats = jnp.where(point_mask[..., None], point_feats, jnp.zeros((), point_feats.dtype))
-  means = pooling.segment_mean(l2_normalize(feats), ids, segment_cap)
-  counts = pooling.segment_counts(ids, segment_cap).astype(jnp.float32)
-  return SupervoxelFeatures(l2_normalize(means), counts,
-                            segment_overflow(point_segments, point_mask, segment_cap))
+  means = pooling.segment_mean(l2_normalize(feats), ids, segment_cap, sorted_ids=sorted_ids)
+  counts = pooling.segment_counts(ids, segment_cap, sorted_ids=sorted_ids).astype(jnp.float32)
+  return SupervoxelFeatures(l2_normalize(means), counts)
 
 
 def cosine_logits(point_feats: jax.Array, centroids: jax.Array, scale: float,

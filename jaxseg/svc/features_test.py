@@ -18,7 +18,7 @@ def _scenes(seed=0, batch=2, points=150, dim=6):
   mask[0, 120:] = False
   mask[1, 90:] = False
   feats[~mask] = np.nan
-  segments[0, 130:] = _CAP + 3   # Padding ids beyond the cap must not raise the overflow flag.
+  segments[0, 130:] = _CAP + 3   # Ids beyond the cap belong to no super-voxel.
   segments[1, 8:20] = 3          # Segment 3 exists only in scene 1.
   return feats, segments, mask
 
@@ -47,16 +47,18 @@ def test_supervoxel_features_match_numpy_with_empty_segments_and_nan_padding():
   assert out.counts.dtype == jnp.float32
   assert np.all(np.asarray(out.feats)[counts == 0] == 0)   # 3 (scene 0), 6, 9, 10, 11 empty.
   assert counts[0, 3] == 0 and counts[1, 3] == 12
-  np.testing.assert_array_equal(out.overflow, [False, False])
 
 
-def test_overflow_flag_marks_only_valid_points_beyond_the_cap():
+def test_sorted_ids_hint_gives_the_same_features():
   feats, segments, mask = _scenes(seed=1)
-  segments[1, 5] = _CAP          # A valid point in slot _CAP does not fit.
-  out = features.supervoxel_features(feats, segments, mask, _CAP)
-  np.testing.assert_array_equal(out.overflow, [False, True])
-  np.testing.assert_array_equal(features.segment_overflow(segments, mask, _CAP + 1),
-                                [False, False])
+  keys = np.where(mask & (segments >= 0) & (segments < _CAP), segments, _CAP + 1)
+  order = np.argsort(keys, axis=1, kind="stable")
+  take = lambda a: np.take_along_axis(a, order if a.ndim == 2 else order[..., None], axis=1)
+  feats, segments, mask = take(feats), take(segments), take(mask)
+  plain = features.supervoxel_features(feats, segments, mask, _CAP)
+  hinted = features.supervoxel_features(feats, segments, mask, _CAP, sorted_ids=True)
+  np.testing.assert_allclose(hinted.feats, plain.feats, rtol=1e-6, atol=1e-7)
+  np.testing.assert_array_equal(hinted.counts, plain.counts)
 
 
 def test_gradients_are_finite_and_zero_on_nan_padding():

@@ -8,8 +8,7 @@
 
 The outputs are training targets: no gradient is meant to flow through them (the labels are
 integers; wrap `soft` in jax.lax.stop_gradient if it is used inside a differentiated function).
-Points with a segment id >= segment_cap are dropped here; check
-`jaxseg.svc.features.segment_overflow` (or `supervoxel_features(...).overflow`) on the host.
+Points with a segment id >= segment_cap belong to no super-voxel here.
 """
 
 from __future__ import annotations
@@ -39,7 +38,7 @@ class PooledLabels(NamedTuple):
 
 def pooled_pseudo_labels(point_feats: jax.Array, point_segments: jax.Array,
                          point_mask: jax.Array, centroids: jax.Array, *, temperature: float,
-                         segment_cap: int) -> PooledLabels:
+                         segment_cap: int, sorted_ids: bool = False) -> PooledLabels:
   """Point soft labels (Eq. 9) averaged over each super-voxel (Eq. 10), then arg-maxed.
 
   Args:
@@ -48,7 +47,8 @@ def pooled_pseudo_labels(point_feats: jax.Array, point_segments: jax.Array,
     point_mask: bool [B, P], False for padding points.
     centroids: f32 [K, D] cluster centroids (normalised here).
     temperature: softmax temperature of softmax_l(cos(f_j, mu_l) / temperature).
-    segment_cap: static number of super-voxel slots S per scene.
+    segment_cap: static number of super-voxel slots S per scene (or pack).
+    sorted_ids: the valid ids are ascending along P (`jaxseg.ops.pooling`).
 
   Returns:
     PooledLabels(labels int32 [B, S], soft f32 [B, S, K]).
@@ -56,8 +56,8 @@ def pooled_pseudo_labels(point_feats: jax.Array, point_segments: jax.Array,
   feats = jnp.where(point_mask[..., None], point_feats, jnp.zeros((), point_feats.dtype))
   soft = jax.nn.softmax(svc_features.cosine_logits(feats, centroids, 1.0 / temperature), axis=-1)
   ids = svc_features.point_segment_ids(point_segments, point_mask)
-  pooled = pooling.segment_mean(soft, ids, segment_cap)
-  counts = pooling.segment_counts(ids, segment_cap)
+  pooled = pooling.segment_mean(soft, ids, segment_cap, sorted_ids=sorted_ids)
+  counts = pooling.segment_counts(ids, segment_cap, sorted_ids=sorted_ids)
   labels = jnp.where(counts > 0, jnp.argmax(pooled, axis=-1), -1).astype(jnp.int32)
   return PooledLabels(labels, pooled)
 

@@ -4,7 +4,9 @@
 files, label map). The first call generates it into `$JAXSEG_CACHE/synthetic_scannet_v1` (default
 `~/.cache/jaxseg/...`) through a temporary directory renamed into place when complete, so an
 interrupted run never leaves a half dataset; later calls find the marker file and reuse it.
-Non-default parameters get their own directory (`synthetic_scannet_v1-<hash>`).
+Generation holds a lock (`.<name>.lock`), so a concurrent first run waits and reuses the
+result, and it removes the temporary folders that killed runs left behind. Non-default
+parameters get their own directory (`synthetic_scannet_v1-<hash>`).
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 
-from jaxseg.errors import InputError
+from jaxseg.errors import InputError, os_error
+from jaxseg.io import atomic
 from jaxseg.logging_utils import get_logger
 from jaxseg.synthetic.generate import SyntheticConfig, generate_dataset
 from jaxseg.synthetic.mesh import MeshConfig
@@ -73,28 +75,44 @@ def ensure_synthetic_scannet(cache_dir: str | None = None, num_train: int = 8,
     name = f"{_NAME}-{digest}"
   parent = os.path.abspath(cache_dir or default_cache_root())
   root = os.path.join(parent, name)
-  if os.path.isdir(root):
-    if _read_marker(os.path.join(root, MARKER_NAME)) == marker:
-      return root
-    raise InputError(root, "directory exists but is not a complete synthetic dataset with "
-                     "these parameters (marker file missing or different)",
-                     "delete the directory; it is regenerated on the next call")
-  os.makedirs(parent, exist_ok=True)
+  if _is_complete(root, marker):
+    return root
+  try:
+    os.makedirs(parent, exist_ok=True)
+  except OSError as e:
+    raise os_error(parent, e, reading=False, what="cache folder") from e
+  with atomic.exclusive_lock(os.path.join(parent, f".{name}.lock"), what=root):
+    atomic.remove_stale(parent, f".{name}.tmp-")
+    if _is_complete(root, marker):
+      return root  # generated meanwhile by another run
+    _generate(parent, name, root, config, seed, marker)
+  _log.info("Synthetic dataset ready at %s", root)
+  return root
+
+
+def _is_complete(root: str, marker: dict) -> bool:
+  """Whether `root` holds the finished dataset of `marker` (InputError for a foreign folder)."""
+  if not os.path.isdir(root):
+    return False
+  if _read_marker(os.path.join(root, MARKER_NAME)) == marker:
+    return True
+  raise InputError(root, "directory exists but is not a complete synthetic dataset with "
+                   "these parameters (marker file missing or different)",
+                   "delete the directory; it is regenerated on the next call")
+
+
+def _generate(parent: str, name: str, root: str, config: SyntheticConfig, seed: int,
+              marker: dict) -> None:
+  """Generates into a temporary folder of `parent` and renames it to `root`."""
   _log.warning("Generating the built-in synthetic ScanNet-format dataset (%d train + %d val "
-               "scenes, seed %d) into %s; this happens once.", num_train, num_val, seed, root)
-  tmp = tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=parent)
+               "scenes, seed %d) into %s; this happens once.", config.num_train, config.num_val,
+               seed, root)
+  tmp = atomic.make_temp_dir(parent, f".{name}.tmp-")
   try:
     generate_dataset(tmp, config, seed)
     with open(os.path.join(tmp, MARKER_NAME), "w") as f:
       json.dump(marker, f, indent=1, sort_keys=True)
-    try:
-      os.rename(tmp, root)
-    except OSError:
-      # Another process finished first: keep its copy if it is complete.
-      if _read_marker(os.path.join(root, MARKER_NAME)) != marker:
-        raise
+    os.rename(tmp, root)
   finally:
     if os.path.isdir(tmp):
       shutil.rmtree(tmp, ignore_errors=True)
-  _log.info("Synthetic dataset ready at %s", root)
-  return root

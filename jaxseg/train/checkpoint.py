@@ -17,6 +17,7 @@ pick up.
 
 from __future__ import annotations
 
+import difflib
 import os
 from typing import Any, Mapping, Optional
 
@@ -30,6 +31,52 @@ from jaxseg.logging_utils import get_logger
 _LOG = get_logger("train.checkpoint")
 _RESUME_FIX = ("--resume needs a previous run in the same workdir; check the workdir or run "
                "without --resume to start from scratch")
+
+
+def finished_steps(directory: str | os.PathLike) -> list[int]:
+  """The finished steps of a checkpoint folder, ascending, from its step folder names (orbax
+  renames a step's temporary folder to the bare step number only once it is complete); [] when
+  the folder does not exist. Opens and creates nothing, so it may look at any work directory.
+  """
+  directory = os.fspath(directory)
+  try:
+    names = os.listdir(directory)
+  except (FileNotFoundError, NotADirectoryError):
+    return []
+  return sorted(int(n) for n in names
+                if n.isdigit() and os.path.isdir(os.path.join(directory, n)))
+
+
+def check_run_start(workdir: str, phases: tuple[str, ...], resume: bool) -> None:
+  """Checks, before anything is built or written, that a training run may start in `workdir`.
+
+  With `resume`, `workdir` must hold a finished checkpoint of one of `phases`
+  (`<workdir>/checkpoints/<phase>/<step>/`); without it, none, so that a new run never trains
+  over an earlier one. Raises InputError naming what was expected; only reads.
+  """
+  workdir = os.path.abspath(workdir)
+  steps = {phase: finished_steps(os.path.join(workdir, "checkpoints", phase))
+           for phase in phases}
+  if not resume:
+    for phase, found in steps.items():
+      if found:
+        raise InputError(os.path.join(workdir, "checkpoints", phase), f"the work directory "
+                         f"already has {phase} checkpoints from an earlier run (steps {found})",
+                         "pass --resume to continue it, or choose another --config.workdir")
+    return
+  if not os.path.isdir(workdir):
+    parent = os.path.dirname(workdir)
+    siblings = os.listdir(parent) if os.path.isdir(parent) else []
+    close = difflib.get_close_matches(os.path.basename(workdir), siblings, n=3)
+    hint = f" (did you mean {', '.join(os.path.join(parent, c) for c in close)}?)" if close else ""
+    raise InputError(workdir, "--resume: the work directory does not exist",
+                     f"pass the work directory of the run to continue{hint}, or run without "
+                     "--resume to start a new run")
+  if not any(steps.values()):
+    expected = os.path.join(workdir, "checkpoints", "{" + ",".join(phases) + "}", "<step>")
+    raise InputError(workdir, f"--resume: no finished checkpoint to continue from (expected "
+                     f"{expected}/)", "check --config.workdir and --config.mode against the "
+                     "run to continue, or run without --resume to start from scratch")
 
 
 class Checkpointer:
@@ -111,11 +158,15 @@ class Checkpointer:
       if has_arrays:
         items["arrays"] = ocp.args.StandardRestore()
       restored = self._manager.restore(step, args=ocp.args.Composite(**items))
-    except (OSError, ValueError, KeyError, TypeError) as error:
+    except Exception as error:  # pylint: disable=broad-exception-caught
+      # orbax and tensorstore report damaged files with many exception types.
+      older = [s for s in steps if s < step]
+      fallback = (f"delete {step_dir} to resume from step {older[-1]}" if older else
+                  "start again without --resume in an empty workdir")
+      detail = str(error).splitlines()[0][:300] if str(error) else ""
       raise InputError(step_dir, f"checkpoint cannot be restored ({type(error).__name__}: "
-                       f"{error})", "resume with the config of the run that wrote it, or "
-                       "delete the damaged step directory to fall back to an older one"
-                       ) from error
+                       f"{detail})", "resume with the config of the run that wrote it; if the "
+                       f"files are damaged, {fallback}") from error
     arrays = {k: np.asarray(v) for k, v in restored["arrays"].items()} if has_arrays else {}
     _LOG.info("restored checkpoint %d from %s", step, self.directory)
     return restored["state"], arrays, dict(restored["meta"])

@@ -14,6 +14,7 @@ import pytest
 from jaxseg.data.sharding import to_global_arrays
 from jaxseg.errors import InputError
 from jaxseg.ops.sparse.norm import MaskedBatchNorm
+from jaxseg.train import checkpoint
 from jaxseg.train.checkpoint import Checkpointer
 from jaxseg.train.optim import make_optimizer
 from jaxseg.train.parallel import make_mesh, make_train_step, replicate
@@ -205,3 +206,26 @@ def test_resuming_from_a_middle_step_gives_the_uninterrupted_params(tmp_path):
   checkpointer.close()
   _assert_trees_equal(jax.tree.map(np.asarray, state), full)
   assert int(full.step) == 6
+
+
+def test_finished_steps_reads_names_without_creating_anything(tmp_path):
+  directory = tmp_path / "checkpoints" / "cmd"
+  assert checkpoint.finished_steps(directory) == []
+  assert not (tmp_path / "checkpoints").exists()
+  for name in ("7", "12", "13.orbax-checkpoint-tmp-1700000000", "notes"):
+    (directory / name).mkdir(parents=True)
+  assert checkpoint.finished_steps(directory) == [7, 12]
+
+
+def test_damaged_checkpoint_names_the_fallback(tmp_path):
+  """A damaged checkpoint on --resume ended in a tensorstore traceback."""
+  state = {"w": jnp.arange(4.0)}
+  with Checkpointer(tmp_path, keep=3, save_every=1) as c:
+    c.save(1, state, meta={"epoch": 0, "batch": 1})
+    c.save(2, state, meta={"epoch": 0, "batch": 2})
+  with open(tmp_path / "2" / "state" / "manifest.ocdbt", "wb") as f:
+    f.write(b"\x00damaged")
+  with pytest.raises(InputError, match="checkpoint cannot be restored") as e:
+    Checkpointer(tmp_path, keep=3, save_every=1).restore(state)
+  assert e.value.path == str(tmp_path / "2")
+  assert f"delete {tmp_path / '2'} to resume from step 1" in e.value.fix

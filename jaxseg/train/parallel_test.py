@@ -13,10 +13,11 @@ from jaxseg.data.sharding import to_global_arrays
 from jaxseg.errors import InputError
 from jaxseg.models import get_encoder
 from jaxseg.ops.sparse.norm import MaskedBatchNorm
-from jaxseg.ops.sparse.testing_utils import random_batch
+from jaxseg.ops.sparse import geometry as geo
 from jaxseg.train.optim import make_optimizer
 from jaxseg.train.parallel import make_mesh, make_train_step, replicate
 from jaxseg.train.state import TrainState
+from tests import sparse_scenes as ss
 
 _COUNTS = (12, 1, 5, 0, 9, 3, 12, 7)   # Valid rows per scene: unequal shares per device.
 _ROWS, _FEATURES = 12, 5
@@ -184,27 +185,32 @@ def test_bad_mode_and_mesh_raise_input_error():
 
 
 # The real encoder at a tiny size (two stages) so that compiling it twice stays quick.
-_ENCODER = dict(out_dim=8, init_dim=4, planes=(4, 8), layers=(1, 1), coarse_capacities=(128, 64))
+_ENCODER = dict(out_dim=8, init_dim=4, planes=(4, 8), layers=(1, 1))
+_SPEC = geo.GeometrySpec(((5,), (3,), (3,)))
 
 
 def _encoder_loss_fn(params, model_state, batch, extra, axis_name):
   """Per-voxel squared distance of Res16FPN18 features to a target, masked."""
   del extra
   model = get_encoder("res16fpn18")(axis_name=axis_name, **_ENCODER)
-  mask = batch["mask"]
-  out, new_state = model.apply({"params": params, **model_state}, batch["coords"],
-                               batch["feats"], mask, True, mutable=["batch_stats"])
+  geometry = geo.from_batch(batch, _SPEC)
+  mask = geometry.levels[0].mask
+  out, new_state = model.apply({"params": params, **model_state}, geometry,
+                               batch["voxel_feats"], True, mutable=["batch_stats"])
   err = jnp.where(mask[..., None], out - jnp.where(mask[..., None], batch["target"], 0), 0)
   return jnp.sum(err ** 2), jnp.sum(mask).astype(jnp.float32), (new_state, {})
 
 
 def test_res16fpn18_shard_map_on_two_devices_equals_one_device():
+  """Two packs (one scene each): both on one device (vmapped) or one per device."""
   rng = np.random.default_rng(3)
-  coords, feats, mask = random_batch(rng, (10, 10, 10), (200, 90), 256, 6)
-  batch = {"coords": coords, "feats": feats, "mask": mask,
-           "target": rng.normal(size=(2, 256, 8)).astype(np.float32)}
-  variables = get_encoder("res16fpn18")(**_ENCODER).init(jax.random.key(0), coords, feats,
-                                                         mask, False)
+  scenes = [ss.random_voxels(rng, (10, 10, 10), n) for n in (200, 90)]
+  feats = [rng.normal(size=(len(v), 6)).astype(np.float32) for v in scenes]
+  batch = ss.padded_batch(scenes, feats, _SPEC, num_packs=2)
+  batch["target"] = rng.normal(size=batch["voxel_feats"].shape[:2] + (8,)).astype(np.float32)
+  jbatch = {k: jnp.asarray(v) for k, v in batch.items()}
+  variables = get_encoder("res16fpn18")(**_ENCODER).init(
+      jax.random.key(0), geo.from_batch(jbatch, _SPEC), jbatch["voxel_feats"], False)
   tx = make_optimizer({"name": "sgd", "lr": 0.05, "momentum": 0.9})
   results = []
   for mode, num_devices in (("jit", 1), ("shard_map", 2)):

@@ -7,7 +7,7 @@ import pytest
 
 from jaxseg.ops.sparse import conv
 from jaxseg.ops.sparse import kernel_map
-from jaxseg.ops.sparse.testing_utils import random_batch
+from tests.sparse_scenes import random_batch
 
 _DN = ("NDHWC", "DHWIO", "NDHWC")
 _HI = jax.lax.Precision.HIGHEST

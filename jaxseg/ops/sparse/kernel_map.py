@@ -32,10 +32,12 @@ class SparseLevel:
     neighbours: {kernel_size: int32 [B, K^3, C]}; neighbours[k][b, o, i] is the row holding
       voxel coords[b, i] + kernel_offsets(k)[o], or C when that voxel is absent or row i is
       padding. Symmetric: neighbours[b, o, i] = j  <=>  neighbours[b, K^3 - 1 - o, j] = i.
+    corners: int32 [B, C, 8] rows of coords + CORNER_OFFSETS (C when absent), or None.
   """
   coords: jnp.ndarray
   mask: jnp.ndarray
   neighbours: dict[int, jnp.ndarray]
+  corners: jnp.ndarray | None = None
 
   @property
   def capacity(self) -> int:
@@ -59,10 +61,15 @@ class LevelLink:
   overflow: jnp.ndarray
 
 
-def _neighbour_map(coords, mask, sorted_keys, order, kernel_size, method):
-  """Single scene: int32 [C, 3], bool [C], sorted keys / argsort [C] -> int32 [K^3, C]."""
+# The 8 cells c + d, d in {0, 1}^3 (index d_x*4 + d_y*2 + d_z): trilinear interpolation corners.
+CORNER_OFFSETS = np.array([[(j >> 2) & 1, (j >> 1) & 1, j & 1] for j in range(8)], np.int32)
+
+
+def _neighbour_map(coords, mask, sorted_keys, order, offsets, method):
+  """Single scene: int32 [C, 3], bool [C], sorted keys / argsort [C], offsets int32 [K, 3]
+  -> int32 [K, C], the row of coords + offset (C when absent)."""
   capacity = coords.shape[0]
-  offsets = jnp.asarray(keys_lib.kernel_offsets(kernel_size))
+  offsets = jnp.asarray(offsets)
   query = coords[None, :, :] + offsets[:, None, :]                   # [K^3, C, 3]
   query_keys = keys_lib.encode_keys(query)
   pos = jnp.searchsorted(sorted_keys, query_keys, method=method)
@@ -71,30 +78,36 @@ def _neighbour_map(coords, mask, sorted_keys, order, kernel_size, method):
   return jnp.where(hit, order[pos], capacity).astype(jnp.int32)
 
 
-def _build_level_single(coords, mask, kernel_sizes, method):
+def _build_level_single(coords, mask, kernel_sizes, with_corners, method):
   keys = jnp.where(mask, keys_lib.encode_keys(coords), _PAD_KEY)
   order = jnp.argsort(keys).astype(jnp.int32)
   sorted_keys = keys[order]
-  return {k: _neighbour_map(coords, mask, sorted_keys, order, k, method) for k in kernel_sizes}
+  neighbours = {k: _neighbour_map(coords, mask, sorted_keys, order,
+                                  keys_lib.kernel_offsets(k), method) for k in kernel_sizes}
+  corners = None
+  if with_corners:
+    corners = _neighbour_map(coords, mask, sorted_keys, order, CORNER_OFFSETS, method).T
+  return neighbours, corners
 
 
 def build_level(coords: jnp.ndarray, mask: jnp.ndarray, kernel_sizes: Sequence[int] = (3,),
-                method: str = "scan") -> SparseLevel:
+                method: str = "scan", with_corners: bool = False) -> SparseLevel:
   """Sorts the voxel keys once and finds the neighbours for each kernel size.
 
   Args:
-    coords: int32 [B, C, 3] non-negative voxel indices, x, y < 2048 and z < 512 (check with
-      keys.validate_voxels on the host).
+    coords: int32 [B, C, 3] non-negative voxel indices, x, y < 2048 and z < 512
+      (keys.COORD_LIMITS; `jaxseg.data.packing` checks packs for the dense engine).
     mask: bool [B, C].
     kernel_sizes: odd submanifold kernel sizes whose maps to build (e.g. (3,) or (3, 5)).
     method: `jnp.searchsorted` method ('scan' suits CPU, 'sort' often suits GPU/TPU).
+    with_corners: also find the trilinear-interpolation corners (SparseLevel.corners).
   Returns:
     SparseLevel with padding rows' coords set to 0.
   """
   coords = jnp.where(mask[..., None], coords.astype(jnp.int32), 0)
-  neighbours = jax.vmap(lambda c, m: _build_level_single(c, m, tuple(kernel_sizes), method))(
-      coords, mask)
-  return SparseLevel(coords=coords, mask=mask, neighbours=neighbours)
+  neighbours, corners = jax.vmap(lambda c, m: _build_level_single(
+      c, m, tuple(kernel_sizes), with_corners, method))(coords, mask)
+  return SparseLevel(coords=coords, mask=mask, neighbours=neighbours, corners=corners)
 
 
 def _downsample_single(coords, mask, capacity):
@@ -138,41 +151,22 @@ def downsample(level: SparseLevel, capacity: int) -> tuple[jnp.ndarray, jnp.ndar
   return coarse_coords, coarse_mask, link
 
 
-def round_capacity(rows: int) -> int:
-  """A level capacity for `rows` voxels: rounded up to a multiple of 8, at least 8."""
-  return max(8, -(-int(rows) // 8) * 8)
-
-
-def default_capacities(capacity: int, num_levels: int) -> tuple[int, ...]:
-  """Capacity C of level 0, then ceil(C / 2^l) rounded up to a multiple of 8 for level l.
-
-  Halving is safe for surface-like scans (a 2x coarser grid holds ~4x fewer surface voxels);
-  isolated voxels can overflow it (see LevelLink.overflow; pass explicit capacities then).
-  """
-  caps = [capacity]
-  for level in range(1, num_levels):
-    caps.append(round_capacity(-(-capacity // (1 << level))))
-  return tuple(caps)
-
-
 def build_pyramid(coords: jnp.ndarray, mask: jnp.ndarray,
-                  kernel_sizes: Sequence[Sequence[int]],
-                  capacities: Sequence[int] | None = None,
+                  kernel_sizes: Sequence[Sequence[int]], capacities: Sequence[int],
                   method: str = "scan") -> tuple[list[SparseLevel], list[LevelLink]]:
-  """Levels 0..L-1 (level l has voxel size 2^l) with their kernel maps and links.
+  """Levels 0..L-1 (level l has voxel size 2^l) with their kernel maps and links, on device.
 
   Args:
     coords: int32 [B, C, 3]; mask: bool [B, C] (level 0).
     kernel_sizes: per level, the submanifold kernel sizes its convs use (L entries).
-    capacities: static capacity per level (L entries, the first equal to C); default
-      default_capacities(C, L).
+    capacities: static capacity per level (L entries, the first equal to C), e.g. from the
+      host's level counts (`jaxseg.ops.sparse.host_maps`) rounded up on the capacity ladder.
     method: `jnp.searchsorted` method.
   Returns:
-    (levels [L], links [L - 1]); links[l] joins level l to level l + 1.
+    (levels [L], links [L - 1]); links[l] joins level l to level l + 1; levels >= 1 carry
+    their interpolation corners.
   """
   num_levels = len(kernel_sizes)
-  if capacities is None:
-    capacities = default_capacities(mask.shape[1], num_levels)
   if len(capacities) != num_levels or capacities[0] != mask.shape[1]:
     raise ValueError(f"capacities {capacities} must have {num_levels} entries starting with "
                      f"the input capacity {mask.shape[1]}")
@@ -181,21 +175,6 @@ def build_pyramid(coords: jnp.ndarray, mask: jnp.ndarray,
   for lvl in range(1, num_levels):
     coarse_coords, coarse_mask, link = downsample(levels[-1], capacities[lvl])
     links.append(link)
-    levels.append(build_level(coarse_coords, coarse_mask, kernel_sizes[lvl], method))
+    levels.append(build_level(coarse_coords, coarse_mask, kernel_sizes[lvl], method,
+                              with_corners=True))
   return levels, links
-
-
-def level_voxel_counts(coords, mask, num_levels: int) -> np.ndarray:
-  """Host-side (numpy) voxel count of every scene at levels 0..L-1: int64 [B, L].
-
-  Use it in the data pipeline to choose static capacities (e.g. the batch maximum rounded up
-  to a bucket) that never overflow.
-  """
-  coords = np.asarray(coords)
-  mask = np.asarray(mask, bool)
-  counts = np.zeros((coords.shape[0], num_levels), np.int64)
-  for b in range(coords.shape[0]):
-    voxels = coords[b][mask[b]].astype(np.int64)
-    for level in range(num_levels):
-      counts[b, level] = len(np.unique(voxels >> level, axis=0))
-  return counts

@@ -3,10 +3,9 @@
 import numpy as np
 import pytest
 
-from jaxseg.errors import InputError
 from jaxseg.ops.sparse import keys as keys_lib
 from jaxseg.ops.sparse import kernel_map
-from jaxseg.ops.sparse.testing_utils import random_batch
+from tests.sparse_scenes import random_batch
 
 
 @pytest.mark.parametrize("capacity,counts,kernel_size", [(64, (40, 17), 3), (100, (99, 5), 5)])
@@ -60,27 +59,20 @@ def test_downsample_overflow_is_flagged_and_drops_cleanly():
   assert int(np.max(link.parent)) == 8
 
 
-def test_pyramid_levels_and_default_capacities():
+def test_pyramid_levels_and_corners_match_numpy():
   rng = np.random.default_rng(2)
   coords, _, mask = random_batch(rng, (16, 16, 4), (200,), 256, 1)
-  levels, links = kernel_map.build_pyramid(coords, mask, [(5,), (3,), (3,)])
-  assert [lvl.capacity for lvl in levels] == [256, 128, 64]
-  assert len(links) == 2 and set(levels[0].neighbours) == {5}
+  levels, links = kernel_map.build_pyramid(coords, mask, [(5,), (3,), (3,)], (256, 160, 64))
+  assert [lvl.capacity for lvl in levels] == [256, 160, 64]
+  assert len(links) == 2 and set(levels[0].neighbours) == {5} and levels[0].corners is None
   expected = np.unique(coords[0][mask[0]] >> 2, axis=0)
   got = np.asarray(levels[2].coords[0])[np.asarray(levels[2].mask[0])]
   np.testing.assert_array_equal(got, expected)
-
-
-def test_validate_voxels_rejects_bad_batches():
-  coords = np.zeros((1, 4, 3), np.int32)
-  mask = np.array([[True, False, False, False]])
-  keys_lib.validate_voxels(coords, mask)
-  with pytest.raises(InputError, match="outside"):
-    keys_lib.validate_voxels(np.full((1, 4, 3), 600, np.int32), mask, "scene.ply")
-  with pytest.raises(InputError, match="duplicate"):
-    keys_lib.validate_voxels(coords, np.ones((1, 4), bool))
-  with pytest.raises(InputError, match="expected"):
-    keys_lib.validate_voxels(coords[0], mask)
+  row = {tuple(c): i for i, c in enumerate(got.tolist())}
+  corners = np.asarray(levels[2].corners[0])
+  for i, c in enumerate(got):
+    for j, d in enumerate(kernel_map.CORNER_OFFSETS):
+      assert corners[i, j] == row.get(tuple(c + d), 64)
 
 
 def test_keys_are_ordered_like_coordinates():
@@ -91,13 +83,3 @@ def test_keys_are_ordered_like_coordinates():
   assert keys.dtype == np.int32 and np.all(keys >= 0)
   np.testing.assert_array_equal(np.argsort(keys, kind="stable"),
                                 np.lexsort(coords.T[::-1]))
-
-
-def test_level_voxel_counts_match_pyramid():
-  rng = np.random.default_rng(4)
-  coords, _, mask = random_batch(rng, (16, 16, 8), (300, 41), 320, 1)
-  counts = kernel_map.level_voxel_counts(coords, mask, 4)
-  levels, _ = kernel_map.build_pyramid(coords, mask, [()] * 4, capacities=(320, 320, 320, 320))
-  got = np.stack([np.asarray(lvl.mask).sum(1) for lvl in levels], axis=1)
-  np.testing.assert_array_equal(counts, got)
-  assert counts[0, 0] == 300 and counts[1, 0] == 41

@@ -10,7 +10,6 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from jaxseg.errors import InputError
 
 X_SHIFT = 20
 Y_SHIFT = 9
@@ -48,35 +47,3 @@ def child_offsets(coords: jnp.ndarray) -> jnp.ndarray:
   """int32 [..., 3] -> int32 [...] in [0, 8): position of a voxel inside its parent cell,
   (x & 1) << 2 | (y & 1) << 1 | (z & 1), the DHW order of a dense [2, 2, 2, ...] kernel."""
   return ((coords[..., 0] & 1) << 2) | ((coords[..., 1] & 1) << 1) | (coords[..., 2] & 1)
-
-
-def validate_voxels(coords, mask, path: str | None = None) -> None:
-  """Checks a batch on the host before it goes under jit; raises InputError.
-
-  Args:
-    coords: int [B, C, 3] voxel indices.
-    mask: bool [B, C] validity.
-    path: file the batch came from, for the error message.
-  """
-  coords = np.asarray(coords)
-  mask = np.asarray(mask, bool)
-  if coords.ndim != 3 or coords.shape[-1] != 3 or mask.shape != coords.shape[:2]:
-    raise InputError(path, f"voxel coords have shape {coords.shape} and mask {mask.shape}, "
-                     "expected [B, C, 3] and [B, C]", "pad each scene to capacity C")
-  if not np.issubdtype(coords.dtype, np.integer):
-    raise InputError(path, f"voxel coords have dtype {coords.dtype}",
-                     "pass integer voxel indices (floor(xyz / voxel_size) - min)")
-  for b in range(coords.shape[0]):
-    valid = coords[b][mask[b]].astype(np.int64)
-    if valid.size == 0:
-      continue
-    low, high = valid.min(axis=0), valid.max(axis=0)
-    if np.any(low < 0) or np.any(high >= np.asarray(COORD_LIMITS)):
-      raise InputError(
-          path, f"scene {b}: voxel indices span {low.tolist()}..{high.tolist()}, outside "
-          f"[0, {list(COORD_LIMITS)}) per axis", "subtract the per-scene minimum and use a "
-          "coarser voxel size or crop the scene (x, y < 2048 and z < 512 voxels)")
-    unique = np.unique(valid, axis=0).shape[0]
-    if unique != valid.shape[0]:
-      raise InputError(path, f"scene {b}: {valid.shape[0] - unique} duplicate voxels",
-                       "voxelise with one row per occupied voxel (average the points in it)")

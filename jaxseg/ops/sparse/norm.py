@@ -31,8 +31,10 @@ class MaskedBatchNorm(nn.Module):
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, mask: jnp.ndarray, train: bool) -> jnp.ndarray:
-    """x float [B, C, F], mask bool [B, C] -> float [B, C, F]."""
-    features = x.shape[-1]
+    """x float [B, C, F], mask bool [B, C] -> [B, C, F] in x's dtype with zero padding rows
+    (statistics and the normalisation itself in float32; padding rows of x may hold
+    anything)."""
+    features, dtype = x.shape[-1], x.dtype
     valid = mask[..., None]
     x = jnp.where(valid, x, 0).astype(jnp.float32)
     scale = self.param("scale", nn.initializers.ones, (features,), jnp.float32)
@@ -49,4 +51,4 @@ class MaskedBatchNorm(nn.Module):
     else:
       mean, var = running_mean.value, running_var.value
     y = (x - mean) * (scale * jax.lax.rsqrt(var + self.epsilon)) + bias
-    return jnp.where(valid, y, 0)
+    return jnp.where(valid, y, 0).astype(dtype)

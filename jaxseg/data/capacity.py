@@ -1,0 +1,114 @@
+"""Static capacities for jit: a fine ladder of sizes and a policy that reuses compiled shapes.
+
+Every ragged quantity of a packed batch (points, super-voxels and voxels per level, the widths
+of the pair-list bands per level and kernel and of the child bands per link; see
+`jaxseg.data.packing.Pack.needs`) is
+padded to a rung of a ladder whose steps are at most 1.25x, so padding wastes at most 25%.
+Each distinct set of capacities (a signature) compiles the step once; to keep their number
+small, a batch reuses an already used signature when every capacity of it is at most
+`slack_rungs` rungs above the batch's own tight rung (so at most 1.25^slack_rungs larger),
+and takes its tight signature otherwise. The signatures used are written to a JSON file in the
+work directory, so `--resume` and later runs reuse them (and hit the persistent compilation
+cache; runs of several processes start without that history). With several JAX processes, every process takes the maximum of all processes' needs
+before choosing, so all of them pad to the same shapes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Mapping
+
+import jax
+import numpy as np
+
+from jaxseg.logging_utils import get_logger
+
+_LOG = get_logger("data.capacity")
+
+RATIO = 1.25
+
+# (smallest rung, multiple) per kind of quantity; a need's kind is its name's prefix.
+_LADDERS = {"points": (256, 64), "segments": (16, 16), "voxels": (16, 16), "pairs": (8, 8),
+            "children": (8, 8)}
+
+
+def _ladder(name: str) -> tuple[int, int]:
+  for prefix, ladder in _LADDERS.items():
+    if name.startswith(prefix):
+      return ladder
+  raise KeyError(f"no capacity ladder for {name!r}; names start with one of {list(_LADDERS)}")
+
+
+def rungs(name: str, up_to: int) -> list[int]:
+  """The ladder of quantity `name` up to the first rung >= up_to (ascending)."""
+  smallest, multiple = _ladder(name)
+  out = [smallest]
+  while out[-1] < up_to:   # Steps of 1.25x rounded down to the multiple, at least one multiple.
+    out.append(max(out[-1] + multiple, int(out[-1] * RATIO) // multiple * multiple))
+  return out
+
+
+def rung_index(name: str, value: int) -> int:
+  """Index of the smallest rung >= value."""
+  return len(rungs(name, value)) - 1
+
+
+def tight(needs: Mapping[str, int]) -> dict[str, int]:
+  """Each need rounded up to its ladder: the smallest signature holding `needs`."""
+  return {name: rungs(name, int(n))[-1] for name, n in needs.items()}
+
+
+class CapacityPolicy:
+  """Chooses the capacities (signature) of each batch; see the module docstring.
+
+  Args:
+    slack_rungs: how many rungs above its tight rung a reused capacity may be.
+    path: JSON file that records the signatures used (read at start when it exists).
+    name: what the batches are, for the log.
+  """
+
+  def __init__(self, slack_rungs: int = 2, path: str | None = None, name: str = "batch"):
+    self.slack_rungs, self.path, self.name = slack_rungs, path, name
+    self.signatures: list[dict[str, int]] = []
+    # Several processes start from no history, so they all take the same decisions.
+    if path and os.path.isfile(path) and jax.process_count() == 1:
+      with open(path) as f:
+        self.signatures = [dict(s) for s in json.load(f)["signatures"]]
+
+  def _fits(self, signature: Mapping[str, int], needs: Mapping[str, int],
+            tight_ranks: Mapping[str, int]) -> bool:
+    if set(signature) != set(needs):
+      return False
+    return all(signature[q] >= needs[q] and
+               rung_index(q, signature[q]) <= tight_ranks[q] + self.slack_rungs
+               for q in needs)
+
+  def choose(self, needs: Mapping[str, int]) -> dict[str, int]:
+    """The signature for a batch with these needs (the same on every JAX process)."""
+    needs = _global_needs(needs)
+    tight_ranks = {q: rung_index(q, n) for q, n in needs.items()}
+    fitting = [s for s in self.signatures if self._fits(s, needs, tight_ranks)]
+    if fitting:
+      return min(fitting, key=lambda s: sum(rung_index(q, v) for q, v in s.items()))
+    signature = tight(needs)
+    self.signatures.append(signature)
+    _LOG.info("%s capacity signature %d: %s", self.name, len(self.signatures),
+              ", ".join(f"{k} {v}" for k, v in signature.items()))
+    if self.path and jax.process_index() == 0:
+      tmp = f"{self.path}.tmp"
+      with open(tmp, "w") as f:
+        json.dump({"signatures": self.signatures}, f, indent=1)
+      os.replace(tmp, self.path)
+    return signature
+
+
+def _global_needs(needs: Mapping[str, int]) -> dict[str, int]:
+  """The element-wise maximum of every process's needs (the needs themselves on one)."""
+  names = sorted(needs)
+  if jax.process_count() == 1:
+    return {q: int(needs[q]) for q in names}
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  local = np.asarray([int(needs[q]) for q in names], np.int64)
+  gathered = np.asarray(multihost_utils.process_allgather(local))
+  return dict(zip(names, (int(v) for v in gathered.reshape(-1, len(names)).max(axis=0))))

@@ -1,0 +1,52 @@
+"""Row gathers and row scatter-adds, the memory-bound core of every sparse op.
+
+  take_rows(x, rows)                 x [C, F], rows int [...] -> [..., F]
+  scatter_add_rows(rows, values, C)  values [..., F] added at rows -> float32 [C, F]
+
+Rows are in [0, C]; row C is the padding slot: it reads zeros and its writes are dropped.
+(jnp.take wraps negative indices, so padding is never -1.)
+
+`take_rows` has a custom VJP whose transpose is `scatter_add_rows`: the scatter is written with
+[1, F] update windows, the form XLA's CPU backend scatters without first copying the updates to
+another layout (which it does for the transposes of jnp.take and for segment_sum).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+_ROW_WINDOWS = jax.lax.ScatterDimensionNumbers(
+    update_window_dims=(1, 2), inserted_window_dims=(), scatter_dims_to_operand_dims=(0,))
+
+
+def scatter_add_rows(rows: jax.Array, values: jax.Array, capacity: int,
+                     into: jax.Array | None = None) -> jax.Array:
+  """float32 [capacity, F]: values [..., F] (rows' shape + [F]) summed at rows [...] into
+  `into` (float32 [capacity, F]; default zeros); row `capacity` is dropped. Chaining calls
+  through `into` accumulates several lists in place, without concatenating them."""
+  features = values.shape[-1]
+  if into is None:
+    into = jnp.zeros((capacity, features), jnp.float32)
+  return jax.lax.scatter_add(
+      into, rows.reshape(-1, 1), values.reshape(-1, 1, features).astype(jnp.float32),
+      _ROW_WINDOWS, mode=jax.lax.GatherScatterMode.FILL_OR_DROP)
+
+
+@jax.custom_vjp
+def take_rows(x: jax.Array, rows: jax.Array) -> jax.Array:
+  """x [C, F], rows int [...] in [0, C] -> [..., F] in x's dtype; row C reads zeros."""
+  return jnp.take(x, rows, axis=0, mode="fill", fill_value=0)
+
+
+def _take_rows_fwd(x, rows):
+  # An empty [C, 0] array carries x's row count and dtype into the backward pass.
+  return take_rows(x, rows), (rows, jnp.zeros((x.shape[0], 0), x.dtype))
+
+
+def _take_rows_bwd(residuals, grad):
+  rows, like = residuals
+  return scatter_add_rows(rows, grad, like.shape[0]).astype(like.dtype), None
+
+
+take_rows.defvjp(_take_rows_fwd, _take_rows_bwd)
