@@ -109,11 +109,15 @@ def svc_config() -> ml_collections.ConfigDict:
       "cmd_checkpoint": "",
       # K clusters (0 = data.num_classes); K > C over-clusters into primitives merged at eval.
       "num_clusters": 0,
-      # kmeans: pseudo-labels from the frozen cosine classifier (Eq. 9-10); sinkhorn: transport
-      # labels with equal cluster masses (OTT-JAX).
+      # kmeans: pseudo-labels from the K-means clustering; sinkhorn: transport labels with equal
+      # cluster masses (OTT-JAX).
       "assign": "kmeans",
+      # With assign=kmeans: supervoxel = each super-voxel's nearest centroid (the reference
+      # code); pooled_points = point soft labels of the frozen cosine classifier pooled over the
+      # super-voxel (the paper's Eq. 9-10; one more pass over the training set per round).
+      "label_from": "supervoxel",
       "kmeans_iters": 80,
-      # Eq. 9 softmax temperature of the point soft labels.
+      # Eq. 9 softmax temperature of the point soft labels (label_from=pooled_points).
       "temperature": 0.1,
       # Logits = logit_scale * cos, times ||f|| unless normalize_features (reference: ||f|| cos).
       "logit_scale": 1.0,

@@ -12,6 +12,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxseg.ops import pooling
+from jaxseg.ops.rows import scatter_add_rows
+from jaxseg.ops.sparse.pairs import per_pack
 from jaxseg.svc import features as svc_features
 
 
@@ -70,3 +72,31 @@ def cross_entropy_loss(logits: jax.Array, labels: jax.Array,
   picked = jnp.take_along_axis(log_probs, jnp.where(used, labels, 0)[..., None].astype(jnp.int32),
                                axis=-1)[..., 0]
   return jnp.sum(jnp.where(used, -picked, 0.0)), jnp.sum(used).astype(jnp.float32)
+
+
+def voxel_cross_entropy_loss(voxel_logits: jax.Array, point_labels: jax.Array,
+                             point_to_voxel: jax.Array, point_mask: jax.Array
+                             ) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """`cross_entropy_loss` of point labels whose logits are their voxels' (every point of a
+  voxel has its voxel's feature), computed per voxel: sum over voxels v and classes c of
+  -n[v, c] * log softmax(logits[v])[c], with n[v, c] the points of v labelled c. Equal to the
+  point-wise sum, without gathering point-level logits or features.
+
+  Args:
+    voxel_logits: f32 [G, C, K].
+    point_labels: int32 [G, P]; -1 (or outside [0, K)) = ignore.
+    point_to_voxel: int32 [G, P] voxel row of each point (C for padding points).
+    point_mask: bool [G, P].
+  Returns:
+    loss_sum f32 [], count f32 [] (labelled points), correct f32 [] (labelled points whose
+    voxel's arg-max logit is their label).
+  """
+  num_voxels, num_classes = voxel_logits.shape[1:]
+  used = point_mask & (point_labels >= 0) & (point_labels < num_classes)
+  rows = jnp.where(used, point_to_voxel, num_voxels)
+  one_hot = jax.nn.one_hot(jnp.where(used, point_labels, 0), num_classes, dtype=jnp.float32)
+  counts = per_pack(lambda r, h: scatter_add_rows(r, h, num_voxels), rows, one_hot)
+  log_probs = jax.nn.log_softmax(voxel_logits.astype(jnp.float32), axis=-1)
+  best = jax.nn.one_hot(jnp.argmax(voxel_logits, axis=-1), num_classes, dtype=jnp.float32)
+  return (-jnp.sum(counts * log_probs), jnp.sum(used).astype(jnp.float32),
+          jnp.sum(counts * best))

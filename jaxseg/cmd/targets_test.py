@@ -161,21 +161,15 @@ def test_interrupted_build_resumes_without_recomputing(tmp_path, source, calls):
       np.testing.assert_array_equal(a, b)
 
 
-def test_batch_pads_and_enforces_the_segment_cap(tmp_path, source):
+def test_store_gives_each_scene_its_targets_as_pipeline_extras(tmp_path, source):
   store = targets.build_targets(source, _teacher(), SETTINGS, str(tmp_path / "cache"))
-  sizes = [int(r["num_segments"]) for r in source]
-  cap = max(sizes) + 3
-  batch_targets, batch_has = store.batch(np.array([1, -1, 3, 2]), cap)
-  assert batch_targets.shape == (4, cap, 3) and batch_has.shape == (4, cap)
-  for row, index in ((0, 1), (2, 3), (3, 2)):
+  for index in range(len(source)):
+    extras = store(index)
     loaded, has_target = store.load(index)
-    np.testing.assert_array_equal(batch_targets[row, :sizes[index]], loaded)
-    np.testing.assert_array_equal(batch_has[row, :sizes[index]], has_target)
-    assert not batch_targets[row, sizes[index]:].any() and not batch_has[row, sizes[index]:].any()
-  assert not batch_targets[1].any() and not batch_has[1].any()
-  with pytest.raises(InputError, match="cmd.segment_cap") as e:
-    store.batch(np.array([0, 3]), sizes[3] - 1)
-  assert f"has {sizes[3]} super-voxels" in str(e.value)
+    assert set(extras) == {"segment_targets", "segment_has_target"}
+    assert extras["segment_targets"].shape == (int(source[index]["num_segments"]), 3)
+    np.testing.assert_array_equal(extras["segment_targets"], loaded)
+    np.testing.assert_array_equal(extras["segment_has_target"], has_target)
 
 
 def test_no_scene_with_frames_is_an_error(tmp_path):

@@ -2,15 +2,19 @@
 
 Every ragged quantity of a packed batch (points, super-voxels and voxels per level, the widths
 of the pair-list bands per level and kernel and of the child bands per link; see
-`jaxseg.data.packing.Pack.needs`) is
-padded to a rung of a ladder whose steps are at most 1.25x, so padding wastes at most 25%.
-Each distinct set of capacities (a signature) compiles the step once; to keep their number
-small, a batch reuses an already used signature when every capacity of it is at most
-`slack_rungs` rungs above the batch's own tight rung (so at most 1.25^slack_rungs larger),
-and takes its tight signature otherwise. The signatures used are written to a JSON file in the
-work directory, so `--resume` and later runs reuse them (and hit the persistent compilation
-cache; runs of several processes start without that history). With several JAX processes, every process takes the maximum of all processes' needs
-before choosing, so all of them pad to the same shapes.
+`jaxseg.data.packing.Pack.needs`) is padded to a rung of a ladder whose steps are at most
+1.25x. Each distinct set of capacities (a signature) compiles the step once, so the policy
+keeps their number small:
+  * a batch reuses the cheapest signature that holds it whose estimated work is at most
+    1.25^slack_rungs times the work of the batch's own tight signature (the capacities summed
+    with per-quantity weights, e.g. the rows a band width stands for: `packing.need_weights`);
+  * otherwise it gets a new signature: its tight one `headroom_rungs` rungs larger, grown to
+    hold every earlier signature when that stays within the same bound, so that signatures
+    soon cover the whole dataset and the next batches reuse them.
+The signatures used are written to a JSON file in the work directory, so `--resume` and later
+runs reuse them (and hit the persistent compilation cache; runs of several processes start
+without that history). With several JAX processes, every process takes the maximum of all
+processes' needs before choosing, so all of them pad to the same shapes.
 """
 
 from __future__ import annotations
@@ -59,41 +63,57 @@ def tight(needs: Mapping[str, int]) -> dict[str, int]:
   return {name: rungs(name, int(n))[-1] for name, n in needs.items()}
 
 
+def work(signature: Mapping[str, int], weights: Mapping[str, float] | None = None) -> float:
+  """Estimated work of a signature: its capacities times `weights` (default 1 each)."""
+  weights = weights or {}
+  return float(sum(v * weights.get(q, 1.0) for q, v in signature.items()))
+
+
 class CapacityPolicy:
   """Chooses the capacities (signature) of each batch; see the module docstring.
 
   Args:
     slack_rungs: how many rungs above its tight rung a reused capacity may be.
+    headroom_rungs: how many rungs above its tight rung a new signature is made
+      (<= slack_rungs).
     path: JSON file that records the signatures used (read at start when it exists).
     name: what the batches are, for the log.
+    weights: per-quantity weights of `work` (default 1 each).
   """
 
-  def __init__(self, slack_rungs: int = 2, path: str | None = None, name: str = "batch"):
-    self.slack_rungs, self.path, self.name = slack_rungs, path, name
+  def __init__(self, slack_rungs: int = 2, headroom_rungs: int = 2, path: str | None = None,
+               name: str = "batch", weights: Mapping[str, float] | None = None):
+    if not 0 <= headroom_rungs <= slack_rungs:
+      raise ValueError(f"headroom_rungs {headroom_rungs} must lie in [0, {slack_rungs}]")
+    self.slack_rungs, self.headroom_rungs = slack_rungs, headroom_rungs
+    self.path, self.name, self.weights = path, name, dict(weights or {})
     self.signatures: list[dict[str, int]] = []
     # Several processes start from no history, so they all take the same decisions.
     if path and os.path.isfile(path) and jax.process_count() == 1:
       with open(path) as f:
         self.signatures = [dict(s) for s in json.load(f)["signatures"]]
 
-  def _fits(self, signature: Mapping[str, int], needs: Mapping[str, int],
-            tight_ranks: Mapping[str, int]) -> bool:
-    if set(signature) != set(needs):
-      return False
-    return all(signature[q] >= needs[q] and
-               rung_index(q, signature[q]) <= tight_ranks[q] + self.slack_rungs
-               for q in needs)
-
   def choose(self, needs: Mapping[str, int]) -> dict[str, int]:
     """The signature for a batch with these needs (the same on every JAX process)."""
     needs = _global_needs(needs)
-    tight_ranks = {q: rung_index(q, n) for q, n in needs.items()}
-    fitting = [s for s in self.signatures if self._fits(s, needs, tight_ranks)]
+    cost = lambda s: work(s, self.weights)
+    bound = cost(tight(needs)) * RATIO ** self.slack_rungs
+    fitting = [s for s in self.signatures if set(s) == set(needs) and
+               all(s[q] >= n for q, n in needs.items()) and cost(s) <= bound]
     if fitting:
-      return min(fitting, key=lambda s: sum(rung_index(q, v) for q, v in s.items()))
+      return min(fitting, key=cost)
     signature = tight(needs)
+    for _ in range(self.headroom_rungs):
+      signature = {q: rungs(q, v + 1)[-1] for q, v in signature.items()}
+    grown = dict(signature)
+    for other in self.signatures:
+      if set(other) == set(grown):
+        grown = {q: max(v, other[q]) for q, v in grown.items()}
+    if cost(grown) <= bound:
+      signature = grown
     self.signatures.append(signature)
-    _LOG.info("%s capacity signature %d: %s", self.name, len(self.signatures),
+    _LOG.info("%s capacity signature %d (%.0f%% of the work of the batch's tight one): %s",
+              self.name, len(self.signatures), 100 * cost(signature) / cost(tight(needs)),
               ", ".join(f"{k} {v}" for k, v in signature.items()))
     if self.path and jax.process_index() == 0:
       tmp = f"{self.path}.tmp"

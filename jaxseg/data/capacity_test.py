@@ -15,17 +15,35 @@ def test_ladder_steps_are_at_most_a_quarter_and_aligned():
     assert capacity.tight({name: 12345})[name] >= 12345
 
 
-def test_policy_reuses_close_signatures_and_persists_them(tmp_path):
+def test_policy_reuses_close_signatures_grows_them_and_persists_them(tmp_path):
   path = str(tmp_path / "caps.json")
-  policy = capacity.CapacityPolicy(slack_rungs=2, path=path)
+  policy = capacity.CapacityPolicy(slack_rungs=2, headroom_rungs=0, path=path)
   a = policy.choose({"points": 10_000, "voxels0": 5_000})
   assert a == capacity.tight({"points": 10_000, "voxels0": 5_000})
-  b = policy.choose({"points": 9_000, "voxels0": 4_200})       # within 2 rungs: reused
+  b = policy.choose({"points": 9_000, "voxels0": 4_200})        # cheap enough: reused
   assert b == a and len(policy.signatures) == 1
-  c = policy.choose({"points": 3_000, "voxels0": 4_000})       # points far smaller: new
-  assert c["points"] < a["points"] and len(policy.signatures) == 2
-  d = policy.choose({"points": 13_000, "voxels0": 5_000})      # does not fit: new
-  assert d["points"] >= 13_000 and len(policy.signatures) == 3
-  again = capacity.CapacityPolicy(slack_rungs=2, path=path)
+  c = policy.choose({"points": 3_000, "voxels0": 1_000})        # much smaller: its own
+  assert c == capacity.tight({"points": 3_000, "voxels0": 1_000}) and len(policy.signatures) == 2
+  d = policy.choose({"points": 10_500, "voxels0": 6_100})       # exceeds a: grown over a
+  assert d["voxels0"] >= 6_100 and d["points"] == a["points"] and len(policy.signatures) == 3
+  assert policy.choose({"points": 12_000, "voxels0": 5_500}) == a     # cheapest that holds it
+  assert policy.choose({"points": 11_000, "voxels0": 6_500}) == d and len(policy.signatures) == 3
+  again = capacity.CapacityPolicy(slack_rungs=2, headroom_rungs=0, path=path)
   assert again.signatures == policy.signatures
   assert again.choose({"points": 9_500, "voxels0": 4_900}) == a
+  weighted = capacity.CapacityPolicy(slack_rungs=1, headroom_rungs=0, weights={"voxels0": 50})
+  weighted.choose({"points": 10_000, "voxels0": 5_000})
+  # Twice the points cost little next to the heavy voxels: the grown signature is reused.
+  assert len(weighted.signatures) == 1 or weighted.choose(
+      {"points": 4_000, "voxels0": 5_000}) == weighted.signatures[0]
+
+
+def test_headroom_makes_new_signatures_one_rung_larger():
+  policy = capacity.CapacityPolicy(slack_rungs=2, headroom_rungs=1)
+  needs = {"points": 10_000, "voxels0": 5_000}
+  first = policy.choose(needs)
+  tight = capacity.tight(needs)
+  assert all(capacity.rung_index(q, first[q]) == capacity.rung_index(q, tight[q]) + 1
+             for q in needs)
+  assert policy.choose({"points": 12_500, "voxels0": 6_000}) == first   # fits the headroom
+  assert len(policy.signatures) == 1

@@ -212,6 +212,21 @@ def pack_scenes(elements: Sequence[Mapping[str, Any]], slots: int,
   return Pack(arrays, needs)
 
 
+def need_weights(spec: geo.GeometrySpec) -> dict[str, float]:
+  """Rows each unit of a band need stands for (`capacity.work`): 2 x the band's offsets for
+  pair lists (each list serves its offset and the mirrored one), the band's offsets for child
+  lists; other needs count 1."""
+  weights = {}
+  for level, kernels in enumerate(spec.level_kernels):
+    for k in kernels:
+      for b, size in enumerate(_band_sizes(k ** 3 // 2, spec.num_bands(k))):
+        weights[f"pairs{level}_k{k}_b{b}"] = 2.0 * size
+  for level in range(spec.num_levels - 1):
+    for b, size in enumerate(_band_sizes(8, spec.child_bands)):
+      weights[f"children{level}_b{b}"] = float(size)
+  return weights
+
+
 def band_needs(spec: geo.GeometrySpec) -> list[str]:
   """The need names of the pair-list bands: pairs{l}_k{k}_b{b} and children{l}_b{b}."""
   names = [f"pairs{level}_k{k}_b{b}" for level, kernels in enumerate(spec.level_kernels)

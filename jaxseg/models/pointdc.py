@@ -4,6 +4,7 @@
   net = PointDCNet(spec, encoder="res16fpn18", head_dim=teacher.dim)  # CMD (Eq. 7)
   net = PointDCNet(spec, encoder="res16fpn18")                         # SVC, evaluation
   out = net.apply(variables, batch, train=False)
+  out["voxel_features"]  f32 [G, C, 128]  the encoder output per voxel
   out["features"]  f32 [G, P, 128]  per-point features (the voxel's encoder output)
   out["aligned"]   f32 [G, P, head_dim]  the alignment head g (CMD only)
 
@@ -54,7 +55,8 @@ class PointDCNet(nn.Module):
       raise ValueError(f"the batch was built for kernels {self.spec.level_kernels}, the "
                        f"encoder needs {encoder.level_kernels()}")
     voxel_feats = encoder(geo.from_batch(batch, self.spec), batch["voxel_feats"], train)
-    out = {"features": gather_point_features(voxel_feats, batch["point_to_voxel"],
+    out = {"voxel_features": voxel_feats,
+           "features": gather_point_features(voxel_feats, batch["point_to_voxel"],
                                              batch["point_mask"])}
     if self.head_dim:
       aligned = nn.Dense(self.head_dim, name="align_head")(voxel_feats)

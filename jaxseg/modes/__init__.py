@@ -13,6 +13,7 @@ import ml_collections
 
 from jaxseg import config_utils
 from jaxseg import models
+from jaxseg.ops.sparse import geometry
 from jaxseg import teachers  # pylint: disable=unused-import  (registers the 2D teachers)
 from jaxseg.data import prepare
 from jaxseg.errors import InputError
@@ -28,6 +29,7 @@ MODES = {"prepare": "jaxseg.modes.prepare", "cmd": "jaxseg.modes.cmd",
 PLANNED_MODES = ("infer",)
 PARALLEL_MODES = ("jit", "shard_map", "pmap")
 ASSIGNMENTS = ("kmeans", "sinkhorn")
+LABEL_SOURCES = ("supervoxel", "pooled_points")
 MARGINALS = ("equipartition", "point_count")
 FEATURE_KINDS = ("model", "raw_descriptors")
 DATA_FORMATS = ("synthetic", "scannet", "votenet", "mmdet3d", "s3dis", "custom")
@@ -187,6 +189,11 @@ def _training_problems(config: ml_collections.ConfigDict) -> list[str]:
   problems = []
   _choice(problems, "parallel.mode", config.parallel.mode, PARALLEL_MODES)
   _choice(problems, "svc.assign", config.svc.assign, ASSIGNMENTS)
+  _choice(problems, "svc.label_from", config.svc.label_from, LABEL_SOURCES)
+  _choice(problems, "model.dtype", config.model.dtype, ("float32", "bfloat16"))
+  _choice(problems, "model.engine", config.model.engine, geometry.ENGINES)
+  _choice(problems, "model.search_method", config.model.search_method,
+          geometry.SEARCH_METHODS)
   _choice(problems, "svc.sinkhorn.marginal", config.svc.sinkhorn.marginal, MARGINALS)
   _choice(problems, "eval.features", config.eval.features, FEATURE_KINDS)
   k = config.svc.num_clusters or config.data.num_classes

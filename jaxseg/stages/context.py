@@ -21,6 +21,7 @@ import numpy as np
 from jaxseg.data import pipeline
 from jaxseg.data.capacity import CapacityPolicy
 from jaxseg.data.loader import DeviceLoader
+from jaxseg.data.packing import need_weights
 from jaxseg.data.prepare import DatasetHandle, prepare_dataset
 from jaxseg.data.sharding import data_mesh, to_global_arrays
 from jaxseg.io import labels as labels_lib
@@ -90,7 +91,7 @@ class RunContext:
     signatures persist in <workdir>/capacities_<kind>.json."""
     if kind not in self.policies:
       self.policies[kind] = CapacityPolicy(path=self.path(f"capacities_{kind}.json"),
-                                           name=kind)
+                                           name=kind, weights=need_weights(self.spec))
     return self.policies[kind]
 
   def steps_per_epoch(self, split: str) -> int:

@@ -1,9 +1,11 @@
 """Forward passes over a split that reduce on the devices and return small host arrays.
 
-Point features never leave the devices: each jitted pass reduces a batch to per-super-voxel
-features, pseudo-labels or confusion counts before copying to the host. The jitted functions
-live at module level with the network as a static argument, so every pass of a run (each
-clustering round, each evaluation) reuses one compilation per batch signature.
+Point features never leave the devices: one jitted function reduces a batch to everything the
+stages need from a split (per-super-voxel features, point counts and labelled counts, the
+pooled Eq. 9-10 pseudo-labels for given centroids, and the features of chosen points for the
+linear probe), so the clustering rounds and the evaluation's pass over the training split run
+one compiled program per batch signature. It lives at module level with the network as a
+static argument, so every pass of a run reuses its compilations.
 
 Per-super-voxel results of a split are flat: scene i's super-voxels are rows
 offsets[i]:offsets[i + 1] (`SupervoxelTable`), so padding slots never reach clustering.
@@ -29,8 +31,10 @@ from jaxseg.svc.features import supervoxel_features
 from jaxseg.svc.pseudo_labels import pooled_pseudo_labels
 
 FEATURE_KINDS = ("model", "raw_descriptors")
+RAW_DIM = 9   # raw_point_descriptors' channels
 RAW_FIELDS = ("point_coords", "point_colors", "point_normals", "point_mask", "point_scene",
               "scene_index")
+_SCENE_FIELDS = ("point_segments", "point_labels", "point_mask", "segment_scene")
 
 
 def point_features(kind: str, net: PointDCNet | None, variables, batch) -> jax.Array:
@@ -56,17 +60,27 @@ def feature_fields(ctx: RunContext, kind: str) -> tuple[str, ...]:
                    f"use one of {list(FEATURE_KINDS)}")
 
 
+def feature_net(ctx: RunContext, kind: str) -> PointDCNet | None:
+  """The network of `point_features(kind, ...)` (None for raw descriptors)."""
+  return ctx.net() if kind == "model" else None
+
+
 @dataclasses.dataclass
-class SupervoxelTable:
-  """Per-super-voxel values of every record of a split, flat.
+class SceneTable:
+  """Per-super-voxel values of every record of a split, flat, and the probe's points.
 
   offsets: int64 [N + 1]; feats f32 [M, D] unit rows (zeros for empty super-voxels);
-  counts f32 [M] points; labelled f32 [M] points with a ground-truth label.
+  counts f32 [M] points; labelled f32 [M] points with a ground-truth label; pooled int32 [M]
+  the pooled Eq. 9-10 labels for the pass's centroids (-1 empty); probe_feats f32 [R, D] and
+  probe_labels int [R], the chosen labelled points (R = 0 unless asked for).
   """
   offsets: np.ndarray
   feats: np.ndarray
   counts: np.ndarray
   labelled: np.ndarray
+  pooled: np.ndarray
+  probe_feats: np.ndarray
+  probe_labels: np.ndarray
 
 
 def scene_rows(host: Mapping[str, np.ndarray]):
@@ -91,63 +105,75 @@ def _flatten(per_scene: dict[int, tuple[np.ndarray, ...]], num_records: int):
   return offsets, arrays
 
 
-@functools.partial(jax.jit, static_argnames=("kind", "net"))
-def _supervoxel_reduce(variables, batch, *, kind, net):
+@functools.partial(jax.jit, static_argnames=("kind", "net", "temperature"))
+def _scene_reduce(variables, centroids, batch, probe_rows, *, kind, net, temperature):
+  """One batch -> (sv feats [G, S, D], counts [G, S], labelled [G, S], pooled labels [G, S],
+  probe features [G, R, D])."""
   feats = point_features(kind, net, variables, batch)
   num_segments = batch["segment_scene"].shape[1]
   sv = supervoxel_features(feats, batch["point_segments"], batch["point_mask"], num_segments,
                            sorted_ids=True)
   ids = jnp.where(batch["point_mask"] & (batch["point_labels"] >= 0), batch["point_segments"],
                   -1)     # Not sorted any more (unlabelled points drop out as -1).
-  return sv.feats, sv.counts, pooling.segment_counts(ids, num_segments).astype(jnp.float32)
+  labelled = pooling.segment_counts(ids, num_segments).astype(jnp.float32)
+  pooled = pooled_pseudo_labels(feats, batch["point_segments"], batch["point_mask"], centroids,
+                                temperature=temperature, segment_cap=num_segments,
+                                sorted_ids=True).labels
+  probe = jax.vmap(lambda f, r: jnp.take(f, r, axis=0))(feats, probe_rows)
+  return sv.feats, sv.counts, labelled, pooled, probe
 
 
-def supervoxel_pass(ctx: RunContext, split: str, kind: str, variables) -> SupervoxelTable:
-  """Super-voxel features of every record of `split` (in order, unaugmented) from the point
-  features of `kind`."""
-  net = ctx.net() if kind == "model" else None
-  fields = feature_fields(ctx, kind) + ("point_segments", "point_labels", "segment_scene")
-  per_scene = {}
+def _probe_rows(host, per_scene: int, rng: np.random.Generator) -> list[np.ndarray]:
+  """Per pack, up to `per_scene` labelled points of each scene, drawn with `rng`."""
+  chosen = [[] for _ in host["point_mask"]]
+  if per_scene:
+    for g, z, _, _, _ in scene_rows(host):
+      rows = np.flatnonzero(host["point_mask"][g] & (host["point_scene"][g] == z) &
+                            (host["point_labels"][g] >= 0))
+      chosen[g].append(np.sort(rng.choice(rows, min(per_scene, rows.size), replace=False)))
+  return [np.concatenate(c) if c else np.zeros(0, np.int64) for c in chosen]
+
+
+def scene_pass(ctx: RunContext, split: str, kind: str, variables, *,
+               centroids: np.ndarray | None = None, temperature: float = 1.0,
+               probe: bool = False) -> SceneTable:
+  """One ordered, unaugmented pass over `split` with the point features of `kind`.
+
+  centroids: f32 [K, D] for the pooled Eq. 9-10 labels (None: they are not wanted; zeros of
+    the run's [K, D] keep the compiled program the same).
+  probe: also return the features of eval.probe.points_per_scene labelled points per scene
+    (a random choice seeded by config.seed).
+  """
+  net = feature_net(ctx, kind)
+  fields = feature_fields(ctx, kind) + _SCENE_FIELDS
+  per_scene_points = int(ctx.config.eval.probe.points_per_scene)
+  rng = np.random.default_rng(ctx.config.seed)
+  if centroids is None:
+    dim = int(ctx.config.model.out_dim) if kind == "model" else RAW_DIM
+    centroids = np.zeros((int(ctx.config.svc.num_clusters or ctx.num_classes), dim),
+                         np.float32)
+  centroids = jnp.asarray(centroids, jnp.float32)
+  per_scene, probe_feats, probe_labels = {}, [], []
   with ctx.loader(split, train=False, seed=0, fields=fields) as loader:
-    for host, device in _progress(ctx, loader, split, f"super-voxel features ({split})"):
-      feats, counts, labelled = jax.device_get(
-          _supervoxel_reduce(variables, device, kind=kind, net=net))
+    for host, device in progress(loader, desc=f"super-voxel features ({split})",
+                                 total=ctx.eval_batches(split)):
+      rows = _probe_rows(host, per_scene_points if probe else 0, rng)
+      # A fixed width (every pass of a run, probe or not, runs the same program).
+      width = host["scene_index"].shape[1] * per_scene_points
+      padded = np.stack([np.pad(r, (0, width - len(r))) for r in rows]).astype(np.int32)
+      feats, counts, labelled, pooled, probe_batch = jax.device_get(_scene_reduce(
+          variables, centroids, device, ctx.to_device({"rows": padded})["rows"],
+          kind=kind, net=net, temperature=float(temperature)))
       for g, _, record, start, count in scene_rows(host):
-        rows = slice(start, start + count)
-        per_scene[record] = (feats[g, rows], counts[g, rows], labelled[g, rows])
-  offsets, (feats, counts, labelled) = _flatten(per_scene, len(ctx.source(split)))
-  return SupervoxelTable(offsets, feats, counts, labelled)
-
-
-@functools.partial(jax.jit, static_argnames=("net", "temperature"))
-def _pseudo_label_reduce(variables, centroids, batch, *, net, temperature):
-  feats = net.apply(variables, batch, train=False)["features"]
-  return pooled_pseudo_labels(feats, batch["point_segments"], batch["point_mask"], centroids,
-                              temperature=temperature,
-                              segment_cap=batch["segment_scene"].shape[1],
-                              sorted_ids=True).labels
-
-
-def pseudo_label_pass(ctx: RunContext, split: str, variables, centroids: np.ndarray, *,
-                      temperature: float) -> np.ndarray:
-  """Eq. 9-10 over `split`: int32 [M] super-voxel pseudo-labels, flat like SupervoxelTable
-  (-1 for empty super-voxels)."""
-  net = ctx.net()
-  fields = ctx.net_fields + ("point_segments", "segment_scene")
-  per_scene = {}
-  centroids = jnp.asarray(centroids)
-  with ctx.loader(split, train=False, seed=0, fields=fields) as loader:
-    for host, device in _progress(ctx, loader, split, f"pseudo-labels ({split})"):
-      labels = np.asarray(_pseudo_label_reduce(variables, centroids, device, net=net,
-                                               temperature=temperature))
-      for g, _, record, start, count in scene_rows(host):
-        per_scene[record] = (labels[g, start:start + count],)
-  _, (table,) = _flatten(per_scene, len(ctx.source(split)))
-  return table.astype(np.int32)
-
-
-def _progress(ctx: RunContext, loader, split: str, desc: str):
-  return progress(loader, desc=desc, total=ctx.eval_batches(split))
+        span = slice(start, start + count)
+        per_scene[record] = (feats[g, span], counts[g, span], labelled[g, span],
+                             pooled[g, span])
+      for g, r in enumerate(rows):
+        probe_feats.append(probe_batch[g, :len(r)])
+        probe_labels.append(host["point_labels"][g, r])
+  offsets, (feats, counts, labelled, pooled) = _flatten(per_scene, len(ctx.source(split)))
+  return SceneTable(offsets, feats, counts, labelled, pooled.astype(np.int32),
+                    np.concatenate(probe_feats), np.concatenate(probe_labels))
 
 
 def point_lookup(table: np.ndarray, offsets: np.ndarray, host: Mapping[str, np.ndarray]

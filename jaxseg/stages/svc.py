@@ -44,7 +44,7 @@ def cluster_round(ctx: RunContext, variables: Mapping[str, Any], round_index: in
   int64 [N + 1]} (flat per-super-voxel labels of the N training records, -1 = none)."""
   svc, split = ctx.config.svc, ctx.config.data.train_split
   start = time.perf_counter()
-  sv = passes.supervoxel_pass(ctx, split, "model", variables)
+  sv = passes.scene_pass(ctx, split, "model", variables)
   keep = sv.counts >= max(1, svc.min_segment_points)
   if svc.gt_ignore_mask:
     keep &= sv.labelled > 0
@@ -54,21 +54,28 @@ def cluster_round(ctx: RunContext, variables: Mapping[str, Any], round_index: in
       sv.feats[rows], np.ones(rows.size, np.float32), k, num_iters=svc.kmeans_iters,
       seed=ctx.config.seed + round_index, mesh=ctx.mesh))
   table = np.full(len(keep), -1, np.int32)
-  if svc.assign == "kmeans":
-    labels = passes.pseudo_label_pass(ctx, split, variables, centroids,
-                                      temperature=svc.temperature)
-    table[rows] = labels[rows]
-  else:
+  if svc.assign == "sinkhorn":
     table[rows] = np.asarray(sinkhorn_pseudo_labels(
         sv.feats[rows], np.ones(rows.size, bool), sv.counts[rows], centroids=centroids,
         marginal=svc.sinkhorn.marginal, epsilon=svc.sinkhorn.epsilon,
         num_iters=svc.sinkhorn.num_iters, mesh=ctx.mesh), np.int32)
+  elif svc.label_from == "supervoxel":   # The reference: the K-means assignment.
+    table[rows] = np.argmax(sv.feats[rows] @ l2_normalize_np(centroids).T, axis=1)
+  else:                                  # Eq. 9-10: point soft labels pooled per super-voxel.
+    pooled = passes.scene_pass(ctx, split, "model", variables, centroids=centroids,
+                               temperature=svc.temperature).pooled
+    table[rows] = pooled[rows]
   sizes = np.bincount(table[table >= 0], minlength=k)
   _LOG.info("clustering round %d (%s): %d super-voxels into %d clusters in %.1f s; "
             "super-voxels per cluster min %d / median %d / max %d", round_index, svc.assign,
             rows.size, k, time.perf_counter() - start, sizes.min(), int(np.median(sizes)),
             sizes.max())
   return {"centroids": centroids.astype(np.float32), "labels": table, "offsets": sv.offsets}
+
+
+def l2_normalize_np(x: np.ndarray) -> np.ndarray:
+  """Rows of x [N, D] at unit length (zero rows stay zero)."""
+  return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def pseudo_label_fields(arrays: Mapping[str, np.ndarray], gt_ignore_mask: bool):
@@ -91,12 +98,11 @@ def _loss_fn(ctx: RunContext):
     net = ctx.net(axis_name=axis_name)
     out, updates = net.apply({"params": params, **model_state}, batch, train=True,
                              mutable=["batch_stats"])
-    logits = cosine_logits(out["features"], extra["centroids"], svc.logit_scale,
+    logits = cosine_logits(out["voxel_features"], extra["centroids"], svc.logit_scale,
                            normalize_features=svc.normalize_features)
-    labels = batch["pseudo_labels"]
-    loss_sum, count = losses.cross_entropy_loss(logits, labels, batch["point_mask"])
-    correct = jnp.sum((jnp.argmax(logits, -1) == labels) & (labels >= 0) & batch["point_mask"])
-    return loss_sum, count, (updates, {"pseudo_label_accuracy": correct.astype(jnp.float32)})
+    loss_sum, count, correct = losses.voxel_cross_entropy_loss(
+        logits, batch["pseudo_labels"], batch["point_to_voxel"], batch["point_mask"])
+    return loss_sum, count, (updates, {"pseudo_label_accuracy": correct})
   return loss_fn
 
 

@@ -3,9 +3,9 @@
 Builds a small `jaxseg_synthetic` ArrayRecord dataset in a temporary directory from generated
 rooms of ~100k points (floor, four walls and a few boxes, points on the surfaces), then times
   read:      `source[i]` alone;
-  process:   read + crop + augment + voxelise + bucket for one scene (one thread);
-  pipeline:  the full grain iterator (batches of 2, 2 read threads), single-process and with
-             2 grain worker processes, at 2 cm and 5 cm voxels.
+  process:   read + augment + voxelise + host kernel maps for one scene (one thread);
+  pipeline:  the full grain iterator (batches of 2 packed into one buffer, 2 read threads),
+             single-process and with 2 grain worker processes, at 2 cm and 5 cm voxels.
 Pipeline rates exclude the first batch (start-up, worker spawn), which is reported separately.
 """
 
@@ -45,8 +45,8 @@ def _rate(iterator) -> dict:
   next(iterator)
   after_first = time.perf_counter()
   scenes = 0
-  for batch in iterator:
-    scenes += int((batch["scene_index"] >= 0).sum())
+  for packs in iterator:
+    scenes += sum(int((p.arrays["scene_index"] >= 0).sum()) for p in packs)
   end = time.perf_counter()
   return {"first_batch_s": round(after_first - start, 3), "scenes_timed": scenes,
           "scenes_per_s": round(scenes / (end - after_first), 2) if scenes else None}
@@ -83,7 +83,8 @@ def run(quick: bool) -> dict:
           len(source) / (time.perf_counter() - start), 2)
       results[f"mean_voxels_{key}"] = int(np.mean(voxels))
       for workers in (0, 2):
-        iterator = make_iterator(source, config, seed=0, train=True, num_epochs=epochs,
+        iterator = make_iterator(source, config, seed=0, train=True, num_packs=1,
+                                 num_batches=epochs * (len(source) // config.batch_size),
                                  worker_count=workers, process_index=0, process_count=1)
         try:
           results[f"pipeline_{key}_workers{workers}"] = _rate(iterator)

@@ -20,13 +20,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bench_suites.sparse_conv import padded_batch
-from bench_suites.sparse_conv import surface_scene
+from bench_suites.sparse_engine import packed_batch
 from jaxseg import losses
 from jaxseg.cmd import projection
 from jaxseg.data.sharding import data_mesh, to_global_arrays
-from jaxseg.models.pointdc import PointDCNet
-from jaxseg.ops.sparse import kernel_map
+from jaxseg.models.pointdc import PointDCNet, geometry_spec, net_fields
 from jaxseg.svc.clustering import cluster_supervoxels
 from jaxseg.svc.features import cosine_logits
 from jaxseg.svc.pseudo_labels import sinkhorn_pseudo_labels
@@ -123,25 +121,18 @@ def _train_step(quick: bool) -> dict:
   rng = np.random.default_rng(2)
   target = 5_000 if quick else 30_000
   devices = jax.devices()
-  scenes = len(devices) * 2
-  batches = [padded_batch(surface_scene(rng, target), 1024 * (-(-target // 1024)) + 1024, 6)
-             for _ in range(scenes)]
-  coords = np.concatenate([b[0] for b in batches])
-  feats = np.concatenate([b[1] for b in batches])
-  mask = np.concatenate([b[2] for b in batches])
-  counts = np.max([kernel_map.level_voxel_counts(c[None], m[None], 5)[0]
-                   for c, m in zip(coords, mask)], axis=0)
-  coarse = tuple(max(1024, -(-int(c) // 1024) * 1024) for c in counts[1:])
-  cap = coords.shape[1]
-  batch = {"voxel_coords": coords, "voxel_feats": feats, "voxel_mask": mask,
-           "point_to_voxel": np.tile(np.arange(cap, dtype=np.int32), (scenes, 1)),
-           "point_mask": mask,
-           "pseudo_labels": np.where(mask, rng.integers(0, 20, mask.shape), -1).astype(np.int32)}
+  spec = geometry_spec("res16fpn18")
+  scenes = [_surface_voxels(rng, target) for _ in range(len(devices) * 2)]
+  batch, _, _ = packed_batch(scenes, spec, [rng.normal(size=(len(v), 6)).astype(np.float32)
+                                           for v in scenes], num_packs=len(devices))
+  batch["pseudo_labels"] = np.where(batch["point_mask"],
+                                    rng.integers(0, 20, batch["point_mask"].shape),
+                                    -1).astype(np.int32)
   centroids = rng.normal(size=(20, 128)).astype(np.float32)
   centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
 
   def loss_fn(params, model_state, batch, extra, axis_name):
-    net = PointDCNet(axis_name=axis_name, coarse_capacities=coarse)
+    net = PointDCNet(spec, axis_name=axis_name)
     out, updates = net.apply({"params": params, **model_state}, batch, train=True,
                              mutable=["batch_stats"])
     logits = cosine_logits(out["features"], extra["centroids"], 1.0, normalize_features=False)
@@ -149,14 +140,17 @@ def _train_step(quick: bool) -> dict:
                                                 batch["point_mask"])
     return loss_sum, count, (updates, {})
 
-  net = PointDCNet(coarse_capacities=(64,) * 4)
-  small = {k: v[:1, :64] for k, v in batch.items()}
-  variables = net.init(jax.random.key(0), small, train=False)
+  fields = net_fields(spec) + ("pseudo_labels",)
+  batch = {k: v for k, v in batch.items() if k in fields}
+  net = PointDCNet(spec)
+  variables = jax.jit(lambda b: net.init(jax.random.key(0), b, train=False))(
+      {k: jnp.asarray(v[:1]) for k, v in batch.items()})
   tx = optim.make_optimizer({"name": "sgd", "lr": 0.03, "momentum": 0.9, "dampening": 0.1,
                              "weight_decay": 1e-4})
   mesh = data_mesh()
   device_batch = to_global_arrays(batch, mesh)
   extra = {"centroids": replicate(jnp.asarray(centroids), mesh)}
+  voxels = int(batch["level0_mask"].sum())
   rows = []
   for mode in ("jit", "shard_map", "pmap"):
     state = replicate(TrainState.create(variables["params"],
@@ -172,12 +166,22 @@ def _train_step(quick: bool) -> dict:
     jax.block_until_ready(metrics)
     step_s = (time.perf_counter() - start) / 2
     rows.append({"mode": mode, "step_s": round(step_s, 3), "first_call_s": round(first_s, 1),
-                 "voxels_per_s": round(int(mask.sum()) / step_s),
+                 "voxels_per_s": round(voxels / step_s),
                  "loss": round(float(metrics["loss"]), 4)})
     print(rows[-1], flush=True)
   return {"model": "res16fpn18 + frozen cosine classifier, SGD (torch rules)",
-          "devices": len(devices), "scenes": scenes, "voxel_capacity": cap,
+          "devices": len(devices), "scenes": len(scenes), "voxels": voxels,
           "voxels_per_scene": target, "modes": rows}
+
+
+def _surface_voxels(rng, target: int) -> np.ndarray:
+  """About `target` voxels on the floor, walls and box tops of a room, sorted, unique."""
+  side = int(np.sqrt(target / 3)) + 2
+  cells = rng.integers(0, side, (target * 2, 3))
+  face = rng.integers(0, 3, len(cells))
+  cells[np.arange(len(cells)), face] = 0
+  voxels = np.unique(cells, axis=0)[:target]
+  return voxels[np.lexsort(voxels.T[::-1])].astype(np.int32)
 
 
 def run(quick: bool) -> dict:

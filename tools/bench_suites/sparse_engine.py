@@ -71,23 +71,32 @@ def _scene_voxels(voxel_size: float) -> tuple[np.ndarray, str]:
   return (voxels - voxels.min(0)).astype(np.int32), source
 
 
-def _batch(voxels, spec, feats, signature=None):
-  """The scene as a padded one-pack batch: tight capacities, or `signature`."""
-  element = {"point_coords": voxels.astype(np.float32),
-             "point_colors": np.zeros((len(voxels), 3), np.float32),
-             "point_normals": np.zeros((len(voxels), 3), np.float32),
-             "point_labels": np.zeros(len(voxels), np.int32),
-             "point_segments": np.zeros(len(voxels), np.int32),
-             "point_index": np.arange(len(voxels), dtype=np.int32),
-             "point_to_voxel": np.arange(len(voxels), dtype=np.int32),
-             "voxel_coords": voxels, "voxel_feats": feats,
-             "transform": np.eye(4, dtype=np.float32), "scene_index": 0, "num_segments": 1}
+def voxel_element(voxels, spec, feats, index=0):
+  """A `pipeline.process_scene`-like element of one voxel set: one point per voxel."""
+  n = len(voxels)
   geometry = host_maps.build_scene_geometry(voxels, spec.level_kernels)
-  element.update(level_counts=geometry.counts, geometry=geometry)
-  packs = packing.pack_batch([element], 1, 1, spec)
+  return {"point_coords": voxels.astype(np.float32),
+          "point_colors": np.zeros((n, 3), np.float32),
+          "point_normals": np.zeros((n, 3), np.float32), "point_labels": np.zeros(n, np.int32),
+          "point_segments": np.zeros(n, np.int32), "point_index": np.arange(n, dtype=np.int32),
+          "point_to_voxel": np.arange(n, dtype=np.int32), "voxel_coords": voxels,
+          "voxel_feats": feats, "transform": np.eye(4, dtype=np.float32), "scene_index": index,
+          "num_segments": 1, "level_counts": geometry.counts, "geometry": geometry}
+
+
+def packed_batch(scenes, spec, feats, num_packs=1, signature=None):
+  """Voxel sets as a padded batch of `num_packs` packs (tight capacities, or `signature`):
+  (batch, needs, signature)."""
+  elements = [voxel_element(v, spec, f, i) for i, (v, f) in enumerate(zip(scenes, feats))]
+  packs = packing.pack_batch(elements, num_packs, -(-len(scenes) // num_packs), spec)
   needs = packing.batch_needs(packs)
   signature = {**capacity.tight(needs), **(signature or {})}
   return packing.pad_packs(packs, signature, spec), needs, signature
+
+
+def _batch(voxels, spec, feats, signature=None):
+  """The scene as a padded one-pack batch: tight capacities, or `signature`."""
+  return packed_batch([voxels], spec, [feats], 1, signature)
 
 
 def _timed(fn, *args, repeats=3):

@@ -74,11 +74,10 @@ def per_pack(fn, *args):
 
 
 def _band_matmul(x, rows, kernel, offset):
-  """x[rows] [n, M, Ci] times kernel[offset] [n, Ci, Co] -> [n, M, Co] in x's dtype (float32
-  accumulation)."""
-  part = jnp.einsum("kmi,kio->kmo", take_rows(x, rows), kernel[offset].astype(x.dtype),
+  """x[rows] [n, M, Ci] times kernel[offset] [n, Ci, Co] -> float32 [n, M, Co] (operands in
+  x's dtype); the partial sums go straight into the float32 scatter-add."""
+  return jnp.einsum("kmi,kio->kmo", take_rows(x, rows), kernel[offset].astype(x.dtype),
                     preferred_element_type=jnp.float32)
-  return part.astype(x.dtype)
 
 
 def _apply(x, inputs, outputs, offset, kernel):
@@ -86,10 +85,10 @@ def _apply(x, inputs, outputs, offset, kernel):
   stored list serves its offset and, swapped, the mirrored one."""
   volume = kernel.shape[0]
   out = jnp.dot(x, kernel[volume // 2].astype(x.dtype), preferred_element_type=jnp.float32)
-  for ins, outs, offs in zip(inputs, outputs, offset):
-    out = scatter_add_rows(outs, _band_matmul(x, ins, kernel, offs), x.shape[0], out)
-    out = scatter_add_rows(ins, _band_matmul(x, outs, kernel, volume - 1 - offs), x.shape[0],
-                           out)
+  for ins, outs, offs in zip(inputs, outputs, offset):   # One gather, matmul, scatter a band.
+    part = _band_matmul(x, jnp.concatenate([ins, outs]), kernel,
+                        jnp.concatenate([offs, volume - 1 - offs]))
+    out = scatter_add_rows(jnp.concatenate([outs, ins]), part, x.shape[0], out)
   return out.astype(x.dtype)
 
 
@@ -112,11 +111,10 @@ def _submanifold_bwd(residuals, grad):
   grad_x = _apply(grad, inputs, outputs, offset, jnp.swapaxes(kernel[::-1], 1, 2))
   grad_kernel = jnp.zeros(kernel.shape, jnp.float32)
   for ins, outs, offs in zip(inputs, outputs, offset):
-    x_in, x_out = take_rows(x, ins), take_rows(x, outs)
-    g_in, g_out = take_rows(grad, ins), take_rows(grad, outs)
-    forward = jnp.einsum("kmi,kmo->kio", x_in, g_out, preferred_element_type=jnp.float32)
-    mirrored = jnp.einsum("kmi,kmo->kio", x_out, g_in, preferred_element_type=jnp.float32)
-    grad_kernel = grad_kernel.at[offs].add(forward).at[volume - 1 - offs].add(mirrored)
+    both_in, both_out = jnp.concatenate([ins, outs]), jnp.concatenate([outs, ins])
+    per_offset = jnp.einsum("kmi,kmo->kio", take_rows(x, both_in), take_rows(grad, both_out),
+                            preferred_element_type=jnp.float32)
+    grad_kernel = grad_kernel.at[jnp.concatenate([offs, volume - 1 - offs])].add(per_offset)
   centre = jnp.dot(x.T, grad, preferred_element_type=jnp.float32)
   grad_kernel = grad_kernel.at[volume // 2].add(centre)
   return grad_x, None, None, None, grad_kernel.astype(kernel.dtype)
