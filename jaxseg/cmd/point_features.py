@@ -9,8 +9,9 @@ Host side: colour images are read with PIL and resized to `image_size`, depth pn
 as uint16 and divided by the depth scale. Device side (one jitted function per teacher and
 shape): views are processed in groups of `views_per_batch` (the last group padded with masked
 views), the teacher runs once per frame at patch resolution, its features are sampled at the
-projected pixels of the visible points and max-pooled over the views. Point clouds are padded
-to a multiple of POINT_BUCKET so scenes of similar size share one compilation.
+projected pixels of the visible points and max-pooled over the views. The teacher compiles once
+per image size; point clouds are padded to the capacity ladder's point rungs (steps of 1.25x),
+so scenes of similar size share the projection's compilation.
 """
 
 from __future__ import annotations
@@ -27,13 +28,13 @@ import numpy as np
 from PIL import Image
 
 from jaxseg.cmd.projection import project_points, world_to_camera
+from jaxseg.data import capacity
 from jaxseg.data.scene import Frames
 from jaxseg.data.tfds_builders import record_text
 from jaxseg.errors import InputError
 from jaxseg.io.frames import scale_intrinsics
 from jaxseg.teachers.teacher import Teacher, sample_features
 
-POINT_BUCKET = 16384
 _LOAD_WORKERS = 4
 _MOVED_FIX = ("dataset records reference frame images by absolute path: restore the images "
               "there, or rebuild the dataset (data.rebuild=True) from where they are now")
@@ -133,28 +134,34 @@ def _bounded_map(pool: concurrent.futures.Executor, fn: Callable[[T], R], items:
     yield pending.popleft().result()
 
 
-@functools.partial(jax.jit, static_argnames=("teacher", "image_size", "zbuffer_stride"))
-def _accumulate_views(teacher: Teacher, params: Any, best: jax.Array, seen: jax.Array,
-                      images: jax.Array, w2c: jax.Array, view_mask: jax.Array,
-                      intrinsics: jax.Array, depth: jax.Array | None,
+@functools.partial(jax.jit, static_argnames=("teacher",))
+def _teacher_grid(teacher: Teacher, params: Any, images: jax.Array) -> jax.Array:
+  """The teacher's patch features of G images uint8 (G, H, W, 3): f32 (G, h, w, D). Its own
+  program, compiled once per image size (the point folds compile per point count)."""
+  return teacher.apply(params, images, upsample=False)
+
+
+@functools.partial(jax.jit, static_argnames=("patch_size", "image_size", "zbuffer_stride"))
+def _accumulate_views(grid: jax.Array, best: jax.Array, seen: jax.Array, w2c: jax.Array,
+                      view_mask: jax.Array, intrinsics: jax.Array, depth: jax.Array | None,
                       depth_intrinsics: jax.Array | None, points: jax.Array,
                       valid: jax.Array, occlusion_tolerance: jax.Array,
-                      depth_tolerance: jax.Array, *, image_size: tuple[int, int],
-                      zbuffer_stride: int) -> tuple[jax.Array, jax.Array]:
+                      depth_tolerance: jax.Array, *, patch_size: int,
+                      image_size: tuple[int, int], zbuffer_stride: int
+                      ) -> tuple[jax.Array, jax.Array]:
   """Folds one group of G views into the running per-point max.
 
-  best f32 (P, D) (-inf where unseen), seen bool (P,), images uint8 (G, H, W, 3), w2c
-  (G, 4, 4), view_mask bool (G,), depth f32 (G, Hd, Wd) or None, points f32 (P, 3), valid
-  bool (P,) -> updated (best, seen).
+  grid f32 (G, h, w, D) the views' teacher features, best f32 (P, D) (-inf where unseen),
+  seen bool (P,), w2c (G, 4, 4), view_mask bool (G,), depth f32 (G, Hd, Wd) or None, points
+  f32 (P, 3), valid bool (P,) -> updated (best, seen).
   """
   proj = project_points(points, valid, w2c, intrinsics, image_size,
                         occlusion_tolerance=occlusion_tolerance, zbuffer_stride=zbuffer_stride,
                         depth=depth, depth_intrinsics=depth_intrinsics,
                         depth_tolerance=depth_tolerance)
   visible = proj.visible & view_mask[:, None]
-  grid = teacher.apply(params, images, upsample=False)
   # The patch grid covers the image up to its last whole patch (a ViT drops the remainder).
-  covered = (grid.shape[1] * teacher.patch_size, grid.shape[2] * teacher.patch_size)
+  covered = (grid.shape[1] * patch_size, grid.shape[2] * patch_size)
 
   def fold(best, view):
     view_grid, pixels, vis = view
@@ -206,7 +213,7 @@ def teacher_point_features(teacher: Teacher, frames: Mapping[str, Any] | Frames,
   depth_k = fields["depth_intrinsics"] if with_depth else None
 
   num_points = points.shape[0]
-  padded = max(-(-num_points // POINT_BUCKET), 1) * POINT_BUCKET
+  padded = capacity.rungs("points", num_points)[-1]
   coords = np.zeros((padded, 3), np.float32)
   coords[:num_points] = points
   valid = np.arange(padded) < num_points
@@ -236,9 +243,10 @@ def teacher_point_features(teacher: Teacher, frames: Mapping[str, Any] | Frames,
         if with_depth:
           depth[j] = view_depth
       best, seen = _accumulate_views(
-          teacher, teacher.params, best, seen, images, transforms, np.arange(group) < count,
-          color_k, depth, depth_k, coords, valid, np.float32(occlusion_tolerance),
-          np.float32(depth_tolerance), image_size=tuple(image_size),
+          _teacher_grid(teacher, teacher.params, images), best, seen, transforms,
+          np.arange(group) < count, color_k, depth, depth_k, coords, valid,
+          np.float32(occlusion_tolerance), np.float32(depth_tolerance),
+          patch_size=teacher.patch_size, image_size=tuple(image_size),
           zbuffer_stride=int(zbuffer_stride))
   seen_np = np.asarray(seen)[:num_points]
   features = np.where(seen_np[:, None], np.asarray(best)[:num_points], 0.0).astype(np.float32)

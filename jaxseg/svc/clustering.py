@@ -23,8 +23,12 @@ _LOG = get_logger("svc.clustering")
 
 def cluster_supervoxels(sv_feats: jax.Array, weights: jax.Array, k: int, *,
                         num_iters: int = 80, seed: int = 0, mesh: Mesh | None = None,
-                        axis_name: str = "data") -> jax.Array:
+                        axis_name: str = "data", max_points_per_centroid: int | None = None,
+                        sum_method: kmeans_lib.SumMethod = "auto") -> jax.Array:
   """Spherical K-means (cosine, k-means++ seeding) over all super-voxels at once.
+
+  Only the rows with a positive weight are clustered: the padding slots of the flattened
+  [scenes * slots] layout are dropped before k-means++ and Lloyd (`kmeans(compact=True)`).
 
   Args:
     sv_feats: f32 [M, D] super-voxel features of every training scene, flattened (normalised
@@ -33,9 +37,12 @@ def cluster_supervoxels(sv_feats: jax.Array, weights: jax.Array, k: int, *,
       reference's unweighted K-means, or point counts for point-weighted centroids.
     k: number of clusters K (static).
     num_iters: Lloyd iterations (the reference runs 80).
-    seed: k-means++ seed.
+    seed: k-means++ (and subsample) seed.
     mesh: optional mesh; rows are sharded over `axis_name` and reduced with psum.
     axis_name: mesh axis that shards the rows.
+    max_points_per_centroid: None fits on every valid row (the reference); m fits on a seeded
+      uniform subset of K*m valid rows when there are more (faiss's rule).
+    sum_method: centroid sums, see `jaxseg.ops.kmeans` ("auto" picks by platform and K).
 
   Returns:
     f32 [K, D] unit-length centroids.
@@ -49,9 +56,10 @@ def cluster_supervoxels(sv_feats: jax.Array, weights: jax.Array, k: int, *,
   if num_valid < k:
     raise InputError(None, f"only {num_valid} super-voxels have a positive weight, fewer than "
                      f"the {k} clusters asked for", "use more scenes or a smaller k")
-  feats = jnp.where(weights[:, None] > 0, sv_feats, 0.0)
-  result = kmeans_lib.kmeans(feats, k, num_iters=num_iters, metric="cosine", weights=weights,
-                             seed=seed, mesh=mesh, axis_name=axis_name)
+  result = kmeans_lib.kmeans(sv_feats, k, num_iters=num_iters, metric="cosine", weights=weights,
+                             seed=seed, mesh=mesh, axis_name=axis_name,
+                             max_points_per_centroid=max_points_per_centroid,
+                             sum_method=sum_method)
   sizes = jnp.bincount(jnp.where(result.assignments >= 0, result.assignments, k), length=k + 1)
   _LOG.info("spherical k-means: %d super-voxels -> %d clusters, inertia %.4g, %d empty",
             num_valid, k, float(result.inertia), int(jnp.sum(sizes[:k] == 0)))

@@ -51,6 +51,22 @@ def test_four_device_mesh_equals_single_device():
   np.testing.assert_allclose(sharded, single, rtol=1e-5, atol=1e-6)
 
 
+def test_padding_slots_are_dropped_before_clustering():
+  # As the stage's [scenes * slots] layout: most rows are padding (weight 0, NaN features).
+  feats, weights, _, _ = _planted(k=4, per=60, seed=6, padding=2000)
+  order = np.random.default_rng(7).permutation(len(feats))
+  feats, weights = feats[order], weights[order]
+  valid = weights > 0
+  padded = clustering.cluster_supervoxels(feats, weights, 4, num_iters=10, seed=2)
+  alone = clustering.cluster_supervoxels(feats[valid], weights[valid], 4, num_iters=10, seed=2)
+  np.testing.assert_allclose(padded, alone, rtol=1e-6, atol=1e-6)
+  # faiss-style subsampling (4 * 20 of the 240 valid rows) still finds the planted clusters.
+  sub = np.asarray(clustering.cluster_supervoxels(feats, weights, 4, num_iters=10, seed=2,
+                                                  max_points_per_centroid=20))
+  full_labels = (feats[valid] @ np.asarray(alone).T).argmax(1)
+  assert adjusted_rand_score(full_labels, (feats[valid] @ sub.T).argmax(1)) == 1.0
+
+
 def test_fewer_valid_rows_than_k_raises():
   feats, weights, _, _ = _planted(k=2, per=2, padding=5)
   with pytest.raises(InputError, match="fewer than"):
