@@ -117,6 +117,9 @@ def svc_config() -> ml_collections.ConfigDict:
       # super-voxel (the paper's Eq. 9-10; one more pass over the training set per round).
       "label_from": "supervoxel",
       "kmeans_iters": 80,
+      # 0 = K-means fits on every super-voxel; m = on a seeded subset of K*m of them when there
+      # are more (faiss's rule: the reference's faiss K-means uses m = 256), then assigns all.
+      "kmeans_max_points_per_centroid": 0,
       # Eq. 9 softmax temperature of the point soft labels (label_from=pooled_points).
       "temperature": 0.1,
       # Logits = logit_scale * cos, times ||f|| unless normalize_features (reference: ||f|| cos).

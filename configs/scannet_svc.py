@@ -28,6 +28,7 @@ def get_config(variant: str = "demo"):
                               smoothness_deg=5.0)
     data.batch_size = 8
     config = common.base_config(name="scannet_svc", data=data)
+    config.svc.kmeans_max_points_per_centroid = 256   # faiss's default, as the reference runs.
   else:
     data = common.data_config(fmt="synthetic", num_classes=20, voxel_size=0.02,
                               smoothness_deg=5.0)

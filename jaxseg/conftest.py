@@ -1,11 +1,30 @@
-"""Test set-up for library tests: 4 virtual CPU devices so multi-device code is exercised."""
+"""Test set-up (shared by tests/conftest.py): CPU only, 4 virtual CPU devices so multi-device
+code is exercised, and XLA's cheaper CPU code generation.
+
+The tests compile many small networks and run each a few times, so compilation dominates their
+time: LLVM optimisation level 0 without its expensive passes halves the compile time of an
+encoder's gradient and changes no numerics (no fast-math). Benchmarks and real runs keep the
+default level.
+"""
 
 import os
 
-os.environ.setdefault("JAX_PLATFORMS", "cpu")
-if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
-  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                             " --xla_force_host_platform_device_count=4").strip()
+_TEST_XLA_FLAGS = ("--xla_force_host_platform_device_count=4",
+                   "--xla_backend_optimization_level=0",
+                   "--xla_llvm_disable_expensive_passes=true")
+
+
+def configure_test_environment() -> None:
+  """Adds the test XLA flags (those not already set) and selects the CPU platform."""
+  os.environ.setdefault("JAX_PLATFORMS", "cpu")
+  flags = os.environ.get("XLA_FLAGS", "")
+  for flag in _TEST_XLA_FLAGS:
+    if flag.split("=")[0] not in flags:
+      flags += " " + flag
+  os.environ["XLA_FLAGS"] = flags.strip()
+
+
+configure_test_environment()
 
 
 def pytest_configure(config):

@@ -8,7 +8,8 @@ From a built dataset (the `dataset_dir` printed by `--config.mode=prepare`):
       --split train --index 0 --color labels --out /tmp/first
 
 Writes <out>.png (top-down view, highest point per pixel) and <out>.ply (coloured points,
-opens in MeshLab / CloudCompare / open3d).
+opens in MeshLab / CloudCompare / open3d; in the source frame, with any
+recentring offset (`origin`) added back).
 """
 
 from __future__ import annotations
@@ -22,24 +23,26 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # pylint: disable=wrong-import-position
 from PIL import Image
 
-from jaxseg.io import ply  # pylint: disable=wrong-import-position
+from jaxseg.io import export  # pylint: disable=wrong-import-position
 from jaxseg.viz import render
 
 
 def _from_dataset(path: str, split: str, index: int):
+  """Scene `index` of a built dataset's split, and its super-voxel ids."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  from jaxseg.data import tfds_builders  # pylint: disable=g-import-not-at-top
   record = tfds.builder_from_directory(path).as_data_source(split=split)[index]
-  return (record["name"].decode(), np.asarray(record["coords"]), np.asarray(record["colors"]),
-          np.asarray(record["labels"]), np.asarray(record["segments"]))
+  scene = tfds_builders.example_to_scene(record)
+  return scene, scene.segments
 
 
 def _from_export(fmt: str, root: str, scene_id: str):
+  """A scene read from a raw export, and its super-voxel ids (computed when absent)."""
   from jaxseg.io import sources  # pylint: disable=g-import-not-at-top
   from jaxseg.supervoxels import api  # pylint: disable=g-import-not-at-top
   scene = sources.load_scene(fmt, root, scene_id, with_frames=False)
   segments = scene.segments if scene.segments is not None else api.compute_supervoxels(scene)
-  labels = scene.labels if scene.labels is not None else np.full(scene.num_points, -1)
-  return scene.name, scene.coords, scene.colors, labels, segments
+  return scene, segments
 
 
 def main() -> None:
@@ -55,20 +58,19 @@ def main() -> None:
   parser.add_argument("--out", required=True, help="output path without extension")
   args = parser.parse_args()
   if args.dataset:
-    name, coords, colors, labels, segments = _from_dataset(args.dataset, args.split, args.index)
+    scene, segments = _from_dataset(args.dataset, args.split, args.index)
   elif args.format and args.root and args.scene:
-    name, coords, colors, labels, segments = _from_export(args.format, args.root, args.scene)
+    scene, segments = _from_export(args.format, args.root, args.scene)
   else:
     parser.error("pass --dataset, or --format, --root and --scene")
-  shown = {"rgb": colors, "labels": render.color_by_ids(labels),
+  labels = scene.labels if scene.labels is not None else np.full(scene.num_points, -1)
+  shown = {"rgb": scene.colors, "labels": render.color_by_ids(labels),
            "segments": render.color_by_ids(segments, seed=1)}[args.color]
   os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-  Image.fromarray(render.top_down_image(coords, shown, args.resolution)).save(args.out + ".png")
-  ply.write_ply(args.out + ".ply", {
-      "x": coords[:, 0].astype(np.float32), "y": coords[:, 1].astype(np.float32),
-      "z": coords[:, 2].astype(np.float32), "red": shown[:, 0], "green": shown[:, 1],
-      "blue": shown[:, 2]})
-  print(f"{name}: {len(coords)} points coloured by {args.color} -> {args.out}.png, "
+  Image.fromarray(render.top_down_image(scene.coords, shown, args.resolution)).save(
+      args.out + ".png")
+  export.write_scene_ply(args.out + ".ply", scene, colors=shown)   # In the source frame.
+  print(f"{scene.name}: {scene.num_points} points coloured by {args.color} -> {args.out}.png, "
         f"{args.out}.ply")
 
 

@@ -23,7 +23,12 @@ def _scene(points=48, seed=0):
 
 
 def _init(model, coords, feats, mask):
-  return model.init(jax.random.key(0), coords, feats, mask)
+  return jax.jit(lambda *a: model.init(jax.random.key(0), *a))(coords, feats, mask)
+
+
+def _apply(model, variables, coords, feats, mask, train=False):
+  """One compiled forward (eager op-by-op dispatch would compile every op separately)."""
+  return jax.jit(lambda *a: model.apply(*a, train=train))(variables, coords, feats, mask)
 
 
 def test_output_shape_and_zero_padding():
@@ -33,7 +38,7 @@ def test_output_shape_and_zero_padding():
   mask[1, 40:] = False
   model = _model()
   variables = _init(model, coords, feats, mask)
-  out = model.apply(variables, coords, feats, mask, train=True)
+  out = _apply(model, variables, coords, feats, mask, train=True)
   assert out.shape == (2, 48, 16) and out.dtype == jnp.float32
   assert np.all(np.asarray(out)[1, 40:] == 0)
   assert np.all(np.isfinite(out))
@@ -44,13 +49,13 @@ def test_nan_padding_does_not_leak_into_valid_points():
   for dynamic in (True, False):
     model = _model(dynamic_graph=dynamic)
     variables = _init(model, coords[None], feats[None], np.ones((1, 40), bool))
-    unpadded = model.apply(variables, coords[None], feats[None], np.ones((1, 40), bool))
+    unpadded = _apply(model, variables, coords[None], feats[None], np.ones((1, 40), bool))
     pad_c = np.concatenate([coords, np.full((24, 3), np.nan, np.float32)])
     pad_f = np.concatenate([feats, np.full((24, 3), np.nan, np.float32)])
     # Interleave padding among valid points.
     order = np.random.default_rng(2).permutation(64)
     mask = (np.arange(64) < 40)[order]
-    padded = model.apply(variables, pad_c[order][None], pad_f[order][None], mask[None])
+    padded = _apply(model, variables, pad_c[order][None], pad_f[order][None], mask[None])
     inverse = np.argsort(order)
     np.testing.assert_allclose(np.asarray(padded)[0][inverse][:40], unpadded[0], rtol=1e-5,
                                atol=1e-5)
@@ -62,9 +67,9 @@ def test_permutation_equivariance():
   mask = np.ones((1, 48), bool)
   model = _model()
   variables = _init(model, coords[None], feats[None], mask)
-  out = np.asarray(model.apply(variables, coords[None], feats[None], mask))[0]
+  out = np.asarray(_apply(model, variables, coords[None], feats[None], mask))[0]
   perm = np.random.default_rng(4).permutation(48)
-  out_perm = np.asarray(model.apply(variables, coords[perm][None], feats[perm][None], mask))[0]
+  out_perm = np.asarray(_apply(model, variables, coords[perm][None], feats[perm][None], mask))[0]
   np.testing.assert_allclose(out_perm, out[perm], rtol=1e-5, atol=1e-5)
 
 

@@ -88,11 +88,12 @@ def test_two_stage_fpn_matches_dense_reference():
   spec = geo.GeometrySpec(model.level_kernels())
   host = ss.padded_batch([voxels], [feats], spec, slack=1)
   batch = {k: jnp.asarray(v) for k, v in host.items()}
-  geometry = geo.from_batch(batch, spec)
-  variables = model.init(jax.random.key(0), geometry, batch["voxel_feats"], False)
+  variables = jax.jit(lambda b: model.init(jax.random.key(0), geo.from_batch(b, spec),
+                                           b["voxel_feats"], False))(batch)
   params = _perturbed(variables["params"], 1)
-  out, _ = model.apply({"params": params, "batch_stats": variables["batch_stats"]}, geometry,
-                       batch["voxel_feats"], True, mutable=["batch_stats"])
+  out, _ = jax.jit(lambda p, b: model.apply(
+      {"params": p, "batch_stats": variables["batch_stats"]}, geo.from_batch(b, spec),
+      b["voxel_feats"], True, mutable=["batch_stats"]))(params, batch)
   occupied = np.zeros((1,) + grid, bool)
   occupied[0, voxels[:, 0], voxels[:, 1], voxels[:, 2]] = True
   ref = _dense_fpn(params, ss.dense_grid(voxels, jnp.asarray(feats), grid), jnp.asarray(occupied),

@@ -46,7 +46,7 @@ _INT_MINIMUM = {
     "data.synthetic.frames_per_scene": 0, "model.out_dim": 1, "checkpoint.every_steps": 1,
     "checkpoint.keep": 1, "log_every_steps": 1, "cmd.epochs": 0, "cmd.views_per_batch": 1,
     "cmd.max_views": 0, "cmd.zbuffer_stride": 1,
-    "cmd.optimizer.decay_every_epochs": 0, "svc.num_clusters": 0, "svc.kmeans_iters": 1,
+    "cmd.optimizer.decay_every_epochs": 0, "svc.num_clusters": 0, "svc.kmeans_iters": 1, "svc.kmeans_max_points_per_centroid": 0,
     "svc.sinkhorn.num_iters": 1, "svc.warmup_epochs": 0, "svc.epochs": 0,
     "svc.recluster_every": 0, "svc.optimizer.decay_every_epochs": 0,
     "svc.min_segment_points": 0, "eval.num_clusters": 0,

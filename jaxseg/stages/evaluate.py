@@ -40,7 +40,9 @@ def class_centroids(ctx: RunContext, train_sv: passes.SceneTable, seed: int) -> 
   rows = np.flatnonzero(train_sv.counts > 0)
   k = int(config.eval.num_clusters or config.svc.num_clusters or ctx.num_classes)
   centroids = cluster_supervoxels(train_sv.feats[rows], np.ones(rows.size, np.float32), k,
-                                  num_iters=config.eval.kmeans_iters, seed=seed, mesh=ctx.mesh)
+                                  num_iters=config.eval.kmeans_iters, seed=seed, mesh=ctx.mesh,
+                                  max_points_per_centroid=(
+                                      config.svc.kmeans_max_points_per_centroid or None))
   _, merged = merge_primitives(np.asarray(centroids), ctx.num_classes, seed=seed,
                                num_iters=config.eval.kmeans_iters)
   return np.asarray(merged, np.float32)

@@ -52,7 +52,8 @@ def cluster_round(ctx: RunContext, variables: Mapping[str, Any], round_index: in
   k = num_clusters(ctx)
   centroids = np.asarray(cluster_supervoxels(
       sv.feats[rows], np.ones(rows.size, np.float32), k, num_iters=svc.kmeans_iters,
-      seed=ctx.config.seed + round_index, mesh=ctx.mesh))
+      seed=ctx.config.seed + round_index, mesh=ctx.mesh,
+      max_points_per_centroid=svc.kmeans_max_points_per_centroid or None))
   table = np.full(len(keep), -1, np.int32)
   if svc.assign == "sinkhorn":
     table[rows] = np.asarray(sinkhorn_pseudo_labels(

@@ -40,8 +40,9 @@ def cluster_supervoxels(sv_feats: jax.Array, weights: jax.Array, k: int, *,
     seed: k-means++ (and subsample) seed.
     mesh: optional mesh; rows are sharded over `axis_name` and reduced with psum.
     axis_name: mesh axis that shards the rows.
-    max_points_per_centroid: None fits on every valid row (the reference); m fits on a seeded
-      uniform subset of K*m valid rows when there are more (faiss's rule).
+    max_points_per_centroid: None fits on every valid row; m fits on a seeded uniform subset of
+      K*m valid rows when there are more (faiss's rule; the reference's faiss K-means runs with
+      faiss's default m = 256), then assigns every row.
     sum_method: centroid sums, see `jaxseg.ops.kmeans` ("auto" picks by platform and K).
 
   Returns:

@@ -58,7 +58,7 @@ def test_submanifold_forward_and_gradients_match_dense(kernel_size, capacity, co
     def dense_loss(f, w, b=b):
       ref = _dense_submanifold(coords[b], f, mask[b], w, _GRID)
       return jnp.sum(ref * cotangent[b] * mask[b][:, None]), ref
-    (_, ref), (rg_feats, rg_kernel) = jax.value_and_grad(dense_loss, (0, 1), has_aux=True)(
+    (_, ref), (rg_feats, rg_kernel) = jax.jit(jax.value_and_grad(dense_loss, (0, 1), has_aux=True))(
         clean[b], kernel)
     np.testing.assert_allclose(out[b], ref, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(g_feats[b], np.where(mask[b][:, None], rg_feats, 0),
@@ -101,7 +101,7 @@ def test_strided_conv_matches_dense_strided_conv(capacity, counts):
     out = conv.strided_conv(f, mask, link, w.reshape(8, 3, 4))
     return jnp.sum(out * cotangent), out
 
-  (_, out), (g_feats, g_kernel) = jax.value_and_grad(sparse_loss, (0, 1), has_aux=True)(
+  (_, out), (g_feats, g_kernel) = jax.jit(jax.value_and_grad(sparse_loss, (0, 1), has_aux=True))(
       feats, kernel)
   clean = np.where(mask[..., None], feats, 0)
   coarse_coords, coarse_mask = np.asarray(coarse_coords), np.asarray(coarse_mask)
@@ -117,7 +117,7 @@ def test_strided_conv_matches_dense_strided_conv(capacity, counts):
       ref = full[c[:, 0], c[:, 1], c[:, 2]]
       return jnp.sum(ref * cotangent[b, rows]), ref
 
-    (_, ref), (rg_feats, rg_kernel) = jax.value_and_grad(dense_loss, (0, 1), has_aux=True)(
+    (_, ref), (rg_feats, rg_kernel) = jax.jit(jax.value_and_grad(dense_loss, (0, 1), has_aux=True))(
         clean[b], kernel)
     np.testing.assert_allclose(out[b, rows], ref, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(g_feats[b], np.where(mask[b][:, None], rg_feats, 0),

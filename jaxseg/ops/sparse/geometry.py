@@ -49,8 +49,8 @@ class GeometrySpec:
     often GPU/TPU).
   """
   level_kernels: tuple[tuple[int, ...], ...]
-  bands: tuple[tuple[int, int], ...] = ((3, 2), (5, 4))
-  child_bands: int = 1
+  bands: tuple[tuple[int, int], ...] = ((3, 3), (5, 6))
+  child_bands: int = 2
   engine: str = "pairs"
   search_method: str = "scan"
 

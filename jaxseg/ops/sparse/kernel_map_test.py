@@ -1,5 +1,6 @@
 """Kernel maps and downsampling against brute-force numpy look-ups."""
 
+import jax
 import numpy as np
 import pytest
 
@@ -62,7 +63,8 @@ def test_downsample_overflow_is_flagged_and_drops_cleanly():
 def test_pyramid_levels_and_corners_match_numpy():
   rng = np.random.default_rng(2)
   coords, _, mask = random_batch(rng, (16, 16, 4), (200,), 256, 1)
-  levels, links = kernel_map.build_pyramid(coords, mask, [(5,), (3,), (3,)], (256, 160, 64))
+  levels, links = jax.jit(lambda c, m: kernel_map.build_pyramid(
+      c, m, [(5,), (3,), (3,)], (256, 160, 64)))(coords, mask)
   assert [lvl.capacity for lvl in levels] == [256, 160, 64]
   assert len(links) == 2 and set(levels[0].neighbours) == {5} and levels[0].corners is None
   expected = np.unique(coords[0][mask[0]] >> 2, axis=0)
