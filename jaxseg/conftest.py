@@ -29,5 +29,5 @@ configure_test_environment()
 
 def pytest_configure(config):
   config.addinivalue_line(
-      "markers", "slow_reliability: slow bad-input cases (full disk, large scenes); part of "
+      "markers", "slow_reliability: slow bad-input cases (a killed build, a full disk); part of "
       "the default run and CI, deselect with -m 'not slow_reliability' for a quick pass")
