@@ -9,6 +9,7 @@ import importlib
 import math
 import os
 
+import jax
 import ml_collections
 
 from jaxseg import config_utils
@@ -226,12 +227,15 @@ def checkpoint_phases(config: ml_collections.ConfigDict) -> tuple[str, ...]:
 def preflight(config: ml_collections.ConfigDict, workdir: str, resume: bool) -> None:
   """Checks that need the file system, made before a run writes anything (so a refused run
   leaves the work directory as it was): a writable work directory; for training modes, the
-  checkpoints that --resume continues (or, without it, none to overwrite) and a training split
-  with at least data.batch_size scenes; for `eval` of this work directory, a checkpoint.
+  checkpoints that --resume continues (or, without it, none to overwrite), a batch size that
+  splits over the devices (also for `eval`) and a training split with at least
+  data.batch_size scenes; for `eval` of this work directory, a checkpoint.
 
   Raises InputError naming the path or key and the fix. The scene listing may generate the
   built-in dataset (once).
   """
+  if config.mode in TRAINING_MODES or config.mode == "eval":   # Modes that run the devices.
+    _check_batch_split(config.data.batch_size)
   files.require_writable_dir(workdir, "workdir", "choose another --config.workdir")
   phases = checkpoint_phases(config)
   if phases:
@@ -247,6 +251,16 @@ def preflight(config: ml_collections.ConfigDict, workdir: str, resume: bool) -> 
                      "--config.eval.checkpoint=<a run's workdir> (or 'random')")
   if config.mode in TRAINING_MODES:
     _check_batch_size(config.data)
+
+
+def _check_batch_split(batch_size: int) -> None:
+  """InputError when a batch does not split into one pack per device of every process."""
+  devices = jax.device_count()
+  if batch_size % devices:
+    larger = -(-batch_size // devices) * devices
+    raise InputError("data.batch_size", f"a batch of {batch_size} scenes does not split over "
+                     f"the {devices} devices (each device takes the same number of scenes)",
+                     f"set --config.data.batch_size to a multiple of {devices}, e.g. {larger}")
 
 
 def _check_batch_size(data: ml_collections.ConfigDict) -> None:

@@ -119,3 +119,11 @@ def test_batch_larger_than_the_split_is_refused_before_the_build(tmp_path):
   with pytest.raises(InputError, match="4 is more than the 2 scenes of the training split"):
     modes.preflight(config, str(tmp_path / "work"), resume=False)
   assert not os.path.exists(tmp_path / "ds") and not os.path.exists(tmp_path / "work")
+
+
+def test_batch_that_does_not_split_over_the_devices_is_refused_before_any_work(tmp_path):
+  """With 4 devices (conftest) a batch of 6 scenes was refused only when the pipeline started."""
+  config = _config(mode="svc", **{"data.batch_size": 6})
+  with pytest.raises(InputError, match="6 scenes does not split over the 4 devices.*e.g. 8"):
+    modes.preflight(config, str(tmp_path / "work"), resume=False)
+  assert not os.path.exists(tmp_path / "work")
