@@ -17,19 +17,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
-python=${PYTHON:-}
-if [ -z "$python" ]; then
-  for candidate in python3.11 python3; do
-    if command -v "$candidate" >/dev/null && "$candidate" -c \
-        'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
-      python=$candidate; break
-    fi
-  done
-fi
-if [ -z "$python" ]; then
-  echo "[setup] error: CPython 3.11 not found; install it or set PYTHON=/path/to/python3.11" >&2
-  exit 1
-fi
+source tools/find_python311.sh setup
 
 [ -x .venv/bin/python ] || { echo "[setup] creating .venv with $python"; "$python" -m venv .venv; }
 want=$(sha256sum requirements.txt | cut -d' ' -f1)

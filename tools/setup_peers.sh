@@ -11,19 +11,7 @@ cd "$(dirname "$0")/.."
 # would pull a multi-GB CUDA build. spconv/cumm without a -cuXXX suffix are the CPU packages.
 pins=(torch==2.13.0 "spconv>=2.3,<2.4" "cumm>=0.4" numpy scipy)
 
-python=${PYTHON:-}
-if [ -z "$python" ]; then
-  for candidate in python3.11 python3; do
-    if command -v "$candidate" >/dev/null && "$candidate" -c \
-        'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
-      python=$candidate; break
-    fi
-  done
-fi
-if [ -z "$python" ]; then
-  echo "[setup_peers] error: CPython 3.11 not found; set PYTHON=/path/to/python3.11" >&2
-  exit 1
-fi
+source tools/find_python311.sh setup_peers
 
 venv=.venv-peers
 if [ ! -x $venv/bin/python ]; then
