@@ -73,7 +73,7 @@ def write_resolved_config(config: ml_collections.ConfigDict, workdir: str) -> st
   try:
     os.makedirs(workdir, exist_ok=True)
     atomic.write_json(path + ".new", resolved)
-    previous = _read_json(path)
+    previous = atomic.read_json(path)
     if previous is not None and previous != resolved:
       _keep_previous(path)
     os.replace(path + ".new", path)
@@ -95,10 +95,3 @@ def _keep_previous(path: str) -> None:
   _LOG.info("the previous config.json (other values) is kept as %s", kept)
 
 
-def _read_json(path: str):
-  """The JSON value of `path`, or None when it is absent or not JSON."""
-  try:
-    with open(path) as f:
-      return json.load(f)
-  except (OSError, ValueError):
-    return None

@@ -12,8 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxseg.ops import pooling
-from jaxseg.ops.rows import scatter_add_rows
-from jaxseg.ops.sparse.pairs import per_pack
+from jaxseg.ops.rows import per_pack, scatter_add_rows
 from jaxseg.svc import features as svc_features
 
 

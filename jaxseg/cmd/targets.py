@@ -2,7 +2,7 @@
 
   store = build_targets(source, teacher, {"image_size": (320, 240), "max_views": 40},
                         cache_dir)
-  targets, has_target = store.batch(batch["scene_index"], segment_cap)  # [B, cap, D], [B, cap]
+  extras = store(index)    # input workers: {'segment_targets': (S, D), 'segment_has_target': (S,)}
 
 Layout of `cache_dir`:
   <index:06d>.npz   record `index` of the source: targets (S, D) float16 when that loses

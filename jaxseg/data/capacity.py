@@ -26,6 +26,7 @@ from typing import Mapping
 import jax
 import numpy as np
 
+from jaxseg.io import atomic
 from jaxseg.logging_utils import get_logger
 
 _LOG = get_logger("data.capacity")
@@ -116,10 +117,7 @@ class CapacityPolicy:
               self.name, len(self.signatures), 100 * cost(signature) / cost(tight(needs)),
               ", ".join(f"{k} {v}" for k, v in signature.items()))
     if self.path and jax.process_index() == 0:
-      tmp = f"{self.path}.tmp"
-      with open(tmp, "w") as f:
-        json.dump({"signatures": self.signatures}, f, indent=1)
-      os.replace(tmp, self.path)
+      atomic.write_json(self.path, {"signatures": self.signatures})
     return signature
 
 

@@ -30,7 +30,7 @@ import numpy as np
 
 from jaxseg.data import packing
 from jaxseg.data.augment import AugmentConfig, augment, random_crop, transform_normals
-from jaxseg.data.sharding import process_batch_size
+from jaxseg.data.sharding import process_batch_size, process_records
 from jaxseg.data.tfds_builders import record_text
 from jaxseg.data.voxelize import voxelize
 from jaxseg.errors import InputError
@@ -185,14 +185,6 @@ class _Batches:
                                     self.extras))
     slots = self.local_batch // self.num_packs
     return packing.pack_batch(elements, self.num_packs, slots, self.config.geometry)
-
-
-def process_records(num_records: int, train: bool, process_index: int,
-                    process_count: int) -> np.ndarray:
-  """This process's record indices: every `process_count`-th from `process_index`; training
-  first drops the last num_records % process_count records so every process has as many."""
-  usable = num_records - num_records % process_count if train else num_records
-  return np.arange(process_index, usable, process_count)
 
 
 def batches_per_epoch(num_records: int, config: PipelineConfig, train: bool,

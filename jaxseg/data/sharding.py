@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Mapping, Optional, Sequence
 
-import grain
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
@@ -29,26 +28,16 @@ def process_batch_size(global_batch_size: int, process_count: Optional[int] = No
   return global_batch_size // count
 
 
-def shard_dataset(dataset: grain.MapDataset, process_index: Optional[int] = None,
-                  process_count: Optional[int] = None,
-                  drop_remainder: bool = False) -> grain.MapDataset:
-  """Records process_index, process_index + process_count, ... of `dataset` (default: this
-  JAX process's share).
-
-  drop_remainder: first drop the last len % process_count records so every process gets the
-    same number (training, where processes must step together); without it the first
-    processes get one record more (evaluation).
-  """
-  index = jax.process_index() if process_index is None else process_index
-  count = jax.process_count() if process_count is None else process_count
-  if not 0 <= index < count:
-    raise InputError("data sharding", f"process index {index} is outside [0, {count})",
-                     "pass process_index in [0, process_count)")
-  if count == 1:
-    return dataset
-  if drop_remainder:
-    dataset = dataset[:len(dataset) - len(dataset) % count]
-  return dataset[index::count]
+def process_records(num_records: int, train: bool, process_index: int,
+                    process_count: int) -> np.ndarray:
+  """This process's record indices: every `process_count`-th from `process_index`; training
+  first drops the last num_records % process_count records so every process has as many
+  (processes must step together); evaluation lets the first processes take one more."""
+  if not 0 <= process_index < process_count:
+    raise InputError("data sharding", f"process index {process_index} is outside "
+                     f"[0, {process_count})", "pass process_index in [0, process_count)")
+  usable = num_records - num_records % process_count if train else num_records
+  return np.arange(process_index, usable, process_count)
 
 
 def data_mesh(devices: Optional[Sequence[jax.Device]] = None, axis: str = DATA_AXIS) -> Mesh:

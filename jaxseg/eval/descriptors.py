@@ -25,6 +25,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from jaxseg.ops import pooling
+
 DEFAULT_COLOR_WEIGHT = 1.0
 DEFAULT_XYZ_WEIGHT = 0.2
 DEFAULT_NORMAL_WEIGHT = 0.8
@@ -50,12 +52,8 @@ def raw_point_descriptors(coords: jax.Array, colors: jax.Array, normals: jax.Arr
     f32 [G, P, 9]; padding rows are 0. xyz is centred on the mean of the valid points of the
     point's scene.
   """
-  def centres(c, s, m):
-    ids = jnp.where(m, s, num_slots)
-    sums = jax.ops.segment_sum(c, ids, num_slots + 1)
-    counts = jax.ops.segment_sum(m.astype(jnp.float32), ids, num_slots + 1)
-    return (sums / jnp.maximum(counts, 1.0)[:, None])[ids]
-  centre = jax.vmap(centres)(coords, scene, mask)
+  ids = jnp.where(mask, scene, -1)
+  centre = pooling.unpool(pooling.segment_mean(coords, ids, num_slots), ids)
   out = jnp.concatenate([color_weight * (colors - 0.5), xyz_weight * (coords - centre),
                          normal_weight * normals], axis=-1)
   return jnp.where(mask[..., None], out, 0.0).astype(jnp.float32)

@@ -93,6 +93,15 @@ def swap_into_place(tmp: str, final: str) -> None:
       shutil.rmtree(old, ignore_errors=True)
 
 
+def read_json(path: str) -> Any:
+  """The JSON value of `path`, or None when it is absent, unreadable or not JSON."""
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, ValueError):
+    return None
+
+
 def write_json(path: str, value: Any) -> None:
   """Writes JSON to `path` through a temporary file and a rename: a reader sees the old file or
   the whole new one, never a partial one (also when the disk fills up)."""

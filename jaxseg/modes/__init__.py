@@ -35,7 +35,6 @@ MARGINALS = ("equipartition", "point_count")
 FEATURE_KINDS = ("model", "raw_descriptors")
 DATA_FORMATS = ("synthetic", "scannet", "votenet", "mmdet3d", "s3dis", "custom")
 
-UserFacingError = InputError
 SUPERVOXEL_METHODS = ("auto", "mesh", "vccs")
 TRAINING_MODES = ("cmd", "svc")
 # Integer keys and their smallest valid value.
@@ -174,10 +173,11 @@ def _lookup(config: ml_collections.ConfigDict, key: str):
 
 
 def _value(config: ml_collections.ConfigDict, key: str):
-  """config['a.b'] for a dotted key."""
-  for part in key.split("."):
-    config = config[part]
-  return config
+  """config['a.b'] for a dotted key (KeyError when a part is absent)."""
+  value = _lookup(config, key)
+  if value is _MISSING:
+    raise KeyError(key)
+  return value
 
 
 def _choice(problems: list[str], key: str, value, choices) -> None:

@@ -19,8 +19,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxseg.ops.rows import take_rows
-from jaxseg.ops.sparse.pairs import per_pack
+from jaxseg.ops.rows import per_pack, take_rows
 
 
 def _drop_padding(ids: jax.Array, num_segments: int) -> jax.Array:

@@ -6,6 +6,8 @@
 Rows are in [0, C]; row C is the padding slot: it reads zeros and its writes are dropped.
 (jnp.take wraps negative indices, so padding is never -1.)
 
+`per_pack(fn, *args)` maps fn over the leading pack axis G of a packed batch.
+
 `take_rows` has a custom VJP whose transpose is `scatter_add_rows`: the scatter is written with
 [1, F] update windows, the form XLA's CPU backend scatters without first copying the updates to
 another layout (which it does for the transposes of jnp.take and for segment_sum).
@@ -50,3 +52,17 @@ def _take_rows_bwd(residuals, grad):
 
 
 take_rows.defvjp(_take_rows_fwd, _take_rows_bwd)
+
+
+def per_pack(fn, *args):
+  """fn over the leading pack axis of `args` (pytrees of arrays [G, ...]).
+
+  A single pack (one device, or one device's shard under shard_map) runs fn unbatched: XLA
+  rewrites batched scatters into a flat scatter whose updates it copies to a new layout on
+  CPU, so vmap is kept for several packs per device only.
+  """
+  sizes = {a.shape[0] for a in jax.tree.leaves(args)}
+  if sizes == {1}:
+    out = fn(*jax.tree.map(lambda a: a[0], args))
+    return jax.tree.map(lambda o: o[None], out)
+  return jax.vmap(fn)(*args)

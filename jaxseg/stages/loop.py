@@ -20,6 +20,7 @@ import numpy as np
 from jaxseg.errors import InputError
 from jaxseg.eval.report import ScalarWriter
 from jaxseg.logging_utils import get_logger, progress
+from jaxseg.ops.sparse.geometry import mask_key
 from jaxseg.stages.context import RunContext
 from jaxseg.stages.optimizers import optimizer_for
 from jaxseg.train.checkpoint import Checkpointer
@@ -134,7 +135,7 @@ class PhaseTrainer:
         device = {**device, **ctx.to_device(self.host_fields(host))}
       state, metrics = self.step_fn(state, device, extra)
       step, count = step + 1, count + 1
-      voxels += int(host["level0_mask"].sum())
+      voxels += int(host[mask_key(0)].sum())
       sums = metrics if sums is None else jax.tree.map(jnp.add, sums, metrics)
       if step % ctx.config.log_every_steps == 0:
         self.writer.scalars(step, {f"{self.phase}/{k}": float(v) for k, v in metrics.items()})

@@ -11,6 +11,7 @@ import orbax.checkpoint as ocp
 
 from jaxseg.errors import InputError
 from jaxseg.logging_utils import get_logger
+from jaxseg.train.checkpoint import finished_steps, restore_error
 
 _LOG = get_logger("stages.restore")
 
@@ -20,7 +21,7 @@ def _phase_dir(path: str, phases: Sequence[str]) -> str:
   `<path>/checkpoints/<phase>` that does."""
   candidates = [path] + [os.path.join(path, "checkpoints", phase) for phase in phases]
   for candidate in candidates:
-    if os.path.isdir(candidate) and any(name.isdigit() for name in os.listdir(candidate)):
+    if finished_steps(candidate):
       return candidate
   raise InputError(path, f"no finished checkpoint of phase {' / '.join(phases)} here",
                    "pass a work directory of a finished run (or its checkpoints/<phase> "
@@ -36,10 +37,9 @@ def load_variables(path: str, phases: Sequence[str]) -> dict[str, Any]:
       restored = manager.restore(step, args=ocp.args.Composite(
           state=ocp.args.StandardRestore()))["state"]
     except Exception as error:  # pylint: disable=broad-except  (orbax/tensorstore raise many)
-      raise InputError(os.path.join(directory, str(step)), "the checkpoint cannot be restored "
-                       f"({type(error).__name__}: {str(error).splitlines()[0][:300]})",
-                       "pass another run, or delete the damaged step folder to use an older "
-                       "step") from error
+      raise restore_error(os.path.join(directory, str(step)), error,
+                          "pass another run, or delete the damaged step folder to use an older "
+                          "step") from error
   try:
     variables = {"params": restored["params"],
                  "batch_stats": restored["model_state"]["batch_stats"]}

@@ -40,14 +40,6 @@ def _marker(config: SyntheticConfig, seed: int) -> dict:
           "config": json.loads(json.dumps(dataclasses.asdict(config)))}
 
 
-def _read_marker(path: str) -> dict | None:
-  try:
-    with open(path) as f:
-      return json.load(f)
-  except (OSError, ValueError):
-    return None
-
-
 def ensure_synthetic_scannet(cache_dir: str | None = None, num_train: int = 8,
                              num_val: int = 3, seed: int = 0, frames_per_scene: int = 20,
                              image_size: tuple[int, int] = (320, 240),
@@ -94,7 +86,7 @@ def _is_complete(root: str, marker: dict) -> bool:
   """Whether `root` holds the finished dataset of `marker` (InputError for a foreign folder)."""
   if not os.path.isdir(root):
     return False
-  if _read_marker(os.path.join(root, MARKER_NAME)) == marker:
+  if atomic.read_json(os.path.join(root, MARKER_NAME)) == marker:
     return True
   raise InputError(root, "directory exists but is not a complete synthetic dataset with "
                    "these parameters (marker file missing or different)",

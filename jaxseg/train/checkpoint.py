@@ -47,6 +47,13 @@ def finished_steps(directory: str | os.PathLike) -> list[int]:
                 if n.isdigit() and os.path.isdir(os.path.join(directory, n)))
 
 
+def restore_error(step_dir: str, error: Exception, fix: str) -> InputError:
+  """The one-line InputError for a step folder orbax cannot restore (its first message line)."""
+  detail = str(error).splitlines()[0][:300] if str(error) else ""
+  return InputError(step_dir, f"checkpoint cannot be restored ({type(error).__name__}: "
+                    f"{detail})", fix)
+
+
 def check_run_start(workdir: str, phases: tuple[str, ...], resume: bool) -> None:
   """Checks, before anything is built or written, that a training run may start in `workdir`.
 
@@ -163,10 +170,8 @@ class Checkpointer:
       older = [s for s in steps if s < step]
       fallback = (f"delete {step_dir} to resume from step {older[-1]}" if older else
                   "start again without --resume in an empty workdir")
-      detail = str(error).splitlines()[0][:300] if str(error) else ""
-      raise InputError(step_dir, f"checkpoint cannot be restored ({type(error).__name__}: "
-                       f"{detail})", "resume with the config of the run that wrote it; if the "
-                       f"files are damaged, {fallback}") from error
+      raise restore_error(step_dir, error, "resume with the config of the run that wrote it; "
+                          f"if the files are damaged, {fallback}") from error
     arrays = {k: np.asarray(v) for k, v in restored["arrays"].items()} if has_arrays else {}
     _LOG.info("restored checkpoint %d from %s", step, self.directory)
     return restored["state"], arrays, dict(restored["meta"])

@@ -203,11 +203,3 @@ def transposed_conv(feats: jnp.ndarray, link: LevelLink, kernel: jnp.ndarray) ->
   feats = jnp.where(has_child[..., None], feats, 0)
   return jax.vmap(_transposed, in_axes=(0, 0, 0, 0, None))(
       feats, link.children, link.parent, link.child_offset, kernel)
-
-
-def broadcast_to_children(feats: jnp.ndarray, link: LevelLink) -> jnp.ndarray:
-  """Nearest-parent upsampling: each fine voxel takes its parent cell's feature.
-
-  feats float [B, P, F] -> [B, C, F], zero on fine padding rows.
-  """
-  return jax.vmap(lambda x, parent: _pad_row(x)[parent])(feats, link.parent)

@@ -26,9 +26,10 @@ import jax
 import jax.numpy as jnp
 
 from jaxseg.errors import InputError
-from jaxseg.ops.rows import scatter_add_rows, take_rows
+from jaxseg.ops.rows import per_pack, scatter_add_rows, take_rows
 from jaxseg.ops.sparse import conv as dense_conv
 from jaxseg.ops.sparse import kernel_map
+from jaxseg.ops.sparse import keys as keys_lib
 from jaxseg.ops.sparse import pairs
 
 ENGINES = ("pairs", "dense")
@@ -147,7 +148,7 @@ class Geometry:
 def _take(table: jax.Array, rows: jax.Array, fill) -> jax.Array:
   """Per pack: table [G, C, ...], rows int [G, ...] in [0, C] -> [G, ..., ...]; row C (the
   padding slot) reads `fill` (jnp.take wraps negative rows, so slots are never -1)."""
-  return pairs.per_pack(lambda t, r: jnp.take(t, r, axis=0, mode="fill", fill_value=fill),
+  return per_pack(lambda t, r: jnp.take(t, r, axis=0, mode="fill", fill_value=fill),
                         table, rows)
 
 
@@ -244,7 +245,7 @@ def corner_weights(coords: jax.Array, level: int) -> jax.Array:
   (f if d = 1 else 1 - f), MinkowskiEngine's interpolation weights at the voxel coordinates."""
   stride = 1 << level
   frac = (coords & (stride - 1)).astype(jnp.float32) / stride          # [..., 3]
-  bits = jnp.asarray(kernel_map.CORNER_OFFSETS, bool)                  # [8, 3]
+  bits = jnp.asarray(keys_lib.CORNER_OFFSETS, bool)                  # [8, 3]
   per_axis = jnp.where(bits, frac[..., None, :], 1.0 - frac[..., None, :])
   return jnp.prod(per_axis, axis=-1)
 
@@ -294,4 +295,4 @@ def interpolate_to_input(y: jax.Array, geometry: Geometry, level: int) -> jax.Ar
   capacity = y.shape[1]
   rows = _take(geometry.corners[level], geometry.ancestors[level], capacity)   # [G, C0, 8]
   weights = corner_weights(geometry.coords, level)
-  return pairs.per_pack(_interpolate, y, rows, weights)
+  return per_pack(_interpolate, y, rows, weights)

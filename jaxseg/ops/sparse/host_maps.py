@@ -27,6 +27,8 @@ import dataclasses
 
 import numpy as np
 
+from jaxseg.ops.sparse import keys as keys_lib
+
 _GUARD = 4          # Added to every coordinate so queries up to 4 voxels below 0 stay >= 0.
 _Y_SHIFT = 21
 _X_SHIFT = 42
@@ -48,13 +50,6 @@ def decode_keys(keys: np.ndarray) -> np.ndarray:
 
 def _delta(dx: int, dy: int, dz: int) -> int:
   return (dx << _X_SHIFT) + (dy << _Y_SHIFT) + dz
-
-
-def kernel_displacements(kernel_size: int) -> np.ndarray:
-  """int32 (k^3, 3): displacement of each offset index (dense-kernel DHW order)."""
-  r = kernel_size // 2
-  grid = np.stack(np.meshgrid(*[np.arange(-r, r + 1)] * 3, indexing="ij"), axis=-1)
-  return grid.reshape(-1, 3).astype(np.int32)
 
 
 @dataclasses.dataclass
@@ -109,19 +104,13 @@ def neighbour_pairs(sorted_keys: np.ndarray, kernel_size: int) -> PairList:
                   np.bincount(offset, minlength=half).astype(np.int64))
 
 
-def child_offsets(coords: np.ndarray) -> np.ndarray:
-  """int (n, 3) -> int32 (n,) position inside the parent cell (x&1)<<2 | (y&1)<<1 | (z&1)."""
-  c = np.asarray(coords, np.int32)
-  return ((c[:, 0] & 1) << 2) | ((c[:, 1] & 1) << 1) | (c[:, 2] & 1)
-
-
 def interpolation_corners(sorted_keys: np.ndarray) -> np.ndarray:
   """int32 (n, 8): row of the cell key + d for d in {0, 1}^3 (d_x*4 + d_y*2 + d_z), -1 when
   that cell is absent. sorted_keys: int64 (n,) ascending unique keys of one level."""
   n = sorted_keys.shape[0]
   corners = np.full((n, 8), -1, np.int32)
-  for j in range(8):
-    query = sorted_keys + _delta((j >> 2) & 1, (j >> 1) & 1, j & 1)
+  for j, (dx, dy, dz) in enumerate(keys_lib.CORNER_OFFSETS.tolist()):
+    query = sorted_keys + _delta(dx, dy, dz)
     pos = np.minimum(np.searchsorted(sorted_keys, query), max(n - 1, 0))
     hit = sorted_keys[pos] == query if n else np.zeros(0, bool)
     corners[hit, j] = pos[hit]
@@ -171,7 +160,7 @@ def build_scene_geometry(voxel_coords: np.ndarray,
     fine = levels[-1]
     coarse_keys, parent = np.unique(host_keys(fine >> 1), return_inverse=True)
     parents.append(parent.astype(np.int32).reshape(-1))
-    offsets.append(child_offsets(fine))
+    offsets.append(keys_lib.child_offsets(fine).astype(np.int32))
     levels.append(decode_keys(coarse_keys))
     all_keys.append(coarse_keys)
     corners.append(interpolation_corners(coarse_keys))

@@ -4,12 +4,13 @@ import numpy as np
 import pytest
 
 from jaxseg.ops.sparse import host_maps
+from jaxseg.ops.sparse import keys as keys_lib
 from tests import sparse_scenes as ss
 
 
 def _brute_pairs(coords, kernel_size):
   row = {tuple(c): i for i, c in enumerate(coords.tolist())}
-  displacement = host_maps.kernel_displacements(kernel_size)
+  displacement = keys_lib.kernel_offsets(kernel_size)
   pairs = []
   for o in range(kernel_size ** 3 // 2):
     for i, c in enumerate(coords):

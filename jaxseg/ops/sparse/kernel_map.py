@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxseg.ops.sparse import keys as keys_lib
+from jaxseg.ops.sparse.keys import CORNER_OFFSETS
 
 _PAD_KEY = -1  # Sorts before every valid key; never equals an in-range query.
 _PAD_PARENT_KEY = jnp.iinfo(jnp.int32).max  # Above every parent key (parents use < 31 bits).
@@ -60,9 +61,6 @@ class LevelLink:
   children: jnp.ndarray
   overflow: jnp.ndarray
 
-
-# The 8 cells c + d, d in {0, 1}^3 (index d_x*4 + d_y*2 + d_z): trilinear interpolation corners.
-CORNER_OFFSETS = np.array([[(j >> 2) & 1, (j >> 1) & 1, j & 1] for j in range(8)], np.int32)
 
 
 def _neighbour_map(coords, mask, sorted_keys, order, offsets, method):

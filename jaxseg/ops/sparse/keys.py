@@ -43,6 +43,10 @@ def kernel_offsets(kernel_size: int) -> np.ndarray:
   return grid.reshape(-1, 3).astype(np.int32)
 
 
+# The 8 cells c + d, d in {0, 1}^3 (index d_x*4 + d_y*2 + d_z): trilinear interpolation corners.
+CORNER_OFFSETS = np.array([[(j >> 2) & 1, (j >> 1) & 1, j & 1] for j in range(8)], np.int32)
+
+
 def child_offsets(coords: jnp.ndarray) -> jnp.ndarray:
   """int32 [..., 3] -> int32 [...] in [0, 8): position of a voxel inside its parent cell,
   (x & 1) << 2 | (y & 1) << 1 | (z & 1), the DHW order of a dense [2, 2, 2, ...] kernel."""

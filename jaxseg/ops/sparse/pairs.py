@@ -30,7 +30,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
-from jaxseg.ops.rows import scatter_add_rows, take_rows
+from jaxseg.ops.rows import per_pack, scatter_add_rows, take_rows
 
 
 @flax.struct.dataclass
@@ -57,20 +57,6 @@ class ChildBands:
   children: tuple
   parents: tuple
   offset: tuple
-
-
-def per_pack(fn, *args):
-  """fn over the leading pack axis of `args` (pytrees of arrays [G, ...]).
-
-  A single pack (one device, or one device's shard under shard_map) runs fn unbatched: XLA
-  rewrites batched scatters into a flat scatter whose updates it copies to a new layout on
-  CPU, so vmap is kept for several packs per device only.
-  """
-  sizes = {a.shape[0] for a in jax.tree.leaves(args)}
-  if sizes == {1}:
-    out = fn(*jax.tree.map(lambda a: a[0], args))
-    return jax.tree.map(lambda o: o[None], out)
-  return jax.vmap(fn)(*args)
 
 
 def _band_matmul(x, rows, kernel, offset):
