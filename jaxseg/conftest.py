@@ -2,9 +2,8 @@
 code is exercised, and XLA's cheaper CPU code generation.
 
 The tests compile many small networks and run each a few times, so compilation dominates their
-time: LLVM optimisation level 0 without its expensive passes halves the compile time of an
-encoder's gradient and changes no numerics (no fast-math). Benchmarks and real runs keep the
-default level.
+time: LLVM optimisation level 0 without its expensive passes shortens compilation and changes
+no numerics (no fast-math). Benchmarks and real runs keep the default level.
 """
 
 import os
