@@ -38,6 +38,9 @@ def data_config(*, fmt: str, root: str = "", num_classes: int, voxel_size: float
       # Training only: random x-y crop to at most this many points (0 = never crop).
       # Evaluation never crops; capacities follow the scenes (jaxseg.data.capacity).
       "max_points": 0,
+      # Training only: keep points within this many metres (x, y) of the scene's centre
+      # (0 = no clip; the reference clips S3DIS rooms to an 8 m box, 4.0).
+      "clip_box": 0.0,
       # Global batch size (split over processes, then packed into one buffer per device).
       "batch_size": 4,
       # Grain worker processes reading, augmenting, voxelising and building kernel maps
@@ -83,6 +86,13 @@ def cmd_config() -> ml_collections.ConfigDict:
   """Cross-modal distillation (Eq. 3-7) with the reference schedule: 200 epochs, Adam 1e-3."""
   return ml_collections.ConfigDict({
       "epochs": 200,
+      # voxel: every voxel regressed onto its super-voxel's target, MSE of unit vectors (the
+      # reference code's MseMaskLoss); segment: one term per super-voxel on the mean
+      # prediction (the paper's Eq. 7).
+      "loss": "voxel",
+      # Teacher features projected to this many dims by a PCA fitted on the targets (the
+      # reference distils 70-d STEGO features); 0 or >= the teacher's width = raw features.
+      "target_dim": 70,
       "optimizer": {"name": "adam", "lr": 1e-3, "weight_decay": 0.0, "schedule": "constant",
                     "decay_every_epochs": 0, "decay_factor": 1.0},
       # Frames are resized to this (width, height) before the teacher.
@@ -101,12 +111,9 @@ def cmd_config() -> ml_collections.ConfigDict:
 
 def svc_config() -> ml_collections.ConfigDict:
   """Super-voxel clustering (Eq. 8-12) with the reference schedule: 30 warm-up epochs on the
-  first clustering, then 60 epochs re-clustering every 5, SGD 3e-2 decayed 0.8 every 5 epochs."""
+  first clustering at a constant 3e-2, then 60 epochs re-clustering every 5, SGD 3e-2 decayed
+  0.8 every 5 epochs."""
   return ml_collections.ConfigDict({
-      # A finished CMD run (its work directory or checkpoint folder) to start from; '' = run CMD
-      # first in this work directory (mode 'svc'); 'none' = no distillation, start from a
-      # randomly initialised network (for data without RGB-D frames, GrowSP-style).
-      "cmd_checkpoint": "",
       # K clusters (0 = data.num_classes); K > C over-clusters into primitives merged at eval.
       "num_clusters": 0,
       # kmeans: pseudo-labels from the K-means clustering; sinkhorn: transport labels with equal
@@ -127,15 +134,22 @@ def svc_config() -> ml_collections.ConfigDict:
       "normalize_features": False,
       "sinkhorn": {"marginal": "equipartition", "epsilon": 0.05, "num_iters": 100},
       "warmup_epochs": 30,
+      # learned: a learnable cosine classifier trained in the warm-up (the reference's SegHead);
+      # centroids: the frozen classifier of the first clustering (as the iterative phase).
+      "warmup_head": "learned",
+      # Step decay during the warm-up too (the reference builds a StepLR but never steps it).
+      "warmup_lr_decay": False,
       "epochs": 60,
       "recluster_every": 5,
       "optimizer": {"name": "sgd", "lr": 3e-2, "momentum": 0.9, "dampening": 0.1,
                     "weight_decay": 1e-4, "schedule": "step", "decay_every_epochs": 5,
                     "decay_factor": 0.8},
       # Invariance perturbations added to data.augment (which holds the equivariant transforms)
-      # for the training pass (colour std in 0..255 units); the clustering pass sees
-      # unaugmented scenes.
+      # for the training pass (colour std in 0..255 units).
       "invariance": {"color_jitter": 10.0, "color_noise": 3.0, "coord_noise": 0.0},
+      # The clustering pass sees scenes augmented with data.augment, as the reference's (its
+      # invariance comes from re-augmenting between the clustering and training passes).
+      "augment_cluster_pass": True,
       # Reference behaviour: super-voxels without any labelled point, and ignore-class points,
       # take no pseudo-label (ground truth used only as an ignore mask).
       "gt_ignore_mask": True,
@@ -159,17 +173,60 @@ def eval_config() -> ml_collections.ConfigDict:
       # merged to C classes by K-means of the centroids when more than C.
       "num_clusters": 0,
       "kmeans_iters": 80,
+      # Evaluate after training (mode train).
+      "after_training": True,
+      # Validate every N epochs during training (clustering scores of the first seed; 0 = off).
+      "every_epochs": 0,
       "linear_probe": True,
       "probe": {"points_per_scene": 4096, "steps": 2000, "lr": 1e-2, "weight_decay": 1e-4,
                 "batch_size": 4096},
   })
 
 
+def growsp_config() -> ml_collections.ConfigDict:
+  """GrowSP (method 'growsp') with its ScanNet reference settings: 5 cm voxels, no 2D; 330
+  epochs on the fixed super-voxels then 600 growing them from 80 to 30 per scene, a round every
+  10 epochs, 300 primitives, cosine x 5 logits, SGD 0.1 with PolyLR per stage, batch 8."""
+  return ml_collections.ConfigDict({
+      "fixed_epochs": 330,
+      "growing_epochs": 600,
+      # Re-cluster (grow, then fit the primitives) at the start of every N-th epoch.
+      "round_epochs": 10,
+      "primitives": 300,
+      # Super-points per scene in the growing stage: from grow_start down to grow_end.
+      "grow_start": 80,
+      "grow_end": 30,
+      # Logits = temperature * cos(feature, primitive) (5 for ScanNet, 3 for S3DIS).
+      "temperature": 5.0,
+      # Super-voxels with fewer points take no part (30 for ScanNet, 10 for S3DIS), nor those
+      # without a labelled point (ground truth used only as an ignore mask, as the reference).
+      "min_segment_points": 30,
+      "gt_ignore_mask": True,
+      # Growing features: unit neural feature + these multiples of the mean colour (RGB/255 -
+      # 0.5), position (metres, scene-centred) and normal.
+      "growing_weights": {"rgb": 1.0, "xyz": 0.2, "normal": 0.8},
+      # Primitive descriptor: unit neural feature + these multiples of the mean colour and the
+      # 10-bin normal histogram, normalised.
+      "primitive_weights": {"rgb": 3.0, "shape": 3.0},
+      # Points per super-point for its normal histogram (a seeded choice when more).
+      "histogram_points": 512,
+      "kmeans_iters": 80,
+      "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.9, "dampening": 0.1,
+                    "weight_decay": 1e-4, "schedule": "poly", "power": 0.9},
+  })
+
+
 def base_config(*, name: str, data: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Top-level settings common to every run."""
   config = ml_collections.ConfigDict()
-  # prepare | cmd | svc (CMD first unless svc.cmd_checkpoint) | eval
+  # prepare | train | eval (jaxseg.modes)
   config.mode = "prepare"
+  # The training method (jaxseg.methods): pointdc | growsp.
+  config.method = "pointdc"
+  # The network training starts from: '' = the method's own start (PointDC: distillation
+  # first); 'random' = a randomly initialised network (PointDC: no distillation, e.g. for data
+  # without RGB-D frames); a run's work directory = its newest network.
+  config.init = ""
   config.workdir = f"workdirs/{name}"
   config.seed = 2023
   config.data = data
@@ -192,6 +249,7 @@ def base_config(*, name: str, data: ml_collections.ConfigDict) -> ml_collections
   config.log_every_steps = 10
   config.cmd = cmd_config()
   config.svc = svc_config()
+  config.growsp = growsp_config()
   config.eval = eval_config()
   return config
 

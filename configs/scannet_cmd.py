@@ -7,7 +7,7 @@ schedule (200 epochs, Adam 1e-3, batch 8).
       --config.teacher.name=dino_vits8 --config.teacher.checkpoint=/weights/dino_deitsmall8_pretrain.pth
 
 Then cluster from it: configs/scannet_svc.py:reference with
---config.svc.cmd_checkpoint=<this run's workdir>. Without arguments it distils on the built-in
+--config.init=<this run's workdir>. Without arguments it distils on the built-in
 rooms with the no-weights fallback teacher (a demo, not DINO).
 """
 
@@ -23,5 +23,9 @@ def get_config():
                             smoothness_deg=5.0)
   data.batch_size = 8
   config = common.base_config(name="scannet_cmd", data=data)
-  config.mode = "cmd"
+  config.mode = "train"
+  # Distillation only: no clustering phases, no evaluation.
+  config.svc.warmup_epochs = 0
+  config.svc.epochs = 0
+  config.eval.after_training = False
   return config

@@ -7,7 +7,11 @@ $JAXSEG_SCANNET_MINI): the README's results table.
   #    transductive protocol of unsupervised clustering). Add --config.svc.assign=sinkhorn
   #    (and another workdir) for Sinkhorn labels.
   python experiments/main.py --config configs/scannet_mini.py \
-      --config.svc.cmd_checkpoint=workdirs/scannet_mini_cmd
+      --config.init=workdirs/scannet_mini_cmd
+  # GrowSP on the same scans, from a random network and from the distillation run:
+  python experiments/main.py --config configs/scannet_mini.py:growsp
+  python experiments/main.py --config configs/scannet_mini.py:growsp \
+      --config.init=workdirs/scannet_mini_cmd --config.workdir=workdirs/scannet_mini_growsp_cmd
   # Baselines on the same scans:
   python experiments/main.py --config configs/scannet_mini.py --config.mode=eval \
       --config.eval.features=raw_descriptors --config.workdir=workdirs/scannet_mini_raw
@@ -15,7 +19,8 @@ $JAXSEG_SCANNET_MINI): the README's results table.
       --config.eval.checkpoint=random --config.workdir=workdirs/scannet_mini_random
 
 5 cm voxels (GrowSP's ScanNet setting; the scans are 50,000-point subsets) and a shortened
-schedule: CMD 100 epochs; SVC 5 warm-up + 15 epochs re-clustering every 5.
+schedule: CMD 100 epochs; SVC 5 warm-up + 15 epochs re-clustering every 5; GrowSP 10 fixed +
+20 growing epochs, a round every 5.
 """
 
 import os
@@ -32,8 +37,8 @@ def mini_root() -> str:
 
 
 def get_config(variant: str = "svc"):
-  if variant not in ("svc", "cmd"):
-    raise ValueError(f"unknown variant {variant!r} of scannet_mini.py; use svc or cmd")
+  if variant not in ("svc", "cmd", "growsp"):
+    raise ValueError(f"unknown variant {variant!r} of scannet_mini.py; use svc, cmd or growsp")
   root = mini_root()
   if variant == "cmd":
     # The posed scans: raw mesh vertices (points/) with their frames (posed/); the demo scene
@@ -53,5 +58,13 @@ def get_config(variant: str = "svc"):
   common.coarse_voxels(data)
   config = common.base_config(name=f"scannet_mini_{variant}", data=data)
   common.short_schedule(config, cmd_epochs=100, warmup_epochs=5, epochs=15, recluster_every=5)
-  config.mode = variant
+  config.mode = "train"
+  if variant == "growsp":
+    config.method = "growsp"
+    g = config.growsp
+    g.fixed_epochs, g.growing_epochs, g.round_epochs = 10, 20, 5
+  if variant == "cmd":   # Distillation only.
+    config.svc.warmup_epochs = 0
+    config.svc.epochs = 0
+    config.eval.after_training = False
   return config

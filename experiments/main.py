@@ -5,7 +5,7 @@
 Loads an ml_collections config (`get_config()` in the given file), rejects unknown keys and
 bad values with a one-line reason, checks the work directory (writable; checkpoints to resume,
 or none to overwrite), and only then writes the resolved config to `<workdir>/config.json` and
-runs `config.mode`. Bad input, environment errors (permissions, full disk) and Ctrl-C end with
+runs `config.mode` (prepare, train or eval) of `config.method`. Bad input, environment errors (permissions, full disk) and Ctrl-C end with
 one line, not a traceback.
 """
 
@@ -100,7 +100,7 @@ def _parse_flags(argv: list[str]) -> list[str]:
 
 
 def _interrupted_message(config: ml_collections.ConfigDict) -> str:
-  if config.mode in ("cmd", "svc"):
+  if config.mode == "train":
     return ("interrupted (Ctrl-C); checkpoints up to the last finished save are kept: run the "
             "same command with --resume to continue")
   return "interrupted (Ctrl-C); run the same command again (unfinished builds are cleaned up)"
@@ -144,15 +144,16 @@ def main(argv: list[str]) -> None:
     sys.exit(f"error: unexpected argument {argv[1]!r}; set config values with "
              "--config.<key>=<value> (e.g. --config.mode=prepare)")
   from jaxseg import modes  # pylint: disable=g-import-not-at-top  (loads jax, tfds)
+  from jaxseg.modes import checks  # pylint: disable=g-import-not-at-top
   config = _CONFIG.value
-  errors = modes.validate(config)
+  errors = checks.validate(config)
   if errors:
     sys.exit("error: invalid config:\n  " + "\n  ".join(errors))
   workdir = os.path.abspath(config.workdir)
   resume = _RESUME.value
   # Nothing in the work directory is touched until these checks pass.
   with _one_line_errors(config):
-    modes.preflight(config, workdir, resume)
+    checks.preflight(config, workdir, resume)
     os.makedirs(workdir, exist_ok=True)
   logging_utils.setup_logging(logfile=os.path.join(workdir, "log.txt"))
   logger = logging_utils.get_logger("main")

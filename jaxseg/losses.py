@@ -1,7 +1,7 @@
-"""Training losses of PointDC: cross-modal distillation (Eq. 7) and clustering cross-entropy
-(Eq. 11).
+"""Classification losses the methods share: point and per-voxel cross-entropy (PointDC
+Eq. 11).
 
-Both return (loss_sum f32 [], count f32 []) so the caller can psum both over devices and
+Each returns (loss_sum f32 [], count f32 []) so the caller can psum both over devices and
 divide once (loss = psum(sum) / max(psum(count), 1)). Padding rows may hold NaN: they reach
 neither the loss nor the gradients.
 """
@@ -11,45 +11,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxseg.ops import pooling
 from jaxseg.ops.rows import per_pack, scatter_add_rows
-from jaxseg.svc import features as svc_features
-
-
-def distillation_loss(point_pred: jax.Array, point_segments: jax.Array, point_mask: jax.Array,
-                      targets: jax.Array, has_target: jax.Array,
-                      sorted_ids: bool = False) -> tuple[jax.Array, jax.Array]:
-  """Super-voxel distillation loss, Eq. 7.
-
-  For each super-voxel k with a target: || normalize(mean_{j in k} pred_j) - normalize(F[k]) ||^2,
-  the squared L2 distance summed over the Dt dims (= 2 - 2 cos). The reference's MseMaskLoss
-  takes the mean over the dims instead, i.e. this value / Dt.
-
-  Args:
-    point_pred: f32 [B, P, Dt] point predictions after the alignment head.
-    point_segments: int32 [B, P] super-voxel id of each point (-1 = none; ids >= S are
-      dropped).
-    point_mask: bool [B, P], False for padding points.
-    targets: f32 [B, S, Dt] teacher feature F[k] of each super-voxel.
-    has_target: bool [B, S]; super-voxels without a target, without a valid point or with an
-      all-zero target (the reference's "unobserved") are left out.
-    sorted_ids: the valid ids are ascending along P (`jaxseg.ops.pooling`).
-
-  Returns:
-    loss_sum f32 [] over the used super-voxels, count f32 [] = their number.
-  """
-  num_segments = targets.shape[-2]
-  ids = svc_features.point_segment_ids(point_segments, point_mask)
-  pred = jnp.where(point_mask[..., None], point_pred, jnp.zeros((), point_pred.dtype))
-  means = pooling.segment_mean(pred, ids, num_segments, sorted_ids=sorted_ids)
-  counts = pooling.segment_counts(ids, num_segments, sorted_ids=sorted_ids)
-  used = has_target & (counts > 0)
-  targets = jnp.where(used[..., None], targets, jnp.zeros((), targets.dtype))
-  used = used & jnp.any(targets != 0, axis=-1)
-  diff = svc_features.l2_normalize(means) - svc_features.l2_normalize(targets)
-  per_segment = jnp.sum(diff * diff, axis=-1)
-  return (jnp.sum(jnp.where(used, per_segment, 0.0)),
-          jnp.sum(used).astype(jnp.float32))
 
 
 def cross_entropy_loss(logits: jax.Array, labels: jax.Array,

@@ -1,5 +1,5 @@
-"""Tests for the distillation (Eq. 7) and cross-entropy (Eq. 11) losses against float64 numpy,
-including their gradients."""
+"""Tests for the cross-entropy losses (Eq. 11) against float64 numpy, including their
+gradients."""
 
 import jax
 import jax.numpy as jnp
@@ -8,75 +8,6 @@ from scipy.special import log_softmax
 from scipy.special import softmax
 
 from jaxseg import losses
-
-_S = 6
-
-
-def _distill_data(seed=0, batch=2, points=25, dim=4):
-  rng = np.random.default_rng(seed)
-  pred = rng.normal(size=(batch, points, dim)).astype(np.float32)
-  segments = rng.choice([-1, 0, 1, 2, 3, 5], size=(batch, points)).astype(np.int32)
-  mask = np.ones((batch, points), bool)
-  mask[1, 18:] = False
-  pred[~mask] = np.nan
-  targets = rng.normal(size=(batch, _S, dim)).astype(np.float32)
-  has_target = np.ones((batch, _S), bool)
-  has_target[0, 1] = False
-  targets[0, 1] = np.nan        # No target: may hold garbage.
-  targets[1, 2] = 0.0           # All-zero target: unobserved.
-  return pred, segments, mask, targets, has_target
-
-
-def _np_distill(pred, segments, mask, targets, has_target):
-  total, count = 0.0, 0
-  for b in range(pred.shape[0]):
-    for s in range(_S):
-      rows = pred[b][mask[b] & (segments[b] == s)].astype(np.float64)
-      target = targets[b, s].astype(np.float64)
-      if not has_target[b, s] or not len(rows) or not np.any(target):
-        continue
-      mean = rows.mean(0)
-      diff = mean / np.linalg.norm(mean) - target / np.linalg.norm(target)
-      total += np.sum(diff ** 2)
-      count += 1
-  return total, count
-
-
-def test_distillation_loss_and_gradient_match_numpy():
-  pred, segments, mask, targets, has_target = _distill_data()
-  loss_sum, count = jax.jit(losses.distillation_loss)(pred, segments, mask, targets, has_target)
-  want_sum, want_count = _np_distill(pred, segments, mask, targets, has_target)
-  assert want_count == 8   # 2 x {0, 1, 2, 3, 5} minus (0, 1) and (1, 2); segment 4 is empty.
-  np.testing.assert_allclose(float(loss_sum), want_sum, rtol=1e-5)
-  assert float(count) == want_count
-  grad = np.asarray(jax.grad(lambda p: losses.distillation_loss(
-      p, segments, mask, targets, has_target)[0])(pred))
-  assert np.all(grad[~mask] == 0)
-  # Central finite differences of the float64 numpy loss.
-  ref = pred.astype(np.float64)
-  want = np.zeros_like(ref)
-  h = 1e-6
-  for idx in zip(*np.nonzero(mask)):
-    for d in range(ref.shape[-1]):
-      up, down = ref.copy(), ref.copy()
-      up[idx + (d,)] += h
-      down[idx + (d,)] -= h
-      want[idx + (d,)] = (_np_distill(up, segments, mask, targets, has_target)[0]
-                          - _np_distill(down, segments, mask, targets, has_target)[0]) / (2 * h)
-  np.testing.assert_allclose(grad[mask], want[mask], rtol=1e-3, atol=1e-5)
-
-
-def test_distillation_loss_is_zero_for_matching_directions():
-  pred, segments, mask, targets, has_target = _distill_data(seed=1)
-  # Every point of a segment predicts 3x its segment's target: mean has the target's direction.
-  aligned = np.where(segments[..., None] >= 0,
-                     3.0 * targets[np.arange(2)[:, None], np.maximum(segments, 0)], 1.0)
-  aligned = np.where(mask[..., None], aligned, np.nan).astype(np.float32)
-  loss_sum, count = losses.distillation_loss(aligned, segments, mask,
-                                             np.nan_to_num(targets), has_target)
-  assert float(count) > 0
-  np.testing.assert_allclose(float(loss_sum), 0.0, atol=1e-5)
-
 
 def test_cross_entropy_loss_and_gradient_match_numpy():
   rng = np.random.default_rng(2)

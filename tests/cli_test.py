@@ -18,18 +18,8 @@ def _main(*args, cwd):
 @pytest.mark.parametrize("override,expected", [
     ("--config.data.voxel_sise=0.05", "unknown config key 'data.voxel_sise'"),
     ("--config.nonsense=1", "unknown config key 'nonsense'"),
-    ("--config.mode=infer", "mode 'infer' is not available"),
-    ("--config.parallel.mode=pjit", "unknown parallel.mode 'pjit'"),
-    ("--config.svc.assign=spectral", "unknown svc.assign 'spectral'"),
-    ("--config.svc.sinkhorn.marginal=uniform", "unknown svc.sinkhorn.marginal 'uniform'"),
-    ("--config.eval.features=rgb", "unknown eval.features 'rgb'"),
-    ("--config.svc.num_clusters=5", "svc.num_clusters=5 is below data.num_classes=20"),
-    ("--config.svc.cmd_checkpoint=/no/run", "svc.cmd_checkpoint '/no/run' does not exist"),
-    ("--config.model.name=dgcnn", "needs a voxel encoder"),
-    ("--config.data.format=lidar", "unknown data.format 'lidar'"),
     ("--config.data.voxel_size=abc", "could not convert string to float"),
     ("--config.model.name=pointnet", "unknown model.name 'pointnet'"),
-    ("--config.teacher.checkpoint=/no/dino.pth", "teacher.checkpoint '/no/dino.pth' does not"),
 ])
 def test_bad_overrides_fail_with_a_clear_message(tmp_path, override, expected):
   result = _main("--config", os.path.join(_ROOT, "configs", "scannet_svc.py"),
@@ -37,6 +27,28 @@ def test_bad_overrides_fail_with_a_clear_message(tmp_path, override, expected):
   assert result.returncode != 0
   assert expected in result.stderr + result.stdout
   assert "Traceback" not in result.stderr
+
+
+def test_every_bad_value_is_listed_in_one_message(tmp_path):
+  """One run with many bad values lists each with its key (the values are checked together,
+  before anything is built or written)."""
+  expected = {
+      "--config.parallel.mode=pjit": "unknown parallel.mode 'pjit'",
+      "--config.svc.assign=spectral": "unknown svc.assign 'spectral'",
+      "--config.svc.sinkhorn.marginal=uniform": "unknown svc.sinkhorn.marginal 'uniform'",
+      "--config.eval.features=rgb": "unknown eval.features 'rgb'",
+      "--config.svc.num_clusters=5": "svc.num_clusters=5 is below data.num_classes=20",
+      "--config.init=/no/run": "init '/no/run' does not exist",
+      "--config.model.name=dgcnn": "needs a voxel encoder",
+      "--config.data.format=lidar": "unknown data.format 'lidar'",
+      "--config.teacher.checkpoint=/no/dino.pth": "teacher.checkpoint '/no/dino.pth' does not",
+  }
+  result = _main("--config", os.path.join(_ROOT, "configs", "scannet_svc.py"),
+                 f"--config.workdir={tmp_path}/w", *expected, cwd=tmp_path)
+  assert result.returncode != 0 and "Traceback" not in result.stderr
+  for message in expected.values():
+    assert message in result.stderr, (message, result.stderr)
+  assert not os.path.exists(tmp_path / "w")
 
 
 def test_missing_config_file_is_reported(tmp_path):

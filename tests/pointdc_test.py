@@ -1,8 +1,9 @@
 """End-to-end PointDC runs through experiments/main.py on tiny built-in rooms (4 CPU devices).
 
-One full `svc` run (CMD, SVC warm-up, SVC with re-clustering, evaluation) is shared by the
-tests; a second run starts SVC from the first run's CMD checkpoint, is killed mid-SVC and
-resumed, and must end with the parameters and scores of the first run's SVC.
+One full training run (CMD, SVC warm-up, SVC with re-clustering, evaluation) is shared by the
+tests; a second run of the same command is killed in the iterative SVC phase and resumed, and
+must end with the first run's parameters. Every compiled program goes to the runs' shared
+persistent cache, so the second run loads instead of compiling them.
 """
 
 import json
@@ -17,15 +18,15 @@ import numpy as np
 import pytest
 
 from jaxseg.eval.report import read_scalars
-from jaxseg.stages.restore import load_variables
+from jaxseg.train.restore import load_variables
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# 4 train / 2 val rooms at 10 cm, training crops of 4096 points, a 1-2 epoch schedule.
+# 4 train / 2 val rooms at 10 cm, a 2-4 epoch schedule.
 _TINY = [
-    "--config.data.max_scenes=4", "--config.data.batch_size=4", "--config.data.max_points=4096",
+    "--config.data.max_scenes=4", "--config.data.batch_size=4",
     "--config.data.voxel_size=0.1", "--config.data.synthetic.num_train=4", "--config.data.synthetic.num_val=2",
     "--config.data.synthetic.frames_per_scene=4", "--config.cmd.image_size=(80,60)",
-    "--config.cmd.epochs=2", "--config.svc.warmup_epochs=2", "--config.svc.epochs=2",
+    "--config.cmd.epochs=4", "--config.svc.warmup_epochs=2", "--config.svc.epochs=2",
     "--config.svc.recluster_every=1",
     "--config.eval.seeds=(1,2)", "--config.eval.probe.steps=20",
     "--config.checkpoint.every_steps=1",
@@ -39,7 +40,8 @@ def _command(workdir, *overrides):
 
 
 def _env(tmp):
-  return dict(os.environ, JAXSEG_CACHE=str(tmp / "cache"))
+  # Every compiled program goes to the run's persistent cache, so later runs load them.
+  return dict(os.environ, JAXSEG_CACHE=str(tmp / "cache"), JAXSEG_XLA_CACHE_MIN_SECONDS="0")
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +58,7 @@ def test_svc_run_writes_report_checkpoints_and_scalars(full_run):
   _, workdir, log = full_run
   with open(workdir / "report.json") as f:
     report = json.load(f)
-  method = report["methods"]["PointDC SVC (kmeans)"]
+  method = report["methods"]["PointDC: distillation + SVC (kmeans)"]
   for variant in ("point", "supervoxel_pooled"):
     scores = method["variants"][variant]
     assert scores["num_seeds"] == 2
@@ -64,12 +66,22 @@ def test_svc_run_writes_report_checkpoints_and_scalars(full_run):
   assert 0 < method["variants"]["linear_probe"]["oacc"] <= 100
   assert set(report["meta"]["stage_seconds"]) == {"cmd", "svc", "eval"}
   assert "NOT DINO" in report["meta"]["teacher"] and "NOT DINO" in log
-  assert "| PointDC SVC (kmeans) | supervoxel_pooled |" in (workdir / "report.md").read_text()
+  assert report["meta"]["init"] == "cross-modal distillation"
+  assert "| PointDC: distillation + SVC (kmeans) | supervoxel_pooled |" in (
+      workdir / "report.md").read_text()
   for phase in ("cmd", "svc_warmup", "svc"):
     assert any(n.isdigit() for n in os.listdir(workdir / "checkpoints" / phase)), phase
   scalars = read_scalars(str(workdir / "tensorboard"))
-  assert len(scalars["cmd/epoch_loss"]) == 2 and len(scalars["svc/epoch_loss"]) == 2
+  assert len(scalars["cmd/epoch_loss"]) == 4 and len(scalars["svc/epoch_loss"]) == 2
   assert all(np.isfinite(v) for _, v in scalars["svc/epoch_loss"])
+
+
+def test_distillation_loss_falls(full_run):
+  """Four Adam steps on four rooms halve the distillation loss (measured: 0.053 -> 0.024); a
+  sign error, a dead gradient or targets that do not follow their points would not."""
+  _, workdir, _ = full_run
+  losses = [v for _, v in read_scalars(str(workdir / "tensorboard"))["cmd/epoch_loss"]]
+  assert losses[-1] <= 0.7 * losses[0], losses
 
 
 def test_rerun_without_resume_is_refused(full_run):
@@ -90,33 +102,26 @@ def _wait_for_step(folder, process, timeout=600):
   raise AssertionError(f"no checkpoint appeared in {folder}")
 
 
-def test_killed_mid_svc_and_resumed_equals_uninterrupted(full_run):
+def test_killed_in_iterative_svc_and_resumed_equals_uninterrupted(full_run):
+  """The same run killed (SIGKILL) after the iterative phase's first checkpoint and resumed: it
+  restores the phase's clustering, re-clusters on schedule and ends with the parameters of the
+  uninterrupted run (the same batches, the same capacity history, hence the same float
+  sums)."""
   tmp, full_workdir, _ = full_run
   workdir = tmp / "interrupted"
-  # SVC from the full run's final CMD checkpoint: the same start as the full run's own SVC.
-  command = _command(workdir, f"--config.svc.cmd_checkpoint={full_workdir}")
+  command = _command(workdir, "--config.eval.after_training=False")
   process = subprocess.Popen(command, cwd=tmp, env=_env(tmp), stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
   try:
-    _wait_for_step(workdir / "checkpoints" / "svc_warmup", process)
+    _wait_for_step(workdir / "checkpoints" / "svc", process)
     process.send_signal(signal.SIGKILL)
   finally:
     process.wait(timeout=60)
-  assert not (workdir / "report.json").exists()
   resumed = subprocess.run(command + ["--resume"], cwd=tmp, env=_env(tmp), capture_output=True,
                            text=True, timeout=900)
   assert resumed.returncode == 0, resumed.stderr[-4000:]
-  assert "resuming svc_warmup from step" in resumed.stderr
-
+  assert "resuming svc from step" in resumed.stderr
   expected = load_variables(str(full_workdir), ("svc",))
   got = load_variables(str(workdir), ("svc",))
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
                got, expected)
-  with open(full_workdir / "report.json") as f, open(workdir / "report.json") as g:
-    a, b = json.load(f), json.load(g)
-  key = "PointDC SVC (kmeans)"
-  for variant in ("point", "supervoxel_pooled"):
-    # The runs pad some batches to other capacities, which reorders float sums: a few points
-    # may change cluster, far below what a different state would move.
-    assert (a["methods"][key]["variants"][variant]["miou"]["mean"] ==
-            pytest.approx(b["methods"][key]["variants"][variant]["miou"]["mean"], abs=0.05))

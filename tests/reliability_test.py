@@ -85,7 +85,7 @@ def _prepare_args(tmp_path, scans, *extra):
 
 
 def _train_args(tmp_path, workdir, *extra):
-  return ("--config", os.path.join(_CONFIGS, "scannet_svc.py"), "--config.mode=cmd",
+  return ("--config", os.path.join(_CONFIGS, "scannet_cmd.py"),
           f"--config.workdir={workdir}", *extra)
 
 
@@ -130,7 +130,7 @@ def test_resume_of_a_missing_or_empty_workdir_is_an_error(tmp_path):
 
 def test_read_only_workdir_is_a_one_line_error(tmp_path):
   """A read-only workdir gave a traceback (a workdir that is a file, or below one:
-  jaxseg/modes/modes_test.py)."""
+  jaxseg/modes/checks_test.py)."""
   scans = _clouds(tmp_path / "scans")
   locked = tmp_path / "locked"
   locked.mkdir()

@@ -38,7 +38,7 @@ def table(workdirs: list[str], cmd_workdir: str | None) -> str:
     for method, entry in report["methods"].items():
       variants = entry["variants"]
       probe = _cell(variants["linear_probe"]) if "linear_probe" in variants else "-"
-      teacher = meta["teacher"].split(" (")[0] if method.startswith("PointDC") else "-"
+      teacher = meta.get("teacher", "-").split(" (")[0]
       rows.append(f"| {method} | {teacher} | {_cell(variants['point'])} | "
                   f"{_cell(variants['supervoxel_pooled'])} | {probe} | "
                   f"{_seconds(meta['stage_seconds'])} |")

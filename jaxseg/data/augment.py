@@ -139,6 +139,19 @@ def transform_normals(normals: np.ndarray, transform: np.ndarray) -> np.ndarray:
   return np.where(norm > 0, out / np.where(norm > 0, norm, 1.0), 0.0).astype(np.float32)
 
 
+def clip_to_box(coords: np.ndarray, half_width: float) -> np.ndarray:
+  """Indices (int32, ascending) of the points within `half_width` metres in x and y of the
+  centre of the scene's x-y bounding box (all heights kept), as the reference's clip_bound.
+
+  coords: float (N, 3).
+  """
+  if coords.shape[0] == 0:
+    return np.zeros(0, np.int32)
+  centre = (coords[:, :2].min(0) + coords[:, :2].max(0)) / 2
+  inside = np.all(np.abs(coords[:, :2] - centre) <= half_width, axis=1)
+  return np.flatnonzero(inside).astype(np.int32)
+
+
 def random_crop(coords: np.ndarray, max_points: int, rng: np.random.Generator) -> np.ndarray:
   """Indices (int32, ascending) of at most `max_points` points inside an axis-aligned square
   (in x, y; all heights kept) around a random point, like the reference's clip box.

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import pdist
 
-from jaxseg.data.augment import AugmentConfig, augment, random_crop, transform_normals
+from jaxseg.data.augment import (AugmentConfig, augment, clip_to_box, random_crop,
+                                 transform_normals)
 from jaxseg.errors import InputError
 
 ROTATE_ONLY = AugmentConfig(rotate_z=True, tilt=math.pi / 32, flip=False, scale=None)
@@ -182,3 +183,15 @@ def test_config_from_dict_validates():
     AugmentConfig.from_dict({"scale": [1.2, 0.8]})
   with pytest.raises(InputError, match="coord_noise must be >= 0"):
     AugmentConfig.from_dict({"coord_noise": -1})
+
+
+def test_clip_to_box_keeps_the_points_near_the_bounding_box_centre():
+  """The reference's clip_bound: |x - cx| <= b and |y - cy| <= b around the x-y bounding-box
+  centre, every height kept."""
+  rng = np.random.default_rng(0)
+  coords = np.c_[rng.uniform(0, 20, (500, 2)), rng.uniform(-5, 50, 500)].astype(np.float32)
+  keep = clip_to_box(coords, 4.0)
+  centre = (coords[:, :2].min(0) + coords[:, :2].max(0)) / 2
+  want = [i for i in range(500) if all(abs(coords[i, d] - centre[d]) <= 4.0 for d in (0, 1))]
+  np.testing.assert_array_equal(keep, want)
+  assert clip_to_box(coords[:0], 4.0).shape == (0,)

@@ -13,8 +13,8 @@ A stream is random access over batches: batch b of a training stream is batch b 
 b // E (E = batches per epoch; each epoch is a new seeded permutation of this process's records
 and drops the last incomplete batch), and every scene of it is augmented with a generator seeded
 by (seed, epoch, position), so a seed fixes the whole stream and a resumed run can start at any
-batch. An evaluation stream is one pass over the records in order, unaugmented and uncropped;
-its last batch holds fewer scenes.
+batch. An ordered stream (evaluation, clustering passes) is one pass over the records in order,
+uncropped and unaugmented unless asked (`augment=True`); its last batch holds fewer scenes.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ import jax
 import numpy as np
 
 from jaxseg.data import packing
-from jaxseg.data.augment import AugmentConfig, augment, random_crop, transform_normals
+from jaxseg.data.augment import (AugmentConfig, augment, clip_to_box, random_crop,
+                                 transform_normals)
 from jaxseg.data.sharding import process_batch_size, process_records
 from jaxseg.data.tfds_builders import record_text
 from jaxseg.data.voxelize import voxelize
@@ -52,6 +53,9 @@ class PipelineConfig:
   augment:      training augmentations (evaluation never augments).
   max_points:   training only: crop scenes larger than this to a random x-y box of this many
                 points (None: never crop). Evaluation never crops.
+  clip_box:     training only: keep the points within this many metres (in x and y) of the
+                scene's bounding-box centre (None: no clip; the reference's S3DIS clip_bound 4,
+                an 8 m box). Evaluation never clips.
   shuffle:      shuffle records each training epoch.
   geometry:     the encoder's levels and kernels, and the sparse engine.
   """
@@ -60,6 +64,7 @@ class PipelineConfig:
   batch_size: int = 4
   augment: AugmentConfig = AugmentConfig()
   max_points: Optional[int] = None
+  clip_box: Optional[float] = None
   shuffle: bool = True
   geometry: GeometrySpec = DEFAULT_GEOMETRY
 
@@ -81,6 +86,9 @@ class PipelineConfig:
     if values.get("max_points") is not None and int(values["max_points"]) <= 0:
       raise InputError(f"{where}.max_points", f"max_points {values['max_points']} must be > 0",
                        "use a positive point count, or null to disable cropping")
+    if values.get("clip_box") is not None and not float(values["clip_box"]) > 0:
+      raise InputError(f"{where}.clip_box", f"clip_box {values['clip_box']} must be > 0",
+                       "use a half-width in metres, or 0 / null for no clip")
     return cls(**values, geometry=geometry)
 
 
@@ -89,7 +97,8 @@ def config_from_data(data: Mapping[str, Any],
   """The input-pipeline settings of a `data` config section (configs/common.py)."""
   return PipelineConfig.from_dict({
       "voxel_size": data["voxel_size"], "batch_size": data["batch_size"],
-      "augment": dict(data["augment"]), "max_points": data["max_points"] or None},
+      "augment": dict(data["augment"]), "max_points": data["max_points"] or None,
+      "clip_box": data["clip_box"] or None},
       geometry=geometry)
 
 
@@ -103,8 +112,13 @@ def _num_segments(record: Mapping[str, Any], segments: np.ndarray, name: str) ->
 
 def process_scene(record: Mapping[str, Any], index: int, rng: np.random.Generator,
                   config: PipelineConfig, train: bool,
-                  extras: Optional[SceneExtras] = None) -> dict[str, Any]:
+                  extras: Optional[SceneExtras] = None,
+                  augment_scene: Optional[bool] = None) -> dict[str, Any]:
   """One record -> one unpadded scene (the input of `packing.pack_scenes`).
+
+  train: clip to config.clip_box and crop to config.max_points (training only; other passes
+    see whole scenes).
+  augment_scene: apply config.augment (default: `train`).
 
   Returns point_coords f32 (P, 3) (augmented, metres), point_colors f32 (P, 3) in [0, 1],
   point_normals f32 (P, 3) (unit normals through the augmentation's linear part, see
@@ -116,14 +130,17 @@ def process_scene(record: Mapping[str, Any], index: int, rng: np.random.Generato
   """
   name = record_text(record["name"])
   coords = np.asarray(record["coords"])
-  crop = train and config.max_points
-  keep = (random_crop(coords, config.max_points, rng) if crop
-          else np.arange(coords.shape[0], dtype=np.int32))
+  keep = np.arange(coords.shape[0], dtype=np.int32)
+  if train and config.clip_box:
+    keep = keep[clip_to_box(coords, config.clip_box)]
+  if train and config.max_points:
+    keep = keep[random_crop(coords[keep], config.max_points, rng)]
   labels = np.asarray(record["labels"], np.int32)[keep]
   segments = np.asarray(record["segments"], np.int32)
   num_segments = _num_segments(record, segments, name)
+  augmented = train if augment_scene is None else augment_scene
   coords, colors, transform = augment(coords[keep], np.asarray(record["colors"])[keep], rng,
-                                      config.augment if train else AugmentConfig.none())
+                                      config.augment if augmented else AugmentConfig.none())
   vox = voxelize(coords, colors, config.voxel_size, name=name)
   if bool(record.get("has_normals", "normals" in record)):
     normals = transform_normals(np.asarray(record["normals"])[keep], transform)
@@ -160,6 +177,7 @@ class _Batches:
   local_batch: int
   num_packs: int
   extras: Optional[SceneExtras]
+  augment: bool
 
   @property
   def per_epoch(self) -> int:
@@ -182,7 +200,7 @@ class _Batches:
       index = int(self.records[position])
       rng = np.random.default_rng([self.seed, epoch, position])
       elements.append(process_scene(self.source[index], index, rng, self.config, self.train,
-                                    self.extras))
+                                    self.extras, self.augment))
     slots = self.local_batch // self.num_packs
     return packing.pack_batch(elements, self.num_packs, slots, self.config.geometry)
 
@@ -199,7 +217,7 @@ def batches_per_epoch(num_records: int, config: PipelineConfig, train: bool,
 
 def make_dataset(source: Any, config: PipelineConfig, *, seed: int, train: bool,
                  num_packs: int, extras: Optional[SceneExtras] = None,
-                 process_index: Optional[int] = None,
+                 augment: Optional[bool] = None, process_index: Optional[int] = None,
                  process_count: Optional[int] = None) -> grain.MapDataset:
   """Random-access packed batches: every epoch (training: endless; evaluation: one pass).
 
@@ -207,6 +225,7 @@ def make_dataset(source: Any, config: PipelineConfig, *, seed: int, train: bool,
     multiple of it.
   extras: optional function of the record index adding `segment_*` arrays (per super-voxel,
     e.g. distillation targets), run in the input workers.
+  augment: apply config.augment (default: `train`); an ordered pass may be augmented too.
   """
   if len(source) == 0:
     raise InputError("data source", "the split has no scenes",
@@ -219,7 +238,8 @@ def make_dataset(source: Any, config: PipelineConfig, *, seed: int, train: bool,
                      f"not split over {num_packs} local devices",
                      f"use a batch size that is a multiple of {num_packs * count}")
   records = process_records(len(source), train, index, count)
-  batches = _Batches(source, records, config, seed, train, local_batch, num_packs, extras)
+  batches = _Batches(source, records, config, seed, train, local_batch, num_packs, extras,
+                     train if augment is None else augment)
   if batches.per_epoch == 0:
     raise InputError("data.batch_size", f"this process has {len(records)} scene(s), fewer "
                      f"than one batch of {local_batch}", "lower data.batch_size or add scenes")
@@ -239,8 +259,8 @@ def _call_or_empty(batch: int, batches: _Batches, limit: int, train: bool):
 
 def make_iterator(source: Any, config: PipelineConfig, *, seed: int, train: bool,
                   num_packs: int, start: int = 0, num_batches: Optional[int] = None,
-                  extras: Optional[SceneExtras] = None, worker_count: int = 0,
-                  read_threads: int = 2, prefetch: int = 4,
+                  extras: Optional[SceneExtras] = None, augment: Optional[bool] = None,
+                  worker_count: int = 0, read_threads: int = 2, prefetch: int = 4,
                   process_index: Optional[int] = None,
                   process_count: Optional[int] = None) -> grain.IterDataset:
   """Batches start .. start + num_batches of `make_dataset` (None: to the end; training
@@ -251,7 +271,7 @@ def make_iterator(source: Any, config: PipelineConfig, *, seed: int, train: bool
   iterator serves a whole training phase, so its workers live across epochs.
   """
   dataset = make_dataset(source, config, seed=seed, train=train, num_packs=num_packs,
-                         extras=extras, process_index=process_index,
+                         extras=extras, augment=augment, process_index=process_index,
                          process_count=process_count)
   stop = None if num_batches is None else start + num_batches
   stream = dataset[start:stop].to_iter_dataset(

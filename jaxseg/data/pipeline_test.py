@@ -132,14 +132,14 @@ def test_seed_fixes_the_stream():
 
 def test_evaluation_is_ordered_unaugmented_uncropped_and_short_at_the_end():
   records = _records([300, 100, 70])
-  config = PipelineConfig(voxel_size=0.25, batch_size=2, max_points=50)
+  config = PipelineConfig(voxel_size=0.25, batch_size=2, max_points=50, clip_box=0.01)
   batches = _batches(records, config=config, train=False)
   assert [_scenes(b) for b in batches] == [[(0, 0, 0), (0, 1, 1)], [(0, 0, 2)]]
   assert batches[1]["scene_index"][0, 1] == -1
   for batch in batches:
     np.testing.assert_array_equal(batch["scene_transform"],
                                   np.broadcast_to(np.eye(4), (1, 2, 4, 4)))
-  _check_against_record(batches[0], 0, 0, records[0], config.voxel_size)   # never cropped
+  _check_against_record(batches[0], 0, 0, records[0], config.voxel_size)   # never cropped or clipped
   _check_against_record(batches[1], 0, 0, records[2], config.voxel_size)
 
 
@@ -150,6 +150,21 @@ def test_training_crops_large_scenes():
   counts = {index: int((batch["point_mask"][g] & (batch["point_scene"][g] == z)).sum())
             for g, z, index in _scenes(batch)}
   assert counts == {0: 200, 1: 40}
+
+
+def test_training_clips_to_the_box_then_crops():
+  records = _records([300, 40], normals=(0,))
+  coords = np.asarray(records[0]["coords"])
+  centre = (coords[:, :2].min(0) + coords[:, :2].max(0)) / 2
+  half = 0.3 * float(np.max(coords[:, :2].max(0) - coords[:, :2].min(0)))
+  inside = int(np.all(np.abs(coords[:, :2] - centre) <= half, axis=1).sum())
+  assert 0 < inside < 300
+  clipped = PipelineConfig(voxel_size=0.25, batch_size=2, clip_box=half,
+                           augment=AugmentConfig.none())
+  batch = _batches(records, config=clipped, num_batches=1)[0]
+  counts = {index: int((batch["point_mask"][g] & (batch["point_scene"][g] == z)).sum())
+            for g, z, index in _scenes(batch)}
+  assert counts[0] == inside
 
 
 def test_processes_split_the_records():

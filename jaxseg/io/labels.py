@@ -29,6 +29,15 @@ S3DIS_CLASSES = ("ceiling", "floor", "wall", "beam", "column", "window", "door",
                  "chair", "sofa", "bookcase", "board", "clutter")
 
 
+def class_names(num_classes: int) -> tuple[str, ...]:
+  """ScanNet-20 or S3DIS-13 names for 20 or 13 classes, else 'class_i'."""
+  if num_classes == len(SCANNET_CLASSES):
+    return tuple(SCANNET_CLASSES)
+  if num_classes == len(S3DIS_CLASSES):
+    return tuple(S3DIS_CLASSES)
+  return tuple(f"class_{i}" for i in range(num_classes))
+
+
 def nyu40_to_scannet20(nyu40: np.ndarray) -> np.ndarray:
   """Maps NYU40 ids (any int array) to ScanNet-20 class indices; others -> -1 (int32)."""
   lut = np.full(256, IGNORE_LABEL, np.int32)

@@ -1,6 +1,6 @@
 """Mode `eval`: evaluate a trained network, a random one, or raw super-voxel descriptors.
 
-  eval.features='model', eval.checkpoint=''        newest SVC checkpoint of this work directory
+  eval.features='model', eval.checkpoint=''        the newest network of this work directory
   eval.features='model', eval.checkpoint=PATH      a run's work directory or checkpoint folder
   eval.features='model', eval.checkpoint='random'  a randomly initialised network (baseline)
   eval.features='raw_descriptors'                  mean colour, xyz and normal (baseline)
@@ -12,10 +12,12 @@ import time
 
 import ml_collections
 
-from jaxseg.stages import evaluate
-from jaxseg.stages.context import RunContext
-from jaxseg.stages.report import write_run_report
-from jaxseg.stages.restore import load_variables
+from jaxseg.eval import evaluate
+from jaxseg.eval.run_report import write_run_report
+from jaxseg.methods import get_method
+from jaxseg.models.voxel_net import encoder_variables
+from jaxseg.train.context import RunContext
+from jaxseg.train.restore import load_variables
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, resume: bool = False) -> None:
@@ -23,12 +25,17 @@ def run(config: ml_collections.ConfigDict, workdir: str, resume: bool = False) -
   ctx = RunContext.from_config(config, workdir)
   start = time.perf_counter()
   if config.eval.features == "raw_descriptors":
-    name, variables = "K-means on raw super-voxel descriptors", None
+    name, variables = "K-means on raw super-voxel descriptors (no network)", None
+    provenance = {"features": "raw super-voxel descriptors: mean colour, xyz and normal"}
   elif config.eval.checkpoint == "random":
     name, variables = "Randomly initialised network", ctx.init_variables()
+    provenance = {"features": f"randomly initialised {config.model.name} (seed {config.seed})"}
   else:
-    name = "PointDC features"
-    variables = load_variables(config.eval.checkpoint or workdir, ("svc", "svc_warmup", "cmd"))
+    method = get_method(config.method)
+    source = config.eval.checkpoint or workdir
+    name = f"{method.title} network of {source}"
+    variables = encoder_variables(load_variables(source, method.network_phases))
+    provenance = {"method": method.title, "features": f"network of the run {source}"}
   results = {name: evaluate.evaluate(ctx, variables, config.eval.features,
                                      config.eval.linear_probe)}
-  write_run_report(ctx, results, {"eval": time.perf_counter() - start})
+  write_run_report(ctx, results, {"eval": time.perf_counter() - start}, provenance)

@@ -18,7 +18,7 @@ from jaxseg.data import packing, pipeline
 from jaxseg.data.prepare import DatasetHandle, prepare_dataset
 from jaxseg.data.sharding import process_batch_size
 from jaxseg.logging_utils import get_logger, progress
-from jaxseg.stages.context import model_spec
+from jaxseg.models.voxel_net import model_spec
 
 _LOG = get_logger("modes.prepare")
 

@@ -25,12 +25,13 @@ _CACHE_HIT_EVENT = "/jax/compilation_cache/cache_hits"
 
 def enable_persistent_cache(directory: str | None = None) -> str:
   """Turns on jax's persistent compilation cache in `directory` (default
-  $JAXSEG_CACHE/xla); every program that takes over 0.5 s to compile is kept. Returns the
-  directory."""
+  $JAXSEG_CACHE/xla); every program that takes over $JAXSEG_XLA_CACHE_MIN_SECONDS (default
+  0.5) seconds to compile is kept. Returns the directory."""
   directory = os.path.abspath(directory or os.path.join(default_cache_root(), "xla"))
   os.makedirs(directory, exist_ok=True)
   jax.config.update("jax_compilation_cache_dir", directory)
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs",
+                    float(os.environ.get("JAXSEG_XLA_CACHE_MIN_SECONDS", "0.5")))
   jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
   return directory
 

@@ -23,8 +23,9 @@ import optax
 from jaxseg.errors import InputError
 
 OPTIMIZERS = ("sgd", "adam")
-SCHEDULES = ("constant", "step")
-_COMMON_KEYS = ("name", "lr", "weight_decay", "schedule", "decay_every", "decay_factor")
+SCHEDULES = ("constant", "step", "poly")
+_COMMON_KEYS = ("name", "lr", "weight_decay", "schedule", "decay_every", "decay_factor",
+                "power", "total_steps")
 _KEYS = {"sgd": _COMMON_KEYS + ("momentum", "dampening", "nesterov"),
          "adam": _COMMON_KEYS + ("betas", "eps")}
 
@@ -75,8 +76,9 @@ def _number(cfg: Mapping[str, Any], key: str, default: float | None, where: str,
 
 
 def make_schedule(cfg: Mapping[str, Any], where: str = "optimizer") -> optax.Schedule:
-  """Learning rate per update count: 'constant' (lr) or torch StepLR per update ('step':
-  lr * decay_factor ** (count // decay_every))."""
+  """Learning rate per update count: 'constant' (lr), torch StepLR per update ('step':
+  lr * decay_factor ** (count // decay_every)) or MinkowskiEngine's PolyLR per update ('poly',
+  GrowSP's: lr * (1 - count / (total_steps + 1)) ** power)."""
   lr = _number(cfg, "lr", None, where, strict=True)
   schedule = cfg.get("schedule", "constant")
   if schedule == "constant":
@@ -88,6 +90,10 @@ def make_schedule(cfg: Mapping[str, Any], where: str = "optimizer") -> optax.Sch
                        "steps", f"set {where}.decay_every to a positive integer")
     factor = _number(cfg, "decay_factor", None, where, strict=True)
     return optax.exponential_decay(lr, int(decay_every), factor, staircase=True)
+  if schedule == "poly":
+    power = _number(cfg, "power", 0.9, where)
+    total = _number(cfg, "total_steps", None, where, strict=True)
+    return lambda count: lr * (1.0 - jnp.minimum(count, total) / (total + 1.0)) ** power
   raise InputError(f"{where}.schedule", f"unknown schedule {schedule!r}",
                    f"use one of {list(SCHEDULES)}")
 
@@ -97,7 +103,8 @@ def make_optimizer(cfg: Mapping[str, Any], where: str = "optimizer"
   """An optax transformation with torch.optim semantics from a config mapping.
 
   Keys: name 'sgd'|'adam' and lr (required); weight_decay (0), schedule 'constant'|'step'
-  with decay_every (updates) and decay_factor; SGD: momentum (0), dampening (0), nesterov
+  with decay_every (updates) and decay_factor, or 'poly' with power and total_steps; SGD:
+  momentum (0), dampening (0), nesterov
   (False); Adam: betas ([0.9, 0.999]), eps (1e-8). Defaults are torch's. `where` names the
   config section in error messages.
   """
@@ -132,3 +139,17 @@ def make_optimizer(cfg: Mapping[str, Any], where: str = "optimizer"
   eps = _number(cfg, "eps", 1e-8, where)
   return optax.chain(*decay, optax.scale_by_adam(b1=float(betas[0]), b2=float(betas[1]), eps=eps),
                      learning_rate)
+
+
+def optimizer_for(cfg: Mapping[str, Any], steps_per_epoch: int, where: str,
+                  epochs: int = 0) -> optax.GradientTransformation:
+  """`make_optimizer` of a config section that counts in epochs: cfg has the keys of
+  `make_optimizer` with decay_every_epochs (optional) in place of decay_every (updates); the
+  'poly' schedule runs over the phase's `epochs`. `where` names the config section in
+  errors."""
+  values = dict(cfg.to_dict() if hasattr(cfg, "to_dict") else cfg)
+  every_epochs = values.pop("decay_every_epochs", 0)
+  values["decay_every"] = max(1, int(every_epochs) * steps_per_epoch)
+  if values.get("schedule") == "poly":
+    values["total_steps"] = max(1, int(epochs) * steps_per_epoch)
+  return make_optimizer(values, where)

@@ -7,7 +7,7 @@ import optax
 import pytest
 
 from jaxseg.errors import InputError
-from jaxseg.train.optim import make_optimizer, make_schedule
+from jaxseg.train.optim import make_optimizer, make_schedule, optimizer_for
 
 _STEPS = 7
 
@@ -137,3 +137,17 @@ def test_step_schedule_values():
 def test_bad_config_raises_input_error(cfg, match):
   with pytest.raises(InputError, match=match):
     make_optimizer(cfg)
+
+
+def test_poly_schedule_is_minkowski_polylr_over_the_phase():
+  """GrowSP steps MinkowskiEngine's PolyLR every iteration: lr (1 - s / (max_iter + 1)) ** 0.9."""
+  cfg = {"name": "sgd", "lr": 0.1, "schedule": "poly", "power": 0.9, "decay_every_epochs": 0}
+  tx = optimizer_for(cfg, steps_per_epoch=4, where="growsp.optimizer", epochs=3)
+  params = jnp.zeros(())
+  state = tx.init(params)
+  rates = []
+  for _ in range(14):
+    updates, state = tx.update(jnp.ones(()), state, params)
+    rates.append(-float(updates))
+  want = [0.1 * (1 - min(s, 12) / 13) ** 0.9 for s in range(14)]
+  np.testing.assert_allclose(rates, want, rtol=1e-5)

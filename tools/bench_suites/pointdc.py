@@ -1,6 +1,6 @@
 """PointDC stage kernels, each measured side by side with a reference in one process.
 
-- projection: jaxseg.cmd.projection.project_points (jitted, all views at once, cell z-buffer)
+- projection: jaxseg.methods.pointdc.projection.project_points (jitted, all views at once, cell z-buffer)
   vs a float64 numpy implementation of the same rule (np.minimum.at z-buffer per view).
 - pseudo-labels: the SVC labelling of all training super-voxels: Sinkhorn transport labels
   (OTT-JAX, equipartition) vs plain nearest-centroid labels (cluster sizes of each), plus the
@@ -22,12 +22,12 @@ import numpy as np
 
 from bench_suites.sparse_engine import packed_batch
 from jaxseg import losses
-from jaxseg.cmd import projection
+from jaxseg.methods.pointdc import projection
 from jaxseg.data.sharding import data_mesh, to_global_arrays
-from jaxseg.models.pointdc import PointDCNet, geometry_spec, net_fields
-from jaxseg.svc.clustering import cluster_supervoxels
-from jaxseg.svc.features import cosine_logits
-from jaxseg.svc.pseudo_labels import sinkhorn_pseudo_labels
+from jaxseg.models.voxel_net import VoxelNet, geometry_spec, net_fields
+from jaxseg.ops.clustering import cluster_supervoxels
+from jaxseg.ops.features import cosine_logits
+from jaxseg.methods.pointdc.pseudo_labels import sinkhorn_pseudo_labels
 from jaxseg.testing import look_at
 from jaxseg.train import optim
 from jaxseg.train.parallel import make_train_step, replicate
@@ -132,7 +132,7 @@ def _train_step(quick: bool) -> dict:
   centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
 
   def loss_fn(params, model_state, batch, extra, axis_name):
-    net = PointDCNet(spec, axis_name=axis_name)
+    net = VoxelNet(spec, axis_name=axis_name)
     out, updates = net.apply({"params": params, **model_state}, batch, train=True,
                              mutable=["batch_stats"])
     logits = cosine_logits(out["features"], extra["centroids"], 1.0, normalize_features=False)
@@ -142,7 +142,7 @@ def _train_step(quick: bool) -> dict:
 
   fields = net_fields(spec) + ("pseudo_labels",)
   batch = {k: v for k, v in batch.items() if k in fields}
-  net = PointDCNet(spec)
+  net = VoxelNet(spec)
   variables = jax.jit(lambda b: net.init(jax.random.key(0), b, train=False))(
       {k: jnp.asarray(v[:1]) for k, v in batch.items()})
   tx = optim.make_optimizer({"name": "sgd", "lr": 0.03, "momentum": 0.9, "dampening": 0.1,

@@ -1,0 +1,81 @@
+"""Training methods, registered by name (`config.method`).
+
+A method is a package `jaxseg/methods/<name>/` holding what is particular to it (heads,
+losses, pseudo-labels, its phases) that registers one `Method`:
+
+  METHODS.register("pointdc")(Method(title="PointDC", train=train, ...))
+  method = get_method(config.method)
+  outcome = method.train(ctx, resume, writer, validate)   # runs its phases on jaxseg.train
+
+The trainer (`jaxseg.train.trainer`) runs each phase; mode `train` then evaluates the network
+the method returns (`jaxseg.eval.evaluate`) and writes the report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from typing import Any, Callable, Mapping
+
+import ml_collections
+import numpy as np
+
+from jaxseg.registry import Registry
+
+METHODS = Registry("method")
+# Packages whose import registers a method.
+_METHOD_PACKAGES = ("jaxseg.methods.pointdc", "jaxseg.methods.growsp")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainOutcome:
+  """What a method's training produced.
+
+  variables: the network to evaluate ({'params': {'encoder': ...}, 'batch_stats': ...}).
+  name: the report's name for it, saying what actually ran (e.g. 'PointDC: distillation +
+    SVC (kmeans)').
+  provenance: facts for the report: initialisation, teacher (only when distillation ran).
+  stage_seconds: wall time of each stage.
+  primitives: f32 [K, D] trained primitive centroids that evaluation merges into the classes
+    (GrowSP's protocol), or None: evaluation clusters the training super-voxels (PointDC's).
+  """
+  variables: Mapping[str, Any]
+  name: str
+  provenance: Mapping[str, str]
+  stage_seconds: Mapping[str, float]
+  primitives: np.ndarray | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+  """A registered method.
+
+  title: its name in reports.
+  train(ctx, resume, writer, validate) -> TrainOutcome: runs its phases.
+  checkpoint_phases(config) -> the checkpoint folders a training run of this config writes
+    (checked before the run: --resume needs one, a fresh run none).
+  network_phases: checkpoint folders that hold its trained network, the final one first
+    (`mode=eval` and `init` read the first that exists).
+  config_problems(config) -> problems with its config sections, each naming key and fix.
+  """
+  title: str
+  train: Callable[..., TrainOutcome]
+  checkpoint_phases: Callable[[ml_collections.ConfigDict], tuple[str, ...]]
+  network_phases: tuple[str, ...]
+  config_problems: Callable[[ml_collections.ConfigDict], list[str]]
+
+
+def _register_all() -> None:
+  for package in _METHOD_PACKAGES:
+    importlib.import_module(package)
+
+
+def get_method(name: str) -> Method:
+  """The method registered as `name` (KeyError listing the known names otherwise)."""
+  _register_all()
+  return METHODS.get(name)
+
+
+def method_names() -> list[str]:
+  _register_all()
+  return METHODS.names()

@@ -1,0 +1,95 @@
+"""The network every method trains: a voxel encoder read out at the points, with an optional
+linear head (PointDC's distillation head g).
+
+  spec = geometry_spec("res16fpn18")
+  net = VoxelNet(spec, encoder="res16fpn18", head_dim=70)    # distillation (PointDC Eq. 7)
+  net = VoxelNet(spec, encoder="res16fpn18")                 # clustering, evaluation
+  out = net.apply(variables, batch, train=False)
+  out["voxel_features"]  f32 [G, C, 128]  the encoder output per voxel
+  out["features"]  f32 [G, P, 128]  per-point features (the voxel's encoder output)
+  out["aligned"]   f32 [G, P, head_dim]  the linear head (head_dim > 0 only)
+
+Parameters live under 'encoder' and 'align_head', so a phase starts from another phase's (or
+another run's) network by taking its 'encoder' subtree.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from jaxseg.models import get_encoder
+from jaxseg.models.point_voxel import gather_point_features
+from jaxseg.ops.sparse import geometry as geo
+from jaxseg.ops.sparse.geometry import GeometrySpec
+
+
+class VoxelNet(nn.Module):
+  """Encoder + optional linear head (PointDC's alignment head: the reference's 1x1 sparse conv
+  128 -> 70).
+
+  Attributes:
+    spec: the batch's geometry spec (levels, kernels, engine); its level kernels must be the
+      encoder's (`geometry_spec` makes one).
+    encoder: registered encoder name.
+    out_dim: encoder feature width.
+    head_dim: alignment head width (0 = no head).
+    axis_name: device axis for cross-device BatchNorm (None outside shard_map / pmap).
+    dtype: compute dtype of the encoder ('float32' or 'bfloat16'); outputs are float32.
+  """
+  spec: GeometrySpec
+  encoder: str = "res16fpn18"
+  out_dim: int = 128
+  head_dim: int = 0
+  axis_name: str | None = None
+  dtype: Any = "float32"
+
+  @nn.compact
+  def __call__(self, batch: Mapping[str, jnp.ndarray], train: bool) -> dict[str, jnp.ndarray]:
+    """batch: a padded pipeline batch on the devices (`jaxseg.data.packing`): voxel_feats
+    [G, C, 6], point_to_voxel int32 [G, P], point_mask bool [G, P] and the geometry fields
+    (`geometry.batch_keys(spec)`)."""
+    encoder = get_encoder(self.encoder)(out_dim=self.out_dim, axis_name=self.axis_name,
+                                        dtype=jnp.dtype(self.dtype), name="encoder")
+    if encoder.level_kernels() != self.spec.level_kernels:
+      raise ValueError(f"the batch was built for kernels {self.spec.level_kernels}, the "
+                       f"encoder needs {encoder.level_kernels()}")
+    voxel_feats = encoder(geo.from_batch(batch, self.spec), batch["voxel_feats"], train)
+    out = {"voxel_features": voxel_feats,
+           "features": gather_point_features(voxel_feats, batch["point_to_voxel"],
+                                             batch["point_mask"])}
+    if self.head_dim:
+      aligned = nn.Dense(self.head_dim, name="align_head")(voxel_feats)
+      out["aligned"] = gather_point_features(aligned, batch["point_to_voxel"],
+                                             batch["point_mask"])
+    return out
+
+
+def encoder_variables(variables: Mapping[str, Any]) -> dict[str, Any]:
+  """The encoder part of a network's variables (heads dropped)."""
+  return {"params": {"encoder": variables["params"]["encoder"]},
+          "batch_stats": {"encoder": variables["batch_stats"]["encoder"]}}
+
+
+def model_spec(model: Mapping[str, Any]) -> GeometrySpec:
+  """The geometry spec of a `model` config section."""
+  return geometry_spec(model["name"], engine=model["engine"],
+                       search_method=model["search_method"])
+
+
+def geometry_spec(encoder: str, engine: str = "pairs",
+                  search_method: str = "scan") -> GeometrySpec:
+  """The geometry spec of a registered voxel encoder (with its default attributes)."""
+  return GeometrySpec(level_kernels=get_encoder(encoder)().level_kernels(), engine=engine,
+                      search_method=search_method)
+
+
+# Batch fields the network reads besides the geometry's.
+NET_FIELDS = ("voxel_feats", "point_to_voxel", "point_mask")
+
+
+def net_fields(spec: GeometrySpec) -> tuple[str, ...]:
+  """Every batch field `VoxelNet.__call__` reads."""
+  return NET_FIELDS + geo.batch_keys(spec)

@@ -1,0 +1,72 @@
+"""Network variables from another run's checkpoints (`init`, `eval.checkpoint`), and what that
+run distilled from."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from jaxseg.errors import InputError
+from jaxseg.io import atomic
+from jaxseg.logging_utils import get_logger
+from jaxseg.teachers import teacher_description
+from jaxseg.train.checkpoint import finished_steps, restore_error
+
+_LOG = get_logger("train.restore")
+
+
+def _phase_dir(path: str, phases: Sequence[str]) -> str:
+  """The checkpoint folder to read: `path` itself when it holds steps, else the first of
+  `<path>/checkpoints/<phase>` that does."""
+  candidates = [path] + [os.path.join(path, "checkpoints", phase) for phase in phases]
+  for candidate in candidates:
+    if finished_steps(candidate):
+      return candidate
+  raise InputError(path, f"no finished checkpoint of phase {' / '.join(phases)} here",
+                   "pass a work directory of a finished run (or its checkpoints/<phase> "
+                   "folder)")
+
+
+def load_variables(path: str, phases: Sequence[str]) -> dict[str, Any]:
+  """{'params', 'batch_stats'} of the newest step of the newest phase found under `path`."""
+  directory = _phase_dir(os.path.abspath(path), phases)
+  with ocp.CheckpointManager(directory) as manager:
+    step = manager.latest_step()
+    try:
+      restored = manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore()))["state"]
+    except Exception as error:  # pylint: disable=broad-except  (orbax/tensorstore raise many)
+      raise restore_error(os.path.join(directory, str(step)), error,
+                          "pass another run, or delete the damaged step folder to use an older "
+                          "step") from error
+  try:
+    variables = {"params": restored["params"],
+                 "batch_stats": restored["model_state"]["batch_stats"]}
+  except (KeyError, TypeError) as error:
+    raise InputError(directory, f"step {step} holds no network variables ({error})",
+                     "pass a jaxseg training checkpoint") from error
+  _LOG.info("loaded network variables of step %d from %s", step, directory)
+  return jax.tree.map(np.asarray, variables)
+
+
+def distilled_teacher(path: str) -> str | None:
+  """The teacher a PointDC run distilled from, read from its config.json (in `path` or up to
+  two folders above, for a checkpoint folder); None when it did not distil or is unknown."""
+  folder = os.path.abspath(path)
+  for _ in range(3):
+    candidate = os.path.join(folder, "config.json")
+    if os.path.isfile(candidate):
+      try:
+        config = atomic.read_json(candidate)
+        if (config.get("method", "pointdc") == "pointdc" and config.get("init", "") == ""
+            and config.get("cmd", {}).get("epochs", 0)):
+          return teacher_description(config["teacher"]["name"], config["teacher"]["checkpoint"])
+      except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+      return None
+    folder = os.path.dirname(folder)
+  return None

@@ -1,0 +1,111 @@
+"""End-to-end runs of the paths the PointDC reference run does not take, and of GrowSP, through
+experiments/main.py on tiny built-in rooms (4 CPU devices, whole rooms at 10 cm, augmentation
+off so that every batch has the same shapes and compiles once).
+
+PointDC variant: no distillation (init=random), Sinkhorn labels, more clusters than classes,
+the size filter, the shard_map step and periodic validation; then `mode=eval` of its work
+directory and of raw descriptors. GrowSP from that run's network (`init`): both stages with
+the pmap step, evaluated by merging its primitives (3 minutes, with JAXSEG_SLOW_TESTS=1 only;
+its host pieces are unit-tested in jaxseg/methods/growsp/).
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from jaxseg.eval.report import read_scalars
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_FIXED_SHAPES = [
+    "--config.data.max_scenes=4", "--config.data.batch_size=4", "--config.data.voxel_size=0.1",
+    "--config.data.synthetic.num_train=4", "--config.data.synthetic.num_val=2",
+    "--config.data.synthetic.frames_per_scene=4", "--config.data.augment.rotate_z=False",
+    "--config.data.augment.tilt=0.0", "--config.data.augment.flip=False",
+    "--config.data.augment.scale=(1.0,1.0)", "--config.data.augment.translate=0.0",
+    "--config.svc.invariance.color_jitter=0.0", "--config.svc.invariance.color_noise=0.0",
+    "--config.eval.seeds=(1,)", "--config.eval.linear_probe=False",
+    "--config.checkpoint.every_steps=100",
+]
+
+
+def _run(tmp, config, workdir, *overrides):
+  command = [sys.executable, os.path.join(_ROOT, "experiments", "main.py"), "--config",
+             os.path.join(_ROOT, "configs", config), f"--config.workdir={workdir}",
+             *_FIXED_SHAPES, *overrides]
+  # Every compiled program goes to the persistent cache, so later runs load them.
+  env = dict(os.environ, JAXSEG_CACHE=str(tmp / "cache"), JAXSEG_XLA_CACHE_MIN_SECONDS="0")
+  result = subprocess.run(command, cwd=tmp, env=env, capture_output=True, text=True,
+                          timeout=900)
+  assert result.returncode == 0, result.stderr[-4000:]
+  with open(workdir / "report.json") as f:
+    return json.load(f), result.stderr
+
+
+@pytest.fixture(scope="module")
+def tmp(tmp_path_factory):
+  return tmp_path_factory.mktemp("methods")
+
+
+_SLOW = pytest.mark.skipif(not os.environ.get("JAXSEG_SLOW_TESTS"),
+                           reason="slow (5 minutes in all): set JAXSEG_SLOW_TESTS=1 to run")
+
+
+@_SLOW
+def test_pointdc_variant_then_eval_of_its_workdir_and_raw_descriptors(tmp):
+  workdir = tmp / "variant"
+  report, log = _run(tmp, "scannet_svc.py", workdir, "--config.init=random",
+                     "--config.svc.assign=sinkhorn", "--config.svc.num_clusters=24",
+                     "--config.eval.num_clusters=24", "--config.svc.min_segment_points=3",
+                     "--config.parallel.mode=shard_map", "--config.svc.warmup_epochs=0",
+                     "--config.svc.epochs=2", "--config.svc.recluster_every=1",
+                     "--config.eval.every_epochs=2")
+  name = "PointDC: random init + SVC (sinkhorn)"
+  assert set(report["methods"]) == {name}
+  assert "teacher" not in report["meta"]       # no distillation ran
+  assert report["meta"]["init"] == "randomly initialised network"
+  assert 0 < report["methods"][name]["variants"]["point"]["miou"]["mean"] <= 100
+  assert not (workdir / "checkpoints" / "cmd").exists()
+  assert not (workdir / "checkpoints" / "svc_warmup").exists()
+  # Sinkhorn with equal cluster masses: every one of the 24 clusters gets super-voxels.
+  rounds = [line for line in log.splitlines() if "clustering round" in line]
+  assert len(rounds) == 2 and all("into 24 clusters" in r and "min 0 " not in r for r in rounds)
+  scalars = read_scalars(str(workdir / "tensorboard"))
+  assert len(scalars["svc/val_miou"]) == 1
+
+  evaluated, _ = _run(tmp, "scannet_svc.py", tmp / "eval_variant", "--config.mode=eval",
+                      f"--config.eval.checkpoint={workdir}", "--config.eval.num_clusters=24")
+  (name,) = evaluated["methods"]
+  assert name == f"PointDC network of {workdir}"
+  # The same network, clusters and seed as the run's own evaluation.
+  assert (evaluated["methods"][name]["variants"]["point"]["miou"]["mean"] ==
+          pytest.approx(report["methods"]["PointDC: random init + SVC (sinkhorn)"]
+                        ["variants"]["point"]["miou"]["mean"], abs=0.5))
+  raw, _ = _run(tmp, "scannet_svc.py", tmp / "raw", "--config.mode=eval",
+                "--config.eval.features=raw_descriptors")
+  assert list(raw["methods"]) == ["K-means on raw super-voxel descriptors (no network)"]
+
+
+@_SLOW
+def test_growsp_both_stages_with_pmap_from_a_pointdc_run(tmp):
+  """GrowSP started from the PointDC run above (`init`): one epoch on the fixed super-voxels,
+  two growing them."""
+  workdir = tmp / "growsp"
+  report, log = _run(tmp, "scannet_growsp.py", workdir, "--config.parallel.mode=pmap",
+                     f"--config.init={tmp / 'variant'}", "--config.growsp.fixed_epochs=1",
+                     "--config.growsp.growing_epochs=2", "--config.growsp.round_epochs=1",
+                     "--config.growsp.primitives=24", "--config.growsp.grow_start=12",
+                     "--config.growsp.grow_end=6", "--config.growsp.min_segment_points=3")
+  assert set(report["methods"]) == {"GrowSP (init from a run)"}
+  assert report["meta"]["init"] == f"network of the run {tmp / 'variant'}"
+  assert "teacher" not in report["meta"]      # that run did not distil
+  rounds = [line for line in log.splitlines() if "primitives in" in line]
+  assert len(rounds) == 3
+  assert "(fixed)" in rounds[0] and "(M=12 per scene)" in rounds[1]
+  assert "(M=9 per scene)" in rounds[2]
+  for phase in ("growsp_fixed", "growsp_growing"):
+    assert any(n.isdigit() for n in os.listdir(workdir / "checkpoints" / phase)), phase
+  scalars = read_scalars(str(workdir / "tensorboard"))
+  assert len(scalars["growsp_growing/primitive_purity"]) == 2
