@@ -21,14 +21,14 @@ from jaxseg.eval.report import read_scalars
 from jaxseg.train.restore import load_variables
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# 4 train / 2 val rooms at 10 cm, a 2-4 epoch schedule.
+# 4 train / 2 val rooms at 10 cm, a 1-3 epoch schedule (one step an epoch).
 _TINY = [
     "--config.data.max_scenes=4", "--config.data.batch_size=4",
     "--config.data.voxel_size=0.1", "--config.data.synthetic.num_train=4", "--config.data.synthetic.num_val=2",
     "--config.data.synthetic.frames_per_scene=4", "--config.cmd.image_size=(80,60)",
-    "--config.cmd.epochs=4", "--config.svc.warmup_epochs=2", "--config.svc.epochs=2",
-    "--config.svc.recluster_every=1",
-    "--config.eval.seeds=(1,2)", "--config.eval.probe.steps=20",
+    "--config.cmd.epochs=3", "--config.svc.warmup_epochs=1", "--config.svc.epochs=2",
+    "--config.svc.recluster_every=2",
+    "--config.eval.seeds=(1,)", "--config.eval.probe.steps=20",
     "--config.checkpoint.every_steps=1",
 ]
 
@@ -61,7 +61,7 @@ def test_svc_run_writes_report_checkpoints_and_scalars(full_run):
   method = report["methods"]["PointDC: distillation + SVC (kmeans)"]
   for variant in ("point", "supervoxel_pooled"):
     scores = method["variants"][variant]
-    assert scores["num_seeds"] == 2
+    assert scores["num_seeds"] == 1
     assert 0 < scores["miou"]["mean"] <= 100 and 0 < scores["oacc"]["mean"] <= 100
   assert 0 < method["variants"]["linear_probe"]["oacc"] <= 100
   assert set(report["meta"]["stage_seconds"]) == {"cmd", "svc", "eval"}
@@ -72,16 +72,17 @@ def test_svc_run_writes_report_checkpoints_and_scalars(full_run):
   for phase in ("cmd", "svc_warmup", "svc"):
     assert any(n.isdigit() for n in os.listdir(workdir / "checkpoints" / phase)), phase
   scalars = read_scalars(str(workdir / "tensorboard"))
-  assert len(scalars["cmd/epoch_loss"]) == 4 and len(scalars["svc/epoch_loss"]) == 2
+  assert len(scalars["cmd/epoch_loss"]) == 3 and len(scalars["svc/epoch_loss"]) == 2
   assert all(np.isfinite(v) for _, v in scalars["svc/epoch_loss"])
 
 
 def test_distillation_loss_falls(full_run):
-  """Four Adam steps on four rooms halve the distillation loss (measured: 0.053 -> 0.024); a
-  sign error, a dead gradient or targets that do not follow their points would not."""
+  """Three Adam steps on four rooms cut the distillation loss by almost half (measured: 0.053
+  -> 0.028); a sign error, a dead gradient or targets that do not follow their points would
+  not."""
   _, workdir, _ = full_run
   losses = [v for _, v in read_scalars(str(workdir / "tensorboard"))["cmd/epoch_loss"]]
-  assert losses[-1] <= 0.7 * losses[0], losses
+  assert losses[-1] <= 0.75 * losses[0], losses
 
 
 def test_rerun_without_resume_is_refused(full_run):
@@ -104,9 +105,9 @@ def _wait_for_step(folder, process, timeout=600):
 
 def test_killed_in_iterative_svc_and_resumed_equals_uninterrupted(full_run):
   """The same run killed (SIGKILL) after the iterative phase's first checkpoint and resumed: it
-  restores the phase's clustering, re-clusters on schedule and ends with the parameters of the
-  uninterrupted run (the same batches, the same capacity history, hence the same float
-  sums)."""
+  trains its next epoch on the clustering restored from the checkpoint (re-clustering is every
+  2 epochs) and ends with the parameters of the uninterrupted run (the same batches, the same
+  capacity history, hence the same float sums)."""
   tmp, full_workdir, _ = full_run
   workdir = tmp / "interrupted"
   command = _command(workdir, "--config.eval.after_training=False")
