@@ -1,7 +1,8 @@
 """Learning must show on the built-in rooms: the README demo (configs/scannet_svc.py, seeded)
 against a randomly initialised network under the same evaluation seeds.
 
-Too slow for the default run (about 6 minutes on 2 CPU cores): set JAXSEG_SLOW_TESTS=1.
+Too slow for the default run (14.5 minutes on 2 CPU cores under the tests' XLA settings):
+set JAXSEG_SLOW_TESTS=1.
 The default run checks the distillation loss fall on tinier rooms (tests/pointdc_test.py).
 """
 
