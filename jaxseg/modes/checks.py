@@ -45,6 +45,9 @@ _INT_MINIMUM = {
     "svc.sinkhorn.num_iters": 1, "svc.warmup_epochs": 0, "svc.epochs": 0,
     "svc.recluster_every": 0, "svc.optimizer.decay_every_epochs": 0,
     "svc.min_segment_points": 0, "eval.num_clusters": 0, "eval.every_epochs": 0,
+    "growsp.primitives": 1, "growsp.round_epochs": 1, "growsp.grow_start": 1,
+    "growsp.grow_end": 1, "growsp.histogram_points": 1, "growsp.kmeans_iters": 1,
+    "growsp.fixed_epochs": 0, "growsp.growing_epochs": 0, "growsp.min_segment_points": 0,
     "cmd.target_dim": 0,
     "eval.kmeans_iters": 1, "eval.probe.points_per_scene": 1, "eval.probe.steps": 1,
     "eval.probe.batch_size": 1,
@@ -56,7 +59,7 @@ _POSITIVE = ("data.voxel_size", "data.normals.radius", "data.supervoxels.vccs.vo
              "cmd.occlusion_tolerance", "cmd.depth_tolerance", "cmd.optimizer.lr",
              "cmd.optimizer.decay_factor", "svc.temperature", "svc.logit_scale",
              "svc.sinkhorn.epsilon", "svc.optimizer.lr", "svc.optimizer.decay_factor",
-             "eval.probe.lr")
+             "eval.probe.lr", "growsp.temperature")
 _NON_NEGATIVE = ("data.clip_box", "data.supervoxels.vccs.spatial_weight", "data.supervoxels.vccs.normal_weight",
                  "data.supervoxels.vccs.color_weight", "data.augment.tilt",
                  "data.augment.translate", "data.augment.color_jitter",

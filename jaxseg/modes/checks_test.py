@@ -52,6 +52,8 @@ def _config(name="scannet_svc.py", **overrides):
     ("svc.warmup_head", "mlp", "unknown svc.warmup_head 'mlp'"),
     ("svc.num_clusters", 10, "svc.num_clusters=10 is below data.num_classes=20"),
     ("init", "/no/run", "init '/no/run' does not exist"),
+    ("growsp.primitives", 0, "growsp.primitives must be >= 1, got 0"),
+    ("growsp.temperature", 0.0, "growsp.temperature must be a number > 0, got 0.0"),
 ])
 def test_bad_values_are_refused_with_key_and_range(key, value, expected):
   """cfg_vox_nan_b1, cfg_vox_inf_b1 (every scene one voxel, exit 0), num_classes 0/-3 (k-means
@@ -59,6 +61,14 @@ def test_bad_values_are_refused_with_key_and_range(key, value, expected):
   were blamed on a scene file (normals.radius, vccs.voxel_size)."""
   problems = checks.validate(_config(**{key: value}))
   assert any(expected in p for p in problems), problems
+
+
+def test_growsp_checks_its_keys_together():
+  config = _config("scannet_growsp.py", **{"growsp.grow_end": 90, "growsp.primitives": 12})
+  problems = checks.validate(config)
+  assert any("growsp.grow_end=90 is above growsp.grow_start=80" in p for p in problems)
+  assert any("growsp.primitives=12 is below data.num_classes=20" in p for p in problems)
+  assert checks.validate(_config("scannet_growsp.py")) == []
 
 
 def test_defaults_and_non_integers():
