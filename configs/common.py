@@ -35,6 +35,10 @@ def data_config(*, fmt: str, root: str = "", num_classes: int, voxel_size: float
       "rebuild": False,
       "num_classes": num_classes,
       "voxel_size": voxel_size,
+      # Store each scene sub-sampled to one point per cube of this edge in metres (0 = every
+      # point; the S3DIS reference stores rooms at 0.01). Everything, evaluation included,
+      # then works on the kept points (jaxseg.data.presample).
+      "presample": 0.0,
       # Training only: random x-y crop to at most this many points (0 = never crop).
       # Evaluation never crops; capacities follow the scenes (jaxseg.data.capacity).
       "max_points": 0,
@@ -198,6 +202,9 @@ def growsp_config() -> ml_collections.ConfigDict:
       "grow_end": 30,
       # Logits = temperature * cos(feature, primitive) (5 for ScanNet, 3 for S3DIS).
       "temperature": 5.0,
+      # Mix a second, independently augmented training scene into every training scene (its
+      # points take no loss), as the reference's datasets do.
+      "mixup": True,
       # Super-voxels with fewer points take no part (30 for ScanNet, 10 for S3DIS), nor those
       # without a labelled point (ground truth used only as an ignore mask, as the reference).
       "min_segment_points": 30,

@@ -5,7 +5,8 @@ off so that every batch has the same shapes and compiles once).
 PointDC variant: no distillation (init=random), Sinkhorn labels, more clusters than classes,
 the size filter, the shard_map step and periodic validation; then `mode=eval` of its work
 directory and of raw descriptors. GrowSP from that run's network (`init`): both stages with
-the pmap step, evaluated by merging its primitives (3 minutes, with JAXSEG_SLOW_TESTS=1 only;
+the pmap step and mixup, evaluated by merging its primitives, then `mode=eval` of its work
+directory (3 minutes, with JAXSEG_SLOW_TESTS=1 only;
 its host pieces are unit-tested in jaxseg/methods/growsp/).
 """
 
@@ -109,3 +110,10 @@ def test_growsp_both_stages_with_pmap_from_a_pointdc_run(tmp):
     assert any(n.isdigit() for n in os.listdir(workdir / "checkpoints" / phase)), phase
   scalars = read_scalars(str(workdir / "tensorboard"))
   assert len(scalars["growsp_growing/primitive_purity"]) == 2
+  # mode=eval of the run merges its saved primitives: the training run's own scores again.
+  evaluated, _ = _run(tmp, "scannet_growsp.py", workdir, "--config.mode=eval")
+  (again,) = evaluated["methods"].values()
+  (trained,) = report["methods"].values()
+  assert evaluated["meta"]["clustering"] == "the run's 24 primitives merged"
+  for variant in ("point", "supervoxel_pooled"):
+    assert again["variants"][variant]["miou"] == trained["variants"][variant]["miou"]

@@ -4,7 +4,8 @@
 
 Each WORKDIR holds a `report.json` (modes svc / eval); the table gives mIoU / oAcc / mAcc as
 mean ± population std over the K-means seeds, point-wise and with test-time super-voxel
-pooling, the linear probe, and the seconds each stage took (CMD from --cmd's timings.json).
+pooling, the linear probe, the protocol (the split clusters are fitted on -> the split
+evaluated) and the seconds each stage took (CMD from --cmd's timings.json).
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ def _seconds(stage_seconds: dict) -> str:
 
 
 def table(workdirs: list[str], cmd_workdir: str | None) -> str:
-  rows = ["| Method | Teacher | mIoU / oAcc / mAcc (points) | with super-voxel pooling | "
-          "linear probe | time |", "|---|---|---|---|---|---|"]
+  rows = ["| Method | Teacher | protocol | mIoU / oAcc / mAcc (points) | "
+          "with super-voxel pooling | linear probe | time |", "|---|---|---|---|---|---|---|"]
   for workdir in workdirs:
     with open(os.path.join(workdir, "report.json")) as f:
       report = json.load(f)
@@ -39,12 +40,15 @@ def table(workdirs: list[str], cmd_workdir: str | None) -> str:
       variants = entry["variants"]
       probe = _cell(variants["linear_probe"]) if "linear_probe" in variants else "-"
       teacher = meta.get("teacher", "-").split(" (")[0]
-      rows.append(f"| {method} | {teacher} | {_cell(variants['point'])} | "
+      splits = entry["splits"]
+      protocol = ("transductive (all)" if splits["clusters_fitted_on"] == splits["evaluated_on"]
+                  else f"{splits['clusters_fitted_on']} → {splits['evaluated_on']}")
+      rows.append(f"| {method} | {teacher} | {protocol} | {_cell(variants['point'])} | "
                   f"{_cell(variants['supervoxel_pooled'])} | {probe} | "
                   f"{_seconds(meta['stage_seconds'])} |")
   if cmd_workdir:
     with open(os.path.join(cmd_workdir, "timings.json")) as f:
-      rows.append(f"\nCMD (shared by both PointDC rows): "
+      rows.append(f"\nCMD (shared by the rows that start from it): "
                   f"{_seconds(json.load(f)['stage_seconds'])}.")
   return "\n".join(rows)
 

@@ -57,6 +57,10 @@ class PipelineConfig:
                 scene's bounding-box centre (None: no clip; the reference's S3DIS clip_bound 4,
                 an 8 m box). Evaluation never clips.
   shuffle:      shuffle records each training epoch.
+  mixup:        training only: GrowSP's mixup. Each scene is joined by a second, randomly
+                drawn and independently augmented scene of the split, moved onto its centre
+                and voxelised with it; the second scene's points carry no label and no
+                super-voxel (-1), so losses see only the first scene's points.
   geometry:     the encoder's levels and kernels, and the sparse engine.
   """
 
@@ -66,6 +70,7 @@ class PipelineConfig:
   max_points: Optional[int] = None
   clip_box: Optional[float] = None
   shuffle: bool = True
+  mixup: bool = False
   geometry: GeometrySpec = DEFAULT_GEOMETRY
 
   @classmethod
@@ -128,6 +133,49 @@ def process_scene(record: Mapping[str, Any], index: int, rng: np.random.Generato
   transform f32 (4, 4), scene_index, num_segments, level_counts (voxels per encoder level),
   geometry (host kernel maps, 'pairs' engine) and the `extras(index)` arrays.
   """
+  points = _scene_points(record, rng, config, train,
+                         train if augment_scene is None else augment_scene)
+  element = _voxelized(points, index, config)
+  if extras is not None:
+    element.update(extras(index))
+  return element
+
+
+def process_mixed_scene(record: Mapping[str, Any], index: int, partner: Mapping[str, Any],
+                        rng: np.random.Generator, config: PipelineConfig,
+                        extras: Optional[SceneExtras] = None,
+                        augment_scene: bool = True) -> dict[str, Any]:
+  """A training scene with `partner` mixed in (GrowSP's mixup, `PipelineConfig.mixup`).
+
+  Both are read, cropped and (augment_scene) augmented independently (`rng` draws the
+  first's augmentation, as `process_scene` would, then the partner's); the partner is translated so that its point centroid lies on the
+  first's and its points are appended after the first's, with labels, super-voxels and record
+  rows -1. Returns the fields of `process_scene` for the union; point arrays hold
+  P_first + P_partner rows, and voxels shared by both scenes average all their points.
+  """
+  first = _scene_points(record, rng, config, True, augment_scene)
+  second = _scene_points(partner, rng, config, True, augment_scene)
+  shift = first["point_coords"].mean(0) - second["point_coords"].mean(0)
+  second["point_coords"] = second["point_coords"] + shift.astype(np.float32)
+  none = np.full(second["point_labels"].shape, -1, np.int32)
+  second.update(point_labels=none, point_segments=none, point_index=none)
+  mixed = {k: np.concatenate([first[k], second[k]]) for k in _POINT_ARRAYS}
+  mixed.update({k: first[k] for k in ("name", "transform", "num_segments")})
+  element = _voxelized(mixed, index, config)
+  if extras is not None:
+    element.update(extras(index))
+  return element
+
+
+_POINT_ARRAYS = ("point_coords", "point_colors", "point_normals", "point_labels",
+                 "point_segments", "point_index")
+
+
+def _scene_points(record: Mapping[str, Any], rng: np.random.Generator, config: PipelineConfig,
+                  train: bool, augmented: bool) -> dict[str, Any]:
+  """Reads, clips / crops (train) and augments one record: the point arrays of
+  `process_scene` (_POINT_ARRAYS, colours still in 0..255) with name, transform and
+  num_segments."""
   name = record_text(record["name"])
   coords = np.asarray(record["coords"])
   keep = np.arange(coords.shape[0], dtype=np.int32)
@@ -135,17 +183,26 @@ def process_scene(record: Mapping[str, Any], index: int, rng: np.random.Generato
     keep = keep[clip_to_box(coords, config.clip_box)]
   if train and config.max_points:
     keep = keep[random_crop(coords[keep], config.max_points, rng)]
-  labels = np.asarray(record["labels"], np.int32)[keep]
   segments = np.asarray(record["segments"], np.int32)
   num_segments = _num_segments(record, segments, name)
-  augmented = train if augment_scene is None else augment_scene
   coords, colors, transform = augment(coords[keep], np.asarray(record["colors"])[keep], rng,
                                       config.augment if augmented else AugmentConfig.none())
-  vox = voxelize(coords, colors, config.voxel_size, name=name)
   if bool(record.get("has_normals", "normals" in record)):
     normals = transform_normals(np.asarray(record["normals"])[keep], transform)
   else:
     normals = np.zeros((keep.size, 3), np.float32)
+  return {"name": name, "point_coords": coords, "point_colors": colors,
+          "point_normals": normals,
+          "point_labels": np.asarray(record["labels"], np.int32)[keep],
+          "point_segments": segments[keep], "point_index": keep, "transform": transform,
+          "num_segments": num_segments}
+
+
+def _voxelized(points: Mapping[str, Any], index: int, config: PipelineConfig
+               ) -> dict[str, Any]:
+  """`_scene_points` output -> the element of `process_scene` (voxels, kernel maps)."""
+  vox = voxelize(points["point_coords"], points["point_colors"], config.voxel_size,
+                 name=points["name"])
   spec = config.geometry
   if spec.engine == "pairs":
     geometry = host_maps.build_scene_geometry(vox.voxel_coords, spec.level_kernels)
@@ -154,15 +211,13 @@ def process_scene(record: Mapping[str, Any], index: int, rng: np.random.Generato
     geometry = None
     level_counts = [len(np.unique(host_maps.host_keys(vox.voxel_coords >> l)))
                     for l in range(spec.num_levels)]
-  element = {
-      "point_coords": coords, "point_colors": colors / np.float32(255.0),
-      "point_normals": normals, "point_labels": labels,
-      "point_segments": segments[keep], "point_index": keep,
+  element = {k: points[k] for k in _POINT_ARRAYS}
+  element["point_colors"] = points["point_colors"] / np.float32(255.0)
+  element.update({
       "point_to_voxel": vox.point_to_voxel, "voxel_coords": vox.voxel_coords,
-      "voxel_feats": vox.voxel_feats, "transform": transform, "scene_index": np.int32(index),
-      "num_segments": num_segments, "level_counts": level_counts, "geometry": geometry}
-  if extras is not None:
-    element.update(extras(index))
+      "voxel_feats": vox.voxel_feats, "transform": points["transform"],
+      "scene_index": np.int32(index), "num_segments": points["num_segments"],
+      "level_counts": level_counts, "geometry": geometry})
   return element
 
 
@@ -199,8 +254,14 @@ class _Batches:
     for position in positions.tolist():
       index = int(self.records[position])
       rng = np.random.default_rng([self.seed, epoch, position])
-      elements.append(process_scene(self.source[index], index, rng, self.config, self.train,
-                                    self.extras, self.augment))
+      if self.train and self.config.mixup:
+        draw = np.random.default_rng([self.seed, epoch, position, 1])   # the partner's own
+        partner = int(self.records[draw.integers(len(self.records))])
+        elements.append(process_mixed_scene(self.source[index], index, self.source[partner],
+                                            rng, self.config, self.extras, self.augment))
+      else:
+        elements.append(process_scene(self.source[index], index, rng, self.config,
+                                      self.train, self.extras, self.augment))
     slots = self.local_batch // self.num_packs
     return packing.pack_batch(elements, self.num_packs, slots, self.config.geometry)
 

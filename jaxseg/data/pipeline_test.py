@@ -1,5 +1,7 @@
 """The grain pipeline end to end, against independent references."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
@@ -104,6 +106,43 @@ def test_training_batches_follow_the_records():
     assert np.all(np.diff(segments) >= 0)   # Points are ordered by super-voxel.
   # Each epoch visits distinct records, in a new order.
   assert len(set(seen[:4])) == 4 and len(set(seen[4:])) == 4 and seen[:4] != seen[4:]
+
+
+def test_mixup_adds_an_unlabelled_second_scene_on_the_first_ones_centre():
+  records = _records([40, 100, 70, 30, 120], normals=(0, 2, 3))
+  config = dataclasses.replace(CONFIG, mixup=True)
+  plain = _batches(records)
+  mixed = _batches(records, config)
+  assert len(mixed) == len(plain)
+  for batch, reference in zip(mixed, plain):
+    assert _scenes(batch) == _scenes(reference)   # The same scenes in the same slots.
+    for g, z, index in _scenes(batch):
+      valid = batch["point_mask"][g] & (batch["point_scene"][g] == z)
+      own = valid & (batch["point_index"][g] >= 0)
+      added = valid & (batch["point_index"][g] < 0)
+      n = len(records[index]["coords"])
+      # The scene's own points are exactly the unmixed stream's (same augmentation draw).
+      np.testing.assert_array_equal(np.sort(batch["point_index"][g][own]), np.arange(n))
+      ref = reference["point_mask"][g] & (reference["point_scene"][g] == z)
+      order = np.argsort(batch["point_index"][g][own])
+      ref_order = np.argsort(reference["point_index"][g][ref])
+      np.testing.assert_allclose(batch["point_coords"][g][own][order],
+                                 reference["point_coords"][g][ref][ref_order], atol=1e-6)
+      np.testing.assert_array_equal(batch["point_labels"][g][own][order],
+                                    reference["point_labels"][g][ref][ref_order])
+      # The partner: one whole record, no labels or super-voxels, centred on the scene.
+      partner = batch["point_coords"][g][added].astype(np.float64)
+      assert any(len(partner) == len(r["coords"]) for r in records)
+      assert np.all(batch["point_labels"][g][added] == -1)
+      assert np.all(batch["point_segments"][g][added] == -1)
+      np.testing.assert_allclose(partner.mean(0),
+                                 batch["point_coords"][g][own].astype(np.float64).mean(0),
+                                 atol=1e-4)
+      # One voxel grid over the union (float64 numpy reference).
+      floor = np.floor(batch["point_coords"][g][valid].astype(np.float64) / CONFIG.voxel_size)
+      _, inverse = np.unique(floor, axis=0, return_inverse=True)
+      rows = batch["point_to_voxel"][g][valid]
+      np.testing.assert_array_equal(rows - rows.min(), inverse.reshape(-1))
 
 
 def test_two_packs_split_the_batch_and_the_stream_is_random_access():

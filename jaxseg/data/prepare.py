@@ -25,7 +25,7 @@ import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
 
-from jaxseg.data import tfds_builders
+from jaxseg.data import presample, tfds_builders
 from jaxseg.data.scene import Scene
 from jaxseg.errors import InputError, errno_in_message, os_error
 from jaxseg.geometry import normals as normals_lib
@@ -134,14 +134,21 @@ def _compute_normals(scene: Scene, radius: float, max_nn: int) -> np.ndarray:
   return normals_lib.estimate_normals(scene.coords, radius, max_nn)
 
 
+def _load_presampled(scene_id: str, *, load, cell: float) -> Scene:
+  """load(scene_id) sub-sampled to one point per `cell`-metre cube (data.presample)."""
+  return presample.grid_presample(load(scene_id), cell)
+
+
 def settings_key(fmt: str, root: str, splits: dict[str, list],
                  data: ml_collections.ConfigDict) -> str:
   """A short hash of the settings that determine the stored records (format, root, splits,
-  frames, label map, super-voxel and normal settings, record version)."""
+  frames, label map, super-voxel and normal settings, pre-subsampling, record version)."""
   content = {"format": fmt, "root": root, "frames_root": data.frames_root,
              "label_map": data.label_map, "with_frames": data.with_frames, "splits": splits,
              "supervoxels": data.supervoxels.to_dict(), "normals": data.normals.to_dict(),
              "records": tfds_builders.RECORD_VERSION}
+  if data.presample:   # Keys of datasets built before the option existed stay the same.
+    content["presample"] = float(data.presample)
   return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -252,10 +259,13 @@ def prepare_dataset(data: ml_collections.ConfigDict) -> DatasetHandle:
   # Formats without frames ignore with_frames; 'scannet' and 'votenet' read frames_root.
   load_kwargs = {"with_frames": bool(data.with_frames), "label_map": label_map,
                  "frames_root": frames_root}
+  load = functools.partial(sources.load_scene, fmt, root, **load_kwargs)
+  if data.presample:
+    load = functools.partial(_load_presampled, load=load, cell=float(data.presample))
   make = functools.partial(
       tfds_builders.make_builder, _BUILDER_KIND[data.format],
       scene_ids={_tfds_split_name(s): ids for s, ids in splits.items()},
-      load_scene=functools.partial(sources.load_scene, fmt, root, **load_kwargs),
+      load_scene=load,
       compute_segments=functools.partial(_compute_segments,
                                          supervoxels=data.supervoxels.to_dict()),
       compute_normals=functools.partial(_compute_normals, radius=data.normals.radius,

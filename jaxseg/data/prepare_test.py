@@ -159,3 +159,15 @@ def test_tiny_scene_is_skipped_and_listed(tmp_path):
   with open(os.path.join(handle.data_dir, "skipped_scenes.json")) as f:
     skipped = json.load(f)["all_scenes"]
   assert skipped[0]["scene"] == "tiny.npy" and "no super-voxel" in skipped[0]["error"]
+
+
+def test_presample_stores_one_point_per_cell_in_its_own_dataset(tmp_path):
+  root = _clouds(tmp_path / "clouds", [4000])
+  whole = prepare.prepare_dataset(_data_config(root, tmp_path / "ds"))
+  thinned = prepare.prepare_dataset(_data_config(root, tmp_path / "ds", presample=0.05))
+  assert whole.data_dir != thinned.data_dir   # Its own settings, its own dataset.
+  coords = np.load(root / "room_0.npy")[:, :3].astype(np.float64)
+  cells = len(np.unique(np.floor(coords / 0.05), axis=0))
+  assert _points(whole) == [4000] and _points(thinned) == [cells] and cells < 4000
+  record = thinned.source("all")[0]
+  assert (np.asarray(record["segments"]) >= 0).any()   # Super-voxels of the kept points.

@@ -77,7 +77,7 @@ class RunData:
   def loader(self, split: str, *, train: bool, seed: int, fields: Sequence[str],
              start: int = 0, num_batches: int | None = None, augment: bool | None = None,
              invariance: Mapping[str, float] | None = None,
-             extras: pipeline.SceneExtras | None = None) -> DeviceLoader:
+             extras: pipeline.SceneExtras | None = None, mixup: bool = False) -> DeviceLoader:
     """(host, device) batches start.. of a stream of `split` (see `pipeline.make_iterator`).
 
     train: a shuffled stream of whole epochs (training crop applied); otherwise one ordered
@@ -85,8 +85,9 @@ class RunData:
     augment: apply data.augment (+ `invariance` overrides); default: `train`.
     seed: fixes the order and the augmentations.
     fields: batch fields placed on the devices (the host batch has every field).
+    mixup: (train) mix a second scene into each (`pipeline.PipelineConfig.mixup`).
     """
-    config = self.pipeline_config
+    config = dataclasses.replace(self.pipeline_config, mixup=mixup)
     if invariance:
       config = dataclasses.replace(
           config, augment=dataclasses.replace(config.augment, **dict(invariance)))

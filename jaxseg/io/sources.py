@@ -13,6 +13,7 @@ Formats:
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import os
 
@@ -43,14 +44,34 @@ def _split_file_filter(root: str, split: str, scenes: list[str]) -> list[str]:
   return scenes
 
 
+def is_scene_pattern(split: str | None) -> bool:
+  """Whether a split is a list of scene-id patterns ('scene000[0-5]_*,scene0010_*')."""
+  return bool(split) and any(c in split for c in "*?[")
+
+
+def _pattern_filter(root: str, split: str, scenes: list[str]) -> list[str]:
+  """The scenes matching any comma-separated fnmatch pattern of `split`; InputError if none."""
+  patterns = [p.strip() for p in split.split(",") if p.strip()]
+  kept = [s for s in scenes if any(fnmatch.fnmatchcase(s, p) for p in patterns)]
+  if not kept:
+    raise InputError(root, f"no scene id matches the split pattern {split!r} "
+                     f"({len(scenes)} scenes, e.g. {scenes[:2]})",
+                     "fix the pattern, e.g. data.train_split='scene000[0-5]_*'")
+  return kept
+
+
 def list_scenes(fmt: str, root: str, split: str | None = None) -> list[str]:
   """Scene ids of `fmt` under `root`, sorted.
 
   split: scannet/votenet -> ids in `scannetv2_<split>.txt` when present (else all); mmdet3d ->
   ids in `scannet_infos_<split>.pkl` when present; s3dis -> 'train' (Areas 1-4, 6), 'test'/'val'
-  (Area 5) or area names 'Area_5' / 'Area_1,Area_2'; custom -> ignored.
+  (Area 5) or area names 'Area_5' / 'Area_1,Area_2'; custom -> ignored. In every format a split
+  with `*`, `?` or `[` is a comma-separated list of scene-id patterns (fnmatch), e.g.
+  'scene000[0-5]_*' for the scenes of rooms 0-5.
   """
   _check_format(fmt, root)
+  if is_scene_pattern(split):
+    return _pattern_filter(root, split, list_scenes(fmt, root, None))
   if fmt == "scannet":
     return scannet.list_scannet_scenes(root, split)
   if fmt == "votenet":

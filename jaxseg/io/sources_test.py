@@ -57,6 +57,18 @@ def test_votenet_split_file(tmp_path):
   assert sources.list_scenes("votenet", str(tmp_path)) == ["scene0001_00", "scene0002_00"]
 
 
+def test_scene_id_pattern_splits(tmp_path):
+  rng = np.random.default_rng(0)
+  for name in ("scene0001_00", "scene0001_01", "scene0006_00", "scene0010_00"):
+    np.save(tmp_path / f"{name}_vert.npy", rng.normal(size=(5, 6)).astype(np.float32))
+  assert sources.list_scenes("votenet", str(tmp_path), "scene000[0-5]_*") == [
+      "scene0001_00", "scene0001_01"]
+  assert sources.list_scenes("votenet", str(tmp_path), "scene000[6-8]_*, scene0010_00") == [
+      "scene0006_00", "scene0010_00"]
+  with pytest.raises(InputError, match=r"no scene id matches .*scene09\*"):
+    sources.list_scenes("votenet", str(tmp_path), "scene09*")
+
+
 def test_s3dis_and_custom_dispatch(tmp_path):
   room = tmp_path / "s3dis" / "Area_5" / "office_1" / "Annotations"
   os.makedirs(room)

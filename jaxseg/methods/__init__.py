@@ -57,12 +57,16 @@ class Method:
   network_phases: checkpoint folders that hold its trained network, the final one first
     (`mode=eval` and `init` read the first that exists).
   config_problems(config) -> problems with its config sections, each naming key and fix.
+  primitives_key: the host array of its network phases' checkpoints that holds the trained
+    primitives evaluation merges (as `TrainOutcome.primitives`, also in `mode=eval` of a run);
+    None: evaluation clusters the training super-voxels.
   """
   title: str
   train: Callable[..., TrainOutcome]
   checkpoint_phases: Callable[[ml_collections.ConfigDict], tuple[str, ...]]
   network_phases: tuple[str, ...]
   config_problems: Callable[[ml_collections.ConfigDict], list[str]]
+  primitives_key: str | None = None
 
 
 def _register_all() -> None:

@@ -60,9 +60,9 @@ _POSITIVE = ("data.voxel_size", "data.normals.radius", "data.supervoxels.vccs.vo
              "cmd.optimizer.decay_factor", "svc.temperature", "svc.logit_scale",
              "svc.sinkhorn.epsilon", "svc.optimizer.lr", "svc.optimizer.decay_factor",
              "eval.probe.lr", "growsp.temperature")
-_NON_NEGATIVE = ("data.clip_box", "data.supervoxels.vccs.spatial_weight", "data.supervoxels.vccs.normal_weight",
-                 "data.supervoxels.vccs.color_weight", "data.augment.tilt",
-                 "data.augment.translate", "data.augment.color_jitter",
+_NON_NEGATIVE = ("data.clip_box", "data.presample", "data.supervoxels.vccs.spatial_weight",
+                 "data.supervoxels.vccs.normal_weight", "data.supervoxels.vccs.color_weight",
+                 "data.augment.tilt", "data.augment.translate", "data.augment.color_jitter",
                  "data.augment.coord_noise", "data.augment.color_noise",
                  "cmd.optimizer.weight_decay", "svc.optimizer.weight_decay",
                  "svc.optimizer.momentum", "svc.optimizer.dampening",

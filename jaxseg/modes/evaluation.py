@@ -2,6 +2,8 @@
 
   eval.features='model', eval.checkpoint=''        the newest network of this work directory
   eval.features='model', eval.checkpoint=PATH      a run's work directory or checkpoint folder
+                                                   (a method with primitives, e.g. GrowSP,
+                                                   merges the run's saved primitives)
   eval.features='model', eval.checkpoint='random'  a randomly initialised network (baseline)
   eval.features='raw_descriptors'                  mean colour, xyz and normal (baseline)
 """
@@ -17,13 +19,13 @@ from jaxseg.eval.run_report import write_run_report
 from jaxseg.methods import get_method
 from jaxseg.models.voxel_net import encoder_variables
 from jaxseg.train.context import RunContext
-from jaxseg.train.restore import load_variables
+from jaxseg.train.restore import load_run
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, resume: bool = False) -> None:
   del resume  # Evaluation keeps no state between runs.
   ctx = RunContext.from_config(config, workdir)
-  start = time.perf_counter()
+  start, primitives = time.perf_counter(), None
   if config.eval.features == "raw_descriptors":
     name, variables = "K-means on raw super-voxel descriptors (no network)", None
     provenance = {"features": "raw super-voxel descriptors: mean colour, xyz and normal"}
@@ -34,8 +36,13 @@ def run(config: ml_collections.ConfigDict, workdir: str, resume: bool = False) -
     method = get_method(config.method)
     source = config.eval.checkpoint or workdir
     name = f"{method.title} network of {source}"
-    variables = encoder_variables(load_variables(source, method.network_phases))
+    variables, arrays = load_run(source, method.network_phases,
+                                 arrays=method.primitives_key is not None)
+    variables = encoder_variables(variables)
     provenance = {"method": method.title, "features": f"network of the run {source}"}
+    if method.primitives_key in arrays:
+      primitives = arrays[method.primitives_key]
+      provenance["clustering"] = f"the run's {len(primitives)} primitives merged"
   results = {name: evaluate.evaluate(ctx, variables, config.eval.features,
-                                     config.eval.linear_probe)}
+                                     config.eval.linear_probe, primitives=primitives)}
   write_run_report(ctx, results, {"eval": time.perf_counter() - start}, provenance)

@@ -33,24 +33,34 @@ def _phase_dir(path: str, phases: Sequence[str]) -> str:
 
 def load_variables(path: str, phases: Sequence[str]) -> dict[str, Any]:
   """{'params', 'batch_stats'} of the newest step of the newest phase found under `path`."""
+  return load_run(path, phases, arrays=False)[0]
+
+
+def load_run(path: str, phases: Sequence[str], *, arrays: bool = True
+             ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+  """(network variables, host arrays) of the newest step of the newest phase found under
+  `path`; the arrays (e.g. GrowSP's primitives) are {} when not asked for or not saved."""
   directory = _phase_dir(os.path.abspath(path), phases)
   with ocp.CheckpointManager(directory) as manager:
     step = manager.latest_step()
+    items = {"state": ocp.args.StandardRestore()}
+    if arrays and os.path.isdir(os.path.join(directory, str(step), "arrays")):
+      items["arrays"] = ocp.args.StandardRestore()
     try:
-      restored = manager.restore(step, args=ocp.args.Composite(
-          state=ocp.args.StandardRestore()))["state"]
+      restored = manager.restore(step, args=ocp.args.Composite(**items))
     except Exception as error:  # pylint: disable=broad-except  (orbax/tensorstore raise many)
       raise restore_error(os.path.join(directory, str(step)), error,
                           "pass another run, or delete the damaged step folder to use an older "
                           "step") from error
+  state = restored["state"]
   try:
-    variables = {"params": restored["params"],
-                 "batch_stats": restored["model_state"]["batch_stats"]}
+    variables = {"params": state["params"], "batch_stats": state["model_state"]["batch_stats"]}
   except (KeyError, TypeError) as error:
     raise InputError(directory, f"step {step} holds no network variables ({error})",
                      "pass a jaxseg training checkpoint") from error
   _LOG.info("loaded network variables of step %d from %s", step, directory)
-  return jax.tree.map(np.asarray, variables)
+  host = {k: np.asarray(v) for k, v in restored["arrays"].items()} if "arrays" in items else {}
+  return jax.tree.map(np.asarray, variables), host
 
 
 def distilled_teacher(path: str) -> str | None:

@@ -92,6 +92,7 @@ class Phase:
     host_fields: see `HostFields`.
     extras: per-scene arrays added in the input workers (`pipeline.SceneExtras`).
     invariance: augmentation overrides of the training stream.
+    mixup: mix a second scene into each training scene (`pipeline.PipelineConfig.mixup`).
     start_arrays: host arrays of a fresh start (None: none); a checkpoint's replace them.
   """
   name: str
@@ -104,6 +105,7 @@ class Phase:
   host_fields: HostFields | None = None
   extras: Any = None
   invariance: Mapping[str, float] | None = None
+  mixup: bool = False
   start_arrays: Mapping[str, np.ndarray] | None = None
 
 
@@ -186,7 +188,7 @@ class _EpochLoop:
     loader = ctx.data.loader(ctx.config.data.train_split, train=True,
                              seed=phase_seed(ctx.config.seed, phase.name), fields=phase.fields,
                              start=start, num_batches=total, invariance=phase.invariance,
-                             extras=phase.extras)
+                             extras=phase.extras, mixup=phase.mixup)
     every = int(ctx.config.eval.every_epochs)
     with loader:
       batches = iter(loader)

@@ -192,7 +192,7 @@ def _phase(ctx: RunContext, name: str, epochs: int, stats, writer: ScalarWriter,
       name=name, epochs=epochs, optimizer=g.optimizer, optimizer_key="growsp.optimizer",
       loss_fn=_loss_fn(ctx), fields=ctx.net_fields + ("pseudo_labels",),
       begin_epoch=begin_epoch, host_fields=trainer.supervoxel_labels(g.gt_ignore_mask),
-      start_arrays=start_arrays)
+      mixup=bool(g.mixup), start_arrays=start_arrays)
 
 
 def train(ctx: RunContext, resume: bool, writer: ScalarWriter,
