@@ -26,8 +26,7 @@ import ml_collections
 from ml_collections import config_flags
 
 # Light imports only: a bad config file or key is reported before jax and tfds load.
-from jaxseg import config_utils  # pylint: disable=wrong-import-position
-from jaxseg import logging_utils
+from jaxseg import config_utils, interrupts, logging_utils  # pylint: disable=wrong-import-position
 from jaxseg.errors import InputError, errno_in_message, os_error
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -143,6 +142,7 @@ def main(argv: list[str]) -> None:
   if len(argv) > 1:
     sys.exit(f"error: unexpected argument {argv[1]!r}; set config values with "
              "--config.<key>=<value> (e.g. --config.mode=prepare)")
+  interrupts.install()
   from jaxseg import modes  # pylint: disable=g-import-not-at-top  (loads jax, tfds)
   from jaxseg.modes import checks  # pylint: disable=g-import-not-at-top
   config = _CONFIG.value

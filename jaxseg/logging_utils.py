@@ -8,6 +8,8 @@ from typing import Iterable, Iterator, TypeVar
 
 import tqdm
 
+from jaxseg import interrupts
+
 T = TypeVar("T")
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -56,7 +58,11 @@ def setup_logging(level: int = logging.INFO, logfile: str | None = None) -> None
 
 
 def progress(items: Iterable[T], desc: str, total: int | None = None) -> Iterator[T]:
-  """A tqdm progress bar on stderr; quiet when stderr is not a terminal except every 10%."""
+  """The items under a tqdm progress bar on stderr (refreshed every 0.5 s on a terminal, else
+  every 5 s); stops with KeyboardInterrupt before an item once Ctrl-C was pressed, even if
+  the interrupt itself was swallowed (`jaxseg.interrupts`)."""
   interactive = sys.stderr.isatty()
-  return iter(tqdm.tqdm(items, desc=desc, total=total, file=sys.stderr, dynamic_ncols=True,
-                        mininterval=0.5 if interactive else 5.0))
+  for item in tqdm.tqdm(items, desc=desc, total=total, file=sys.stderr, dynamic_ncols=True,
+                        mininterval=0.5 if interactive else 5.0):
+    interrupts.check()
+    yield item
