@@ -10,11 +10,7 @@ S3DIS ships no posed RGB-D frames, so distillation cannot run on it: pass a CMD 
 distilled on ScanNet) as init, or 'random' to cluster from a random network.
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from configs import common  # pylint: disable=g-import-not-at-top,wrong-import-position
+from jaxseg import config_defaults as common
 
 
 def get_config():

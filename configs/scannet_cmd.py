@@ -11,11 +11,7 @@ Then cluster from it: configs/scannet_svc.py:reference with
 rooms with the no-weights fallback teacher (a demo, not DINO).
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from configs import common  # pylint: disable=g-import-not-at-top,wrong-import-position
+from jaxseg import config_defaults as common
 
 
 def get_config():

@@ -24,11 +24,10 @@ schedule: CMD 100 epochs; SVC 5 warm-up + 15 epochs re-clustering every 5; GrowS
 """
 
 import os
-import sys
+
+from jaxseg import config_defaults as common
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, _ROOT)
-from configs import common  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def mini_root() -> str:

@@ -15,7 +15,7 @@ from jaxseg.io import atomic
 from jaxseg.logging_utils import get_logger
 
 _LOG = get_logger("config")
-# Sections every run config has (configs/common.py base_config builds them).
+# Sections every run config has (jaxseg/config_defaults.py base_config builds them).
 REQUIRED_SECTIONS = ("mode", "workdir", "seed", "data", "model", "teacher", "parallel",
                      "checkpoint", "log_every_steps", "cmd", "svc", "eval")
 

@@ -88,3 +88,26 @@ def test_missing_root_is_refused_before_anything_is_written(tmp_path):
   assert result.returncode != 0
   assert "data.root '/nonexistent' does not exist" in result.stderr
   assert not os.path.exists(tmp_path / "w")
+
+
+def test_console_command_is_the_same_command_line(tmp_path):
+  """`pip install -e .` (tools/setup.sh) puts the `jaxseg` command beside this Python."""
+  command = os.path.join(os.path.dirname(sys.executable), "jaxseg")
+  assert os.path.isfile(command), "jaxseg is not installed here: run bash tools/setup.sh"
+  result = subprocess.run([command, "--config", os.path.join(_ROOT, "configs", "scannet_svc.py"),
+                           f"--config.workdir={tmp_path}/w", "--config.nonsense=1"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+  assert result.returncode != 0 and "unknown config key 'nonsense'" in result.stderr
+  assert "Traceback" not in result.stderr
+
+
+def test_configs_tools_and_experiments_need_no_path_edits():
+  """They import the installed package; none edits sys.path."""
+  folders = ("configs", "tools", "experiments")
+  files = [os.path.join(_ROOT, f, name) for f in folders
+           for name in os.listdir(os.path.join(_ROOT, f)) if name.endswith(".py")]
+  files += [os.path.join(_ROOT, "tools", "bench_suites", name)
+            for name in os.listdir(os.path.join(_ROOT, "tools", "bench_suites"))
+            if name.endswith(".py")]
+  editing = [path for path in files if "sys.path" in open(path, encoding="utf-8").read()]
+  assert len(files) > 15 and not editing, editing

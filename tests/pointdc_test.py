@@ -74,6 +74,11 @@ def test_svc_run_writes_report_checkpoints_and_scalars(full_run):
   scalars = read_scalars(str(workdir / "tensorboard"))
   assert len(scalars["cmd/epoch_loss"]) == 3 and len(scalars["svc/epoch_loss"]) == 2
   assert all(np.isfinite(v) for _, v in scalars["svc/epoch_loss"])
+  # Throughput and the phase's ETA, in the log and in TensorBoard; 0 after the last epoch.
+  assert "cmd epoch 3/3: " in log and "phase ETA 0 s" in log
+  eta = [v for _, v in scalars["cmd/epoch_eta_minutes"]]
+  assert eta[0] > 0 and eta[-1] == 0
+  assert all(v > 0 for _, v in scalars["svc/epoch_voxels_per_second"])
 
 
 def test_distillation_loss_falls(full_run):

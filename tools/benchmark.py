@@ -19,7 +19,6 @@ import sys
 
 _TOOLS = os.path.dirname(os.path.abspath(__file__))
 _ROOT = os.path.dirname(_TOOLS)
-sys.path[:0] = [_ROOT, _TOOLS]
 
 
 def _suites() -> list[str]:
@@ -29,7 +28,7 @@ def _suites() -> list[str]:
 
 
 def _machine() -> dict:
-  import jax  # pylint: disable=g-import-not-at-top
+  import jax
   return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
           "platform": platform.platform(), "python": platform.python_version(),
           "cpu_count": os.cpu_count(), "jax": jax.__version__,

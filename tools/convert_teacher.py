@@ -11,15 +11,11 @@ loads with `build_teacher(<teacher>, "out.msgpack")` exactly like the original f
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from jaxseg.errors import InputError  # pylint: disable=g-import-not-at-top
-from jaxseg.logging_utils import get_logger, setup_logging  # pylint: disable=g-import-not-at-top
-from jaxseg.models.vit import ARCHS  # pylint: disable=g-import-not-at-top
-from jaxseg.teachers import checkpoints  # pylint: disable=g-import-not-at-top
+from jaxseg.errors import InputError
+from jaxseg.logging_utils import get_logger, setup_logging
+from jaxseg.models.vit import ARCHS
+from jaxseg.teachers import checkpoints
 
 
 def convert(checkpoint: str, arch: str, out: str) -> None:

@@ -2,7 +2,8 @@
 # Sets up everything jaxseg needs on a fresh Debian/Ubuntu machine with CPython 3.11:
 #  - the system libraries open3d loads (libusb-1.0, libgomp), via apt when missing;
 #  - a virtual environment .venv/ with the pinned requirements.txt (reinstalled only when
-#    requirements.txt changes).
+#    requirements.txt changes) and jaxseg itself installed in editable mode (`pip install -e .`:
+#    `import jaxseg` from anywhere and the `jaxseg` command).
 # Usage: bash tools/setup.sh      (then use .venv/bin/python)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,5 +27,11 @@ if [ "$(cat .venv/.requirements.sha256 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -r requirements.txt
   echo "$want" > .venv/.requirements.sha256
+fi
+# Editable install of this checkout (no dependencies: requirements.txt pins them).
+if [ "$(.venv/bin/python -c 'import jaxseg, os; print(os.path.dirname(os.path.dirname(os.path.abspath(jaxseg.__file__))))' 2>/dev/null)" != "$PWD" ] \
+    || [ ! -x .venv/bin/jaxseg ]; then
+  echo "[setup] installing jaxseg (editable) into .venv"
+  out=$(.venv/bin/python -m pip install -q --no-deps -e . 2>&1) || { echo "$out"; exit 1; }
 fi
 echo "[setup] ready: $(.venv/bin/python -c 'import jax; print("jax", jax.__version__)')"

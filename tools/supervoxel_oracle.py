@@ -18,14 +18,13 @@ import time
 
 import numpy as np
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, _ROOT)
+from jaxseg.io.labels import SCANNET_CLASSES
+from jaxseg.io.votenet import list_votenet_scenes, read_votenet_scene
+from jaxseg.logging_utils import progress
+from jaxseg.supervoxels.api import compute_supervoxels
+from jaxseg.supervoxels.oracle import oracle_scores, scores_from_confusion
 
-from jaxseg.io.labels import SCANNET_CLASSES  # pylint: disable=g-import-not-at-top,wrong-import-position
-from jaxseg.io.votenet import list_votenet_scenes, read_votenet_scene  # pylint: disable=wrong-import-position
-from jaxseg.logging_utils import progress  # pylint: disable=wrong-import-position
-from jaxseg.supervoxels.api import compute_supervoxels  # pylint: disable=wrong-import-position
-from jaxseg.supervoxels.oracle import oracle_scores, scores_from_confusion  # pylint: disable=wrong-import-position
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def main() -> None:

@@ -16,21 +16,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import numpy as np  # pylint: disable=wrong-import-position
+import numpy as np
 from PIL import Image
 
-from jaxseg.io import export  # pylint: disable=wrong-import-position
+from jaxseg.io import export
 from jaxseg.viz import render
 
 
 def _from_dataset(path: str, split: str, index: int):
   """Scene `index` of a built dataset's split, and its super-voxel ids."""
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  from jaxseg.data import tfds_builders  # pylint: disable=g-import-not-at-top
+  import tensorflow_datasets as tfds
+  from jaxseg.data import tfds_builders
   record = tfds.builder_from_directory(path).as_data_source(split=split)[index]
   scene = tfds_builders.example_to_scene(record)
   return scene, scene.segments
@@ -38,8 +35,8 @@ def _from_dataset(path: str, split: str, index: int):
 
 def _from_export(fmt: str, root: str, scene_id: str):
   """A scene read from a raw export, and its super-voxel ids (computed when absent)."""
-  from jaxseg.io import sources  # pylint: disable=g-import-not-at-top
-  from jaxseg.supervoxels import api  # pylint: disable=g-import-not-at-top
+  from jaxseg.io import sources
+  from jaxseg.supervoxels import api
   scene = sources.load_scene(fmt, root, scene_id, with_frames=False)
   segments = scene.segments if scene.segments is not None else api.compute_supervoxels(scene)
   return scene, segments

@@ -99,7 +99,7 @@ class PipelineConfig:
 
 def config_from_data(data: Mapping[str, Any],
                      geometry: GeometrySpec = DEFAULT_GEOMETRY) -> PipelineConfig:
-  """The input-pipeline settings of a `data` config section (configs/common.py)."""
+  """The input-pipeline settings of a `data` config section (jaxseg/config_defaults.py)."""
   return PipelineConfig.from_dict({
       "voxel_size": data["voxel_size"], "batch_size": data["batch_size"],
       "augment": dict(data["augment"]), "max_points": data["max_points"] or None,

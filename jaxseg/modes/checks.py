@@ -74,7 +74,7 @@ _MISSING = object()
 def validate(config: ml_collections.ConfigDict) -> list[str]:
   """Checks values that the config file's types cannot; returns human-readable problems, each
   naming the key, the value and the valid range or choices."""
-  problems = [f"the config has no {k!r} section; build it with configs/common.py "
+  problems = [f"the config has no {k!r} section; build it with jaxseg/config_defaults.py "
               "(common.base_config)" for k in config_utils.missing_sections(config)]
   if problems:
     return problems

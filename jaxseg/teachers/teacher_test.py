@@ -1,7 +1,7 @@
 """Tests of teacher loading (official .pth / HF safetensors / converted msgpack) and features."""
 
+import importlib.util
 import os
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -15,8 +15,10 @@ from jaxseg.models.registry import TEACHERS
 from jaxseg.teachers import (Teacher, build_teacher, fake_checkpoints, numpy_reference,
                              sample_features)
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tools"))
-import convert_teacher  # pylint: disable=g-import-not-at-top,wrong-import-position
+_SPEC = importlib.util.spec_from_file_location("convert_teacher", os.path.join(
+    os.path.dirname(__file__), "..", "..", "tools", "convert_teacher.py"))
+convert_teacher = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(convert_teacher)
 
 TESTDATA = os.path.join(os.path.dirname(__file__), "testdata")
 

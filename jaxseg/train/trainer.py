@@ -109,6 +109,13 @@ class Phase:
   start_arrays: Mapping[str, np.ndarray] | None = None
 
 
+def _minutes(seconds: float) -> str:
+  """'1 h 05 min', '12 min', '40 s'."""
+  if seconds >= 3600:
+    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
+  return f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
 def phase_seed(seed: int, phase: str) -> int:
   """The seed of a phase's input stream: every phase draws its own order and augmentations."""
   return (int(seed) * 1_000_003 + zlib.crc32(phase.encode())) % (1 << 31)
@@ -190,16 +197,33 @@ class _EpochLoop:
                              start=start, num_batches=total, invariance=phase.invariance,
                              extras=phase.extras, mixup=phase.mixup)
     every = int(ctx.config.eval.every_epochs)
+    began = time.perf_counter()
     with loader:
       batches = iter(loader)
       for epoch in range(start_epoch, phase.epochs):
         resumed_inside = epoch == start_epoch and bool(skip)
         extra = phase.begin_epoch(epoch, state, arrays, resumed_inside)
         first = skip if epoch == start_epoch else 0
-        state = self._epoch(state, batches, extra, epoch, first, arrays)
+        state, summary = self._epoch(state, batches, extra, epoch, first, arrays)
         if self.validate is not None and every and (epoch + 1) % every == 0:
           self._validate(state, epoch)
+        # Re-clustering and validation included: the pace of the epochs run so far.
+        eta = ((time.perf_counter() - began) / (epoch + 1 - start_epoch)
+               * (phase.epochs - epoch - 1))
+        self._log_epoch(int(state.step), epoch, summary, eta)
     return state
+
+  def _log_epoch(self, step: int, epoch: int, summary: Mapping[str, Any], eta: float) -> None:
+    """The epoch's line in the log (means, steps, time, voxels/s, ETA of the phase) and its
+    TensorBoard scalars."""
+    phase, means, rates = self.phase.name, summary["means"], summary["rates"]
+    _LOG.info("%s epoch %d/%d: %s (%d steps, %.1f s, %.0f voxels/s; phase ETA %s)", phase,
+              epoch + 1, self.phase.epochs,
+              ", ".join(f"{k} {v:.4f}" for k, v in sorted(means.items()) if k != "weight"),
+              summary["steps"], summary["seconds"], rates["voxels_per_second"],
+              _minutes(eta))
+    self.writer.scalars(step, {f"{phase}/epoch_{k}": v for k, v in {
+        **means, **rates, "eta_minutes": eta / 60}.items()})
 
   def _validate(self, state, epoch: int) -> None:
     start = time.perf_counter()
@@ -231,9 +255,4 @@ class _EpochLoop:
     means = {k: float(v) / count for k, v in jax.device_get(sums or {}).items()}
     seconds = time.perf_counter() - start
     rates = {"seconds_per_step": seconds / max(count, 1), "voxels_per_second": voxels / seconds}
-    _LOG.info("%s epoch %d: %s (%d steps, %.1f s, %.0f voxels/s)", phase.name, epoch + 1,
-              ", ".join(f"{k} {v:.4f}" for k, v in sorted(means.items()) if k != "weight"),
-              count, seconds, rates["voxels_per_second"])
-    self.writer.scalars(step, {f"{phase.name}/epoch_{k}": v
-                               for k, v in {**means, **rates}.items()})
-    return state
+    return state, {"means": means, "rates": rates, "steps": count, "seconds": seconds}

@@ -2,8 +2,8 @@
 pseudo-label lookup, epoch schedules, and the README results table."""
 
 import json
+import importlib.util
 import os
-import sys
 
 import ml_collections
 import numpy as np
@@ -12,8 +12,10 @@ import optax
 from jaxseg.train import trainer
 from jaxseg.train.optim import optimizer_for
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tools"))
-import results_table  # pylint: disable=g-import-not-at-top,wrong-import-position
+_SPEC = importlib.util.spec_from_file_location(
+    "results_table", os.path.join(os.path.dirname(__file__), "..", "..", "tools", "results_table.py"))
+results_table = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(results_table)
 
 
 def test_start_position_continues_inside_or_after_an_epoch():
@@ -74,15 +76,20 @@ def test_results_table_reads_reports(tmp_path):
   summary = lambda m: {"num_seeds": 2, "miou": {"mean": m, "std": 0.5, "values": [m - .5, m + .5]},
                        "oacc": {"mean": 50.0, "std": 1.0, "values": [49, 51]},
                        "macc": {"mean": 30.0, "std": 0.0, "values": [30, 30]}}
-  report = {"methods": {"PointDC SVC (kmeans)": {"variants": {
-      "point": summary(12.0), "supervoxel_pooled": summary(14.0),
-      "linear_probe": {"miou": 40.0, "oacc": 70.0, "macc": 50.0}}}},
-            "meta": {"teacher": "fallback_not_dino (no weights)",
-                     "stage_seconds": {"svc": 120.0, "eval": 30.0}}}
-  (tmp_path / "run").mkdir()
-  (tmp_path / "run" / "report.json").write_text(json.dumps(report))
-  table = results_table.table([str(tmp_path / "run")], None)
-  row = table.splitlines()[2]
-  assert row == ("| PointDC SVC (kmeans) | fallback_not_dino | 12.0 ± 0.5 / 50.0 ± 1.0 / 30.0 ± 0.0 | "
-                 "14.0 ± 0.5 / 50.0 ± 1.0 / 30.0 ± 0.0 | 40.0 / 70.0 / 50.0 | "
-                 "svc 2.0 min, eval 0.5 min |")
+  for name, fitted, evaluated in (("run", "all", "all"),
+                                  ("split", "scene000[0-5]_*", "scene000[6-8]_*")):
+    report = {"methods": {"PointDC SVC (kmeans)": {"variants": {
+        "point": summary(12.0), "supervoxel_pooled": summary(14.0),
+        "linear_probe": {"miou": 40.0, "oacc": 70.0, "macc": 50.0}},
+        "splits": {"clusters_fitted_on": fitted, "evaluated_on": evaluated}}},
+              "meta": {"teacher": "fallback_not_dino (no weights)",
+                       "stage_seconds": {"svc": 120.0, "eval": 30.0}}}
+    (tmp_path / name).mkdir()
+    (tmp_path / name / "report.json").write_text(json.dumps(report))
+  table = results_table.table([str(tmp_path / "run"), str(tmp_path / "split")], None)
+  rows = table.splitlines()[2:]
+  scores = ("12.0 ± 0.5 / 50.0 ± 1.0 / 30.0 ± 0.0 | 14.0 ± 0.5 / 50.0 ± 1.0 / 30.0 ± 0.0 | "
+            "40.0 / 70.0 / 50.0 | svc 2.0 min, eval 0.5 min |")
+  assert rows == [
+      f"| PointDC SVC (kmeans) | fallback_not_dino | transductive (all) | {scores}",
+      f"| PointDC SVC (kmeans) | fallback_not_dino | scene000[0-5]_* → scene000[6-8]_* | {scores}"]

@@ -1,4 +1,9 @@
-"""Building blocks shared by the config files (each config file still defines get_config()).
+"""Building blocks of the config files in configs/ (each still defines get_config()):
+
+  from jaxseg import config_defaults as common
+  data = common.data_config(fmt="scannet", root=..., num_classes=20, voxel_size=0.02,
+                            smoothness_deg=5.0)
+  config = common.base_config(name="my_run", data=data)
 
 Every key a run may set exists here with its default, so `--config.a.b=value` on a key that
 does not exist is rejected before anything runs.
