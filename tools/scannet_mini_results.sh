@@ -5,13 +5,23 @@
 #   bash tools/scannet_mini_results.sh                # both protocols
 #   PROTOCOLS=split bash tools/scannet_mini_results.sh    # only the inductive split
 # transductive: train and evaluate on all 18 scans; split: train on the 13 scans of rooms
-# 0000-0005, evaluate on the 5 scans of rooms 0006-0008.
+# 0000-0005, evaluate on the 5 scans of rooms 0006-0008. A run whose work directory already
+# holds its result (timings.json) is not run again, and an interrupted one is resumed, so the
+# script continues where it stopped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 W=${WORKDIRS:-workdirs}
-MINI="$PY experiments/main.py --config configs/scannet_mini.py"
-$PY experiments/main.py --config configs/scannet_mini.py:cmd --config.workdir=$W/scannet_mini_cmd
+
+run() {  # run WORKDIR CONFIG [OVERRIDES...]
+  local workdir=$1 config=$2; shift 2
+  if [ -f "$workdir/timings.json" ]; then echo "[results] $workdir is done; kept"; return; fi
+  local resume=()
+  [ -n "$(ls -A "$workdir/checkpoints" 2>/dev/null)" ] && resume=(--resume)
+  $PY experiments/main.py --config "configs/$config" --config.workdir="$workdir" "$@" "${resume[@]}"
+}
+
+run $W/scannet_mini_cmd scannet_mini.py:cmd
 
 for protocol in ${PROTOCOLS:-transductive split}; do
   case $protocol in
@@ -20,15 +30,16 @@ for protocol in ${PROTOCOLS:-transductive split}; do
            S="_split" ;;
     *) echo "unknown protocol $protocol (transductive or split)" >&2; exit 2 ;;
   esac
-  $MINI "${SPLIT[@]}" --config.init=$W/scannet_mini_cmd --config.workdir=$W/scannet_mini_svc_kmeans$S
-  $MINI "${SPLIT[@]}" --config.init=$W/scannet_mini_cmd --config.svc.assign=sinkhorn \
-      --config.workdir=$W/scannet_mini_svc_sinkhorn$S
-  $MINI:growsp "${SPLIT[@]}" --config.workdir=$W/scannet_mini_growsp$S
-  $MINI:growsp "${SPLIT[@]}" --config.init=$W/scannet_mini_cmd --config.workdir=$W/scannet_mini_growsp_cmd$S
-  $MINI "${SPLIT[@]}" --config.mode=eval --config.eval.features=raw_descriptors \
-      --config.workdir=$W/scannet_mini_raw$S
-  $MINI "${SPLIT[@]}" --config.mode=eval --config.eval.checkpoint=random \
-      --config.workdir=$W/scannet_mini_random$S
+  run $W/scannet_mini_svc_kmeans$S scannet_mini.py "${SPLIT[@]}" --config.init=$W/scannet_mini_cmd
+  run $W/scannet_mini_svc_sinkhorn$S scannet_mini.py "${SPLIT[@]}" \
+      --config.init=$W/scannet_mini_cmd --config.svc.assign=sinkhorn
+  run $W/scannet_mini_growsp$S scannet_mini.py:growsp "${SPLIT[@]}"
+  run $W/scannet_mini_growsp_cmd$S scannet_mini.py:growsp "${SPLIT[@]}" \
+      --config.init=$W/scannet_mini_cmd
+  run $W/scannet_mini_raw$S scannet_mini.py "${SPLIT[@]}" --config.mode=eval \
+      --config.eval.features=raw_descriptors
+  run $W/scannet_mini_random$S scannet_mini.py "${SPLIT[@]}" --config.mode=eval \
+      --config.eval.checkpoint=random
   $PY tools/results_table.py $W/scannet_mini_{svc_kmeans,svc_sinkhorn,growsp,growsp_cmd,raw,random}$S \
       --cmd $W/scannet_mini_cmd
 done
