@@ -1,7 +1,8 @@
 """PointDC on S3DIS v1.2 (5 cm voxels, 13 classes with clutter; train Areas 1-4,6, test 5),
 reference schedule and S3DIS settings (rooms stored at one point per 1 cm cube, batch 8, an
-8 m training clip, super-voxels under 50 points dropped). Evaluation never clips or crops: every room is evaluated whole, whatever its
-size (capacities follow the scenes; there is no size limit).
+8 m training clip, super-voxels under 50 points dropped). Evaluation never clips or crops:
+every room is evaluated whole, whatever its size (capacities follow the scenes; there is no
+size limit).
 
   python experiments/main.py --config configs/s3dis_svc.py \
       --config.data.root=/data/Stanford3dDataset_v1.2 --config.init=RUN

@@ -148,10 +148,11 @@ def process_mixed_scene(record: Mapping[str, Any], index: int, partner: Mapping[
   """A training scene with `partner` mixed in (GrowSP's mixup, `PipelineConfig.mixup`).
 
   Both are read, cropped and (augment_scene) augmented independently (`rng` draws the
-  first's augmentation, as `process_scene` would, then the partner's); the partner is translated so that its point centroid lies on the
-  first's and its points are appended after the first's, with labels, super-voxels and record
-  rows -1. Returns the fields of `process_scene` for the union; point arrays hold
-  P_first + P_partner rows, and voxels shared by both scenes average all their points.
+  first's augmentation, as `process_scene` would, then the partner's); the partner is
+  translated so that its point centroid lies on the first's, and its points are appended
+  after the first's with labels, super-voxels and record rows -1. Returns the fields of
+  `process_scene` for the union; point arrays hold P_first + P_partner rows, and voxels
+  shared by both scenes average all their points.
   """
   first = _scene_points(record, rng, config, True, augment_scene)
   second = _scene_points(partner, rng, config, True, augment_scene)
