@@ -187,6 +187,9 @@ def eval_config() -> ml_collections.ConfigDict:
       # Validate every N epochs during training (clustering scores of the first seed; 0 = off).
       "every_epochs": 0,
       "linear_probe": True,
+      # Pictures of the first N evaluated scenes (ground truth | prediction | errors, top-down
+      # and oblique) in <workdir>/renders/ and TensorBoard, after training and in mode eval.
+      "render_scenes": 2,
       "probe": {"points_per_scene": 4096, "steps": 2000, "lr": 1e-2, "weight_decay": 1e-4,
                 "batch_size": 4096},
   })

@@ -15,6 +15,7 @@ import time
 
 import jax
 import numpy as np
+from PIL import Image
 import pytest
 
 from jaxseg.eval.report import read_scalars
@@ -79,6 +80,11 @@ def test_svc_run_writes_report_checkpoints_and_scalars(full_run):
   eta = [v for _, v in scalars["cmd/epoch_eta_minutes"]]
   assert eta[0] > 0 and eta[-1] == 0
   assert all(v > 0 for _, v in scalars["svc/epoch_voxels_per_second"])
+  # Pictures of the first two evaluated scenes, listed in the report.
+  assert len(method["renders"]) == 2
+  for path in method["renders"]:
+    assert os.path.dirname(path) == str(workdir / "renders")
+    assert np.asarray(Image.open(path)).shape[2] == 3
 
 
 def test_distillation_loss_falls(full_run):

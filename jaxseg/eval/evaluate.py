@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxseg.eval import metrics
+from jaxseg.eval import metrics, renders
 from jaxseg.eval.probe import LinearProbe, probe_predict, train_linear_probe
 from jaxseg.logging_utils import get_logger, progress
 from jaxseg.models.voxel_net import VoxelNet, encoder_variables
@@ -55,7 +55,8 @@ def class_centroids(ctx: RunContext, train_sv: passes.SceneTable, seed: int) -> 
 def _confusion(variables, centroids, probe: LinearProbe, batch, *, kind: str,
                net: VoxelNet | None, num_classes: int):
   """Of one batch: int32 [seeds, 2 variants, C, C] for the clusters (centroids f32
-  [seeds, C, D]) and int32 [C, C] for the linear probe."""
+  [seeds, C, D]), int32 [C, C] for the linear probe, and int32 [G, P] the first seed's
+  point-wise cluster of every point (for renders)."""
   raw = passes.point_features(kind, net, variables, batch)
   point_feats = l2_normalize(raw)
   sv = supervoxel_features(point_feats, batch["point_segments"], batch["point_mask"],
@@ -71,37 +72,42 @@ def _confusion(variables, centroids, probe: LinearProbe, batch, *, kind: str,
   update = lambda pred: metrics.confusion_update(zeros, batch["point_labels"], pred,
                                                  batch["point_mask"])
   clusters = jnp.stack([jax.vmap(update)(point_pred), jax.vmap(update)(pooled)], 1)
-  return clusters, update(probe_predict(probe, point_feats))
+  return clusters, update(probe_predict(probe, point_feats)), point_pred[0].astype(jnp.int32)
 
 
 def confusion_pass(ctx: RunContext, split: str, kind: str, variables, centroids: np.ndarray,
-                   probe: LinearProbe) -> tuple[np.ndarray, np.ndarray]:
+                   probe: LinearProbe, keep_scenes: int = 0
+                   ) -> tuple[np.ndarray, np.ndarray, list[renders.ScenePrediction]]:
   """On `split`: int64 [seeds, 2 variants, C, C] cluster confusions (ground truth x predicted
-  class) and int64 [C, C] of the linear probe."""
+  class), int64 [C, C] of the linear probe, and the first seed's point-wise clusters of the
+  first `keep_scenes` scenes."""
   net = passes.feature_net(ctx, kind)
   fields = passes.feature_fields(ctx, kind) + _LABEL_FIELDS
   clusters = np.zeros((centroids.shape[0], len(VARIANTS), ctx.num_classes, ctx.num_classes),
                       np.int64)
   probe_total = np.zeros((ctx.num_classes, ctx.num_classes), np.int64)
-  centroids = jnp.asarray(centroids)
+  centroids, kept = jnp.asarray(centroids), []
   with ctx.data.loader(split, train=False, seed=0, fields=fields) as loader:
-    for _, device in progress(loader, desc=f"evaluating ({split})",
-                              total=ctx.data.eval_batches(split)):
-      batch_clusters, batch_probe = _confusion(variables, centroids, probe, device, kind=kind,
-                                               net=net, num_classes=ctx.num_classes)
+    for host, device in progress(loader, desc=f"evaluating ({split})",
+                                 total=ctx.data.eval_batches(split)):
+      batch_clusters, batch_probe, point_pred = _confusion(
+          variables, centroids, probe, device, kind=kind, net=net, num_classes=ctx.num_classes)
       clusters += np.asarray(batch_clusters)
       probe_total += np.asarray(batch_probe)
-  return clusters, probe_total
+      if len(kept) < keep_scenes:
+        kept += renders.scene_predictions(host, np.asarray(point_pred))[:keep_scenes - len(kept)]
+  return clusters, probe_total, kept
 
 
 def evaluate(ctx: RunContext, variables: Mapping[str, Any] | None, kind: str,
              linear_probe: bool, seeds: Sequence[int] | None = None,
-             primitives: np.ndarray | None = None) -> dict[str, Any]:
+             primitives: np.ndarray | None = None, render: bool = False) -> dict[str, Any]:
   """Scores of one feature source: {'variants': {variant: seed summary}, 'linear_probe': scores,
-  'seconds': ...}. variables: network variables (unused for raw descriptors); seeds: the
-  clustering seeds (default eval.seeds); primitives: f32 [K, D] trained primitives merged into
-  the classes for each seed (GrowSP's protocol) instead of K-means of the training
-  super-voxels."""
+  'seconds': ..., 'renders': [PNG paths]}. variables: network variables (unused for raw
+  descriptors); seeds: the clustering seeds (default eval.seeds); primitives: f32 [K, D]
+  trained primitives merged into the classes for each seed (GrowSP's protocol) instead of
+  K-means of the training super-voxels; render: draw the first eval.render_scenes scenes
+  (ground truth, the first seed's matched point-wise prediction, errors; `renders`)."""
   config = ctx.config
   seeds = tuple(config.eval.seeds if seeds is None else seeds)
   start = time.perf_counter()
@@ -123,8 +129,13 @@ def evaluate(ctx: RunContext, variables: Mapping[str, Any] | None, kind: str,
                                steps=config.eval.probe.steps, lr=config.eval.probe.lr,
                                weight_decay=config.eval.probe.weight_decay,
                                batch_size=config.eval.probe.batch_size, seed=config.seed)
-  conf, probe_conf = confusion_pass(ctx, eval_split, kind, variables, centroids, probe)
+  conf, probe_conf, kept = confusion_pass(
+      ctx, eval_split, kind, variables, centroids, probe,
+      keep_scenes=int(config.eval.render_scenes) if render else 0)
   result: dict[str, Any] = {"variants": {}}
+  if kept:
+    result["renders"] = renders.write_renders(ctx, eval_split, kept,
+                                              metrics.hungarian_match(conf[0, 0]))
   for v, variant in enumerate(VARIANTS):
     per_seed = [metrics.clustering_scores(conf[s, v], names) for s in range(len(centroids))]
     result["variants"][variant] = metrics.seed_summary(per_seed)

@@ -166,6 +166,10 @@ class ScalarWriter:
     for tag, value in values.items():
       self._writer.add_scalar(tag, float(value), int(step))
 
+  def image(self, step: int, tag: str, image: np.ndarray) -> None:
+    """Logs a uint8 (H, W, 3) image at `step`."""
+    self._writer.add_image(tag, np.asarray(image), int(step), dataformats="HWC")
+
   def flush(self) -> None:
     self._writer.flush()
 

@@ -26,7 +26,7 @@ def _methods(results: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     if "linear_probe" in result:
       variants["linear_probe"] = result["linear_probe"]
     methods[name] = {"variants": variants, "seconds": result["seconds"],
-                     "splits": result["splits"]}
+                     "splits": result["splits"], "renders": result.get("renders", [])}
   return methods
 
 

@@ -44,5 +44,6 @@ def run(config: ml_collections.ConfigDict, workdir: str, resume: bool = False) -
       primitives = arrays[method.primitives_key]
       provenance["clustering"] = f"the run's {len(primitives)} primitives merged"
   results = {name: evaluate.evaluate(ctx, variables, config.eval.features,
-                                     config.eval.linear_probe, primitives=primitives)}
+                                     config.eval.linear_probe, primitives=primitives,
+                                     render=True)}
   write_run_report(ctx, results, {"eval": time.perf_counter() - start}, provenance)

@@ -29,3 +29,45 @@ def test_top_down_highest_point_wins():
   np.testing.assert_array_equal(image[1, 0], [200, 0, 0])   # (0, 0): the z=1 point.
   np.testing.assert_array_equal(image[0, 2], [0, 0, 250])   # (1, 0.5).
   np.testing.assert_array_equal(image[0, 0], [255, 255, 255])
+
+
+def test_oblique_view_from_above_is_the_top_down_view():
+  rng = np.random.default_rng(0)
+  coords = rng.random((500, 3)) * [4.0, 3.0, 1.0]
+  colors = rng.integers(0, 256, (500, 3)).astype(np.uint8)
+  # Looking straight down from the +y side (azimuth 0) the screen's right is -x: a mirror of
+  # the top-down image about its vertical axis, with the same nearest-wins rule.
+  oblique = render.oblique_image(coords, colors, resolution=0.5, azimuth_deg=0.0,
+                                 elevation_deg=90.0)
+  top = render.top_down_image(coords * [-1.0, -1.0, 1.0], colors, resolution=0.5)
+  np.testing.assert_array_equal(oblique, top)
+
+
+def test_oblique_view_puts_the_near_wall_in_front():
+  """From the +y side, 35 degrees above: a red wall at y = 1 hides a blue one at y = 0 behind
+  it, and points higher up appear higher in the image."""
+  grid = np.stack(np.meshgrid(np.linspace(0, 2, 41), np.linspace(0, 1, 21), indexing="ij"),
+                  -1).reshape(-1, 2)
+  near = np.c_[grid[:, 0], np.full(len(grid), 1.0), grid[:, 1]]
+  far = np.c_[grid[:, 0], np.zeros(len(grid)), grid[:, 1]]
+  colors = np.r_[np.tile([[255, 0, 0]], (len(near), 1)), np.tile([[0, 0, 255]], (len(far), 1))]
+  image = render.oblique_image(np.r_[near, far], colors.astype(np.uint8), resolution=0.05,
+                               azimuth_deg=0.0, elevation_deg=35.0)
+  red = np.all(image == [255, 0, 0], -1)
+  blue = np.all(image == [0, 0, 255], -1)
+  assert red.sum() > blue.sum() > 0
+  # The far wall shows only above the near one (smaller row index = higher in the image).
+  assert np.flatnonzero(blue.any(1)).max() < np.flatnonzero(red.any(1)).max()
+
+
+def test_comparison_panel_colours_errors():
+  coords = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [2.0, 0.0, 0.0], [0.0, 0.0, 3.0]])
+  truth = np.array([0, 1, -1, 0])
+  predicted = np.array([0, 2, 1, 0])
+  panel = render.comparison_panel(coords, truth, predicted, num_classes=3, resolution=1.0)
+  assert panel.dtype == np.uint8 and panel.ndim == 3
+  colours = {tuple(c) for c in panel.reshape(-1, 3)}
+  for name in ("correct", "wrong", "ignored"):
+    assert render.ERROR_COLORS[name] in colours, name
+  assert tuple(render.palette(3)[2]) in colours       # the wrong prediction's class colour
+  np.testing.assert_array_equal(render.below_ceiling(coords), [True, True, True, False])
