@@ -234,7 +234,7 @@ def growsp_config() -> ml_collections.ConfigDict:
 def base_config(*, name: str, data: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Top-level settings common to every run."""
   config = ml_collections.ConfigDict()
-  # prepare | train | eval (jaxseg.modes)
+  # prepare | train | eval | infer (jaxseg.modes)
   config.mode = "prepare"
   # The training method (jaxseg.methods): pointdc | growsp.
   config.method = "pointdc"
@@ -266,6 +266,16 @@ def base_config(*, name: str, data: ml_collections.ConfigDict) -> ml_collections
   config.svc = svc_config()
   config.growsp = growsp_config()
   config.eval = eval_config()
+  config.infer = {
+      # A cloud file (.ply/.pcd/.npy/.txt) or a folder of them (or a dataset root, see format).
+      "input": "",
+      # A jaxseg.io format: custom (clouds) | scannet | votenet | mmdet3d | s3dis.
+      "format": "custom",
+      # The trained run's work directory ('' = this work directory).
+      "model": "",
+      # Where the labelled clouds go ('' = <workdir>/infer).
+      "output": "",
+  }
   return config
 
 

@@ -30,16 +30,17 @@ for protocol in ${PROTOCOLS:-transductive split}; do
            S="_split" ;;
     *) echo "unknown protocol $protocol (transductive or split)" >&2; exit 2 ;;
   esac
-  run $W/scannet_mini_svc_kmeans$S scannet_mini.py "${SPLIT[@]}" --config.init=$W/scannet_mini_cmd
-  run $W/scannet_mini_svc_sinkhorn$S scannet_mini.py "${SPLIT[@]}" \
-      --config.init=$W/scannet_mini_cmd --config.svc.assign=sinkhorn
-  run $W/scannet_mini_growsp$S scannet_mini.py:growsp "${SPLIT[@]}"
-  run $W/scannet_mini_growsp_cmd$S scannet_mini.py:growsp "${SPLIT[@]}" \
-      --config.init=$W/scannet_mini_cmd
+  # The baselines first (minutes), then one row per method, then the variants.
   run $W/scannet_mini_raw$S scannet_mini.py "${SPLIT[@]}" --config.mode=eval \
       --config.eval.features=raw_descriptors
   run $W/scannet_mini_random$S scannet_mini.py "${SPLIT[@]}" --config.mode=eval \
       --config.eval.checkpoint=random
+  run $W/scannet_mini_svc_kmeans$S scannet_mini.py "${SPLIT[@]}" --config.init=$W/scannet_mini_cmd
+  run $W/scannet_mini_growsp$S scannet_mini.py:growsp "${SPLIT[@]}"
+  run $W/scannet_mini_svc_sinkhorn$S scannet_mini.py "${SPLIT[@]}" \
+      --config.init=$W/scannet_mini_cmd --config.svc.assign=sinkhorn
+  run $W/scannet_mini_growsp_cmd$S scannet_mini.py:growsp "${SPLIT[@]}" \
+      --config.init=$W/scannet_mini_cmd
   $PY tools/results_table.py $W/scannet_mini_{svc_kmeans,svc_sinkhorn,growsp,growsp_cmd,raw,random}$S \
       --cmd $W/scannet_mini_cmd
 done

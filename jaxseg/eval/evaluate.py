@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxseg.eval import metrics, renders
+from jaxseg.eval import classifier, metrics, renders
 from jaxseg.eval.probe import LinearProbe, probe_predict, train_linear_probe
 from jaxseg.logging_utils import get_logger, progress
 from jaxseg.models.voxel_net import VoxelNet, encoder_variables
@@ -101,13 +101,15 @@ def confusion_pass(ctx: RunContext, split: str, kind: str, variables, centroids:
 
 def evaluate(ctx: RunContext, variables: Mapping[str, Any] | None, kind: str,
              linear_probe: bool, seeds: Sequence[int] | None = None,
-             primitives: np.ndarray | None = None, render: bool = False) -> dict[str, Any]:
+             primitives: np.ndarray | None = None, final: bool = False) -> dict[str, Any]:
   """Scores of one feature source: {'variants': {variant: seed summary}, 'linear_probe': scores,
   'seconds': ..., 'renders': [PNG paths]}. variables: network variables (unused for raw
   descriptors); seeds: the clustering seeds (default eval.seeds); primitives: f32 [K, D]
   trained primitives merged into the classes for each seed (GrowSP's protocol) instead of
-  K-means of the training super-voxels; render: draw the first eval.render_scenes scenes
-  (ground truth, the first seed's matched point-wise prediction, errors; `renders`)."""
+  K-means of the training super-voxels; final: the run's final evaluation, which draws the
+  first eval.render_scenes scenes (ground truth, the first seed's matched point-wise
+  prediction, errors; `renders`) and, for network features, saves the first seed's classifier
+  for inference (`jaxseg.eval.classifier`)."""
   config = ctx.config
   seeds = tuple(config.eval.seeds if seeds is None else seeds)
   start = time.perf_counter()
@@ -131,11 +133,13 @@ def evaluate(ctx: RunContext, variables: Mapping[str, Any] | None, kind: str,
                                batch_size=config.eval.probe.batch_size, seed=config.seed)
   conf, probe_conf, kept = confusion_pass(
       ctx, eval_split, kind, variables, centroids, probe,
-      keep_scenes=int(config.eval.render_scenes) if render else 0)
+      keep_scenes=int(config.eval.render_scenes) if final else 0)
   result: dict[str, Any] = {"variants": {}}
+  matched = metrics.hungarian_match(conf[0, 0])
   if kept:
-    result["renders"] = renders.write_renders(ctx, eval_split, kept,
-                                              metrics.hungarian_match(conf[0, 0]))
+    result["renders"] = renders.write_renders(ctx, eval_split, kept, matched)
+  if final and kind == "model":
+    classifier.save(ctx.workdir, centroids[0], matched, names)
   for v, variant in enumerate(VARIANTS):
     per_seed = [metrics.clustering_scores(conf[s, v], names) for s in range(len(centroids))]
     result["variants"][variant] = metrics.seed_summary(per_seed)

@@ -42,7 +42,8 @@ _INT_MINIMUM = {
     "checkpoint.keep": 1, "log_every_steps": 1, "cmd.epochs": 0, "cmd.views_per_batch": 1,
     "cmd.max_views": 0, "cmd.zbuffer_stride": 1,
     "cmd.optimizer.decay_every_epochs": 0, "svc.num_clusters": 0, "svc.kmeans_iters": 1,
-    "svc.kmeans_max_points_per_centroid": 0, "svc.sinkhorn.num_iters": 1, "svc.warmup_epochs": 0, "svc.epochs": 0,
+    "svc.kmeans_max_points_per_centroid": 0, "svc.sinkhorn.num_iters": 1,
+    "svc.warmup_epochs": 0, "svc.epochs": 0,
     "svc.recluster_every": 0, "svc.optimizer.decay_every_epochs": 0,
     "svc.min_segment_points": 0, "eval.num_clusters": 0, "eval.every_epochs": 0,
     "eval.render_scenes": 0,
@@ -196,6 +197,7 @@ def _training_problems(config: ml_collections.ConfigDict) -> list[str]:
   _choice(problems, "model.search_method", config.model.search_method,
           geometry.SEARCH_METHODS)
   _choice(problems, "eval.features", config.eval.features, FEATURE_KINDS)
+  _choice(problems, "infer.format", config.infer.format, FORMATS)
   if config.method in method_names():
     problems += get_method(config.method).config_problems(config)
   if not config.eval.seeds:

@@ -47,7 +47,7 @@ def _config(name="scannet_svc.py", **overrides):
     ("data.supervoxels.method", "slic", "unknown data.supervoxels.method 'slic'"),
     ("method", "growsp2", "unknown method 'growsp2'; choose one of ['growsp', 'pointdc']"),
     ("mode", "svc", "mode 'svc' is now --config.mode=train"),
-    ("mode", "infer", "unknown mode 'infer'; choose one of ['eval', 'prepare', 'train']"),
+    ("mode", "serve", "unknown mode 'serve'; choose one of ['eval', 'infer', 'prepare', 'train']"),
     ("cmd.loss", "l1", "unknown cmd.loss 'l1'; choose one of ['voxel', 'segment']"),
     ("svc.warmup_head", "mlp", "unknown svc.warmup_head 'mlp'"),
     ("svc.num_clusters", 10, "svc.num_clusters=10 is below data.num_classes=20"),

@@ -45,5 +45,5 @@ def run(config: ml_collections.ConfigDict, workdir: str, resume: bool = False) -
       provenance["clustering"] = f"the run's {len(primitives)} primitives merged"
   results = {name: evaluate.evaluate(ctx, variables, config.eval.features,
                                      config.eval.linear_probe, primitives=primitives,
-                                     render=True)}
+                                     final=True)}
   write_run_report(ctx, results, {"eval": time.perf_counter() - start}, provenance)

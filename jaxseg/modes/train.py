@@ -26,6 +26,6 @@ def run(config: ml_collections.ConfigDict, workdir: str, resume: bool = False) -
     start = time.perf_counter()
     results[outcome.name] = evaluate.evaluate(ctx, outcome.variables, "model",
                                               config.eval.linear_probe,
-                                              primitives=outcome.primitives, render=True)
+                                              primitives=outcome.primitives, final=True)
     seconds["eval"] = time.perf_counter() - start
   write_run_report(ctx, results, seconds, {"method": method.title, **outcome.provenance})

@@ -94,7 +94,7 @@ def below_ceiling(coords: np.ndarray, margin: float = 0.3) -> np.ndarray:
 ERROR_COLORS = {"correct": (60, 170, 80), "wrong": (220, 50, 50), "ignored": (190, 190, 190)}
 
 
-def comparison_panel(coords: np.ndarray, truth: np.ndarray, predicted: np.ndarray,
+def comparison_panel(coords: np.ndarray, truth: np.ndarray | None, predicted: np.ndarray,
                      num_classes: int, class_names: Sequence[str] = (),
                      resolution: float | None = None, max_size: int = 1024) -> np.ndarray:
   """A labelled scan at a glance: uint8 image of two rows (top-down, oblique) by three columns
@@ -103,29 +103,31 @@ def comparison_panel(coords: np.ndarray, truth: np.ndarray, predicted: np.ndarra
   given; the highest 0.3 m (a ceiling) are left out.
 
   coords: float (N, 3) metres; truth, predicted: int (N,) classes in [0, num_classes), -1 =
-  ignore / none (black). resolution: metres per pixel (None: about the points' spacing seen
+  ignore / none (black); truth None (an unlabelled scan): the prediction column only.
+  resolution: metres per pixel (None: about the points' spacing seen
   from above, so that surfaces look closed).
   """
   keep = below_ceiling(coords)
-  coords, truth, predicted = coords[keep], np.asarray(truth)[keep], np.asarray(predicted)[keep]
+  coords, predicted = coords[keep], np.asarray(predicted)[keep]
+  truth = None if truth is None else np.asarray(truth)[keep]
   if resolution is None:
     extent = np.ptp(coords[:, :2], axis=0)
     resolution = max(0.01, 1.3 * float(np.sqrt(extent[0] * extent[1] / max(len(coords), 1))))
   colours = palette(num_classes)
   by_class = lambda ids: np.where((ids >= 0)[:, None], colours[np.clip(ids, 0, None)],
                                   IGNORE_COLOR)
-  errors = np.where((truth < 0)[:, None], ERROR_COLORS["ignored"],
-                    np.where((truth == predicted)[:, None], ERROR_COLORS["correct"],
-                             ERROR_COLORS["wrong"])).astype(np.uint8)
+  columns, keys = [by_class(predicted)], []
+  if truth is not None:
+    errors = np.where((truth < 0)[:, None], ERROR_COLORS["ignored"],
+                      np.where((truth == predicted)[:, None], ERROR_COLORS["correct"],
+                               ERROR_COLORS["wrong"])).astype(np.uint8)
+    columns, keys = [by_class(truth), columns[0], errors], list(ERROR_COLORS.items())
   rows = []
   for view in (top_down_image, oblique_image):
-    tiles = [view(coords, c, resolution, max_size) for c in (by_class(truth),
-                                                             by_class(predicted), errors)]
-    rows.append(_join(tiles, axis=1))
+    rows.append(_join([view(coords, c, resolution, max_size) for c in columns], axis=1))
   if len(class_names):
-    shown = np.unique(np.r_[truth, predicted])
-    rows.append(legend([(class_names[c], colours[c]) for c in shown[shown >= 0]]
-                       + [(k, v) for k, v in ERROR_COLORS.items()]))
+    shown = np.unique(predicted if truth is None else np.r_[truth, predicted])
+    rows.append(legend([(class_names[c], colours[c]) for c in shown[shown >= 0]] + keys))
   return _join(rows, axis=0)
 
 

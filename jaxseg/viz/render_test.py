@@ -71,3 +71,13 @@ def test_comparison_panel_colours_errors():
     assert render.ERROR_COLORS[name] in colours, name
   assert tuple(render.palette(3)[2]) in colours       # the wrong prediction's class colour
   np.testing.assert_array_equal(render.below_ceiling(coords), [True, True, True, False])
+
+
+def test_prediction_only_panel_of_an_unlabelled_scan():
+  coords = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+  with_truth = render.comparison_panel(coords, np.array([0, 1, 1]), np.array([0, 1, 0]), 2,
+                                       resolution=1.0)
+  alone = render.comparison_panel(coords, None, np.array([0, 1, 0]), 2, resolution=1.0)
+  assert alone.shape[0] == with_truth.shape[0] and alone.shape[1] < with_truth.shape[1] / 2
+  colours = {tuple(c) for c in alone.reshape(-1, 3)}
+  assert render.ERROR_COLORS["wrong"] not in colours and tuple(render.palette(2)[1]) in colours

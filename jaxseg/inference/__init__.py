@@ -1,0 +1,1 @@
+"""Labelling new scans with a trained run: `jaxseg.load(run).predict(points, colors)`."""

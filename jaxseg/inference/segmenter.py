@@ -1,0 +1,121 @@
+"""A trained run as a point-cloud segmenter.
+
+  model = jaxseg.load("workdirs/scannet_svc_demo")     # a run's work directory
+  labels = model.predict(points, colors)               # int32 (N,)
+
+The network is the run's newest (its method's network phases); the labels come from the
+classifier its final evaluation saved (`jaxseg.eval.classifier`: class ids, named by
+`model.class_names`), or, for a run never evaluated, from its last training clustering
+(cluster ids: `model.labels_are_classes` is False). A scan of any size is processed whole:
+its capacities are sized from its own counts, never cropped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from jaxseg.data import capacity, packing, pipeline
+from jaxseg.data.scene import Scene
+from jaxseg.errors import InputError
+from jaxseg.eval import classifier as classifier_lib
+from jaxseg.io import atomic
+from jaxseg.io.labels import class_names
+from jaxseg.logging_utils import get_logger
+from jaxseg.methods import get_method
+from jaxseg.models.voxel_net import VoxelNet, encoder_variables, model_spec, net_fields
+from jaxseg.ops.features import l2_normalize
+from jaxseg.train.restore import load_run
+
+_LOG = get_logger("inference.segmenter")
+
+
+@functools.partial(jax.jit, static_argnames=("net",))
+def _unit_features(variables, batch, *, net: VoxelNet) -> jax.Array:
+  return l2_normalize(net.apply(variables, batch, train=False)["features"])
+
+
+@dataclasses.dataclass
+class Segmenter:
+  """A run's network and classifier (see the module docstring)."""
+  config: ml_collections.ConfigDict
+  variables: Any
+  classifier: classifier_lib.Classifier
+  labels_are_classes: bool
+  source: str
+
+  def __post_init__(self):
+    spec = model_spec(self.config.model)
+    self._pipeline = pipeline.config_from_data(self.config.data, spec)
+    self._net = VoxelNet(spec, encoder=self.config.model.name,
+                         out_dim=self.config.model.out_dim, dtype=self.config.model.dtype)
+    self._fields = net_fields(spec)
+    self._policy = capacity.CapacityPolicy(name="inference")
+
+  @property
+  def class_names(self) -> tuple[str, ...]:
+    return self.classifier.class_names
+
+  def predict(self, points: np.ndarray, colors: np.ndarray,
+              normals: np.ndarray | None = None) -> np.ndarray:
+    """int32 (N,) labels of a cloud.
+
+    points: float (N, 3) metres, z up; colors: (N, 3) RGB 0..255; normals: optional (N, 3)
+    (the network reads voxel colours and positions only, so they do not change the labels).
+    InputError for empty, NaN or mis-shaped input.
+    """
+    scene = Scene(name="input", coords=np.asarray(points, np.float32),
+                  colors=np.asarray(colors), source="predict() input",
+                  normals=None if normals is None else np.asarray(normals, np.float32))
+    if scene.colors.dtype != np.uint8:
+      scene.colors = np.clip(np.round(scene.colors), 0, 255).astype(np.uint8)
+    scene.validate()
+    record = {"name": b"input", "coords": scene.coords, "colors": scene.colors,
+              "labels": np.full(scene.num_points, -1, np.int32),
+              "segments": np.full(scene.num_points, -1, np.int32), "num_segments": 0}
+    element = pipeline.process_scene(record, 0, np.random.default_rng(0), self._pipeline,
+                                     train=False)
+    packs = packing.pack_batch([element], 1, 1, self._pipeline.geometry)
+    signature = self._policy.choose(packing.batch_needs(packs))
+    batch = packing.pad_packs(packs, signature, self._pipeline.geometry)
+    feats = _unit_features(self.variables, {k: batch[k] for k in self._fields},
+                           net=self._net)
+    valid = batch["point_mask"][0]
+    labels = np.full(scene.num_points, -1, np.int32)
+    labels[batch["point_index"][0][valid]] = self.classifier.labels(np.asarray(feats[0])[valid])
+    return labels
+
+
+def load(path: str) -> Segmenter:
+  """The segmenter of a run's work directory (`config.json`, checkpoints and, after its
+  evaluation, `classifier.npz`). InputError naming the folder and the fix otherwise."""
+  path = os.path.abspath(os.path.expanduser(path))
+  config_file = os.path.join(path, "config.json")
+  if not os.path.isfile(config_file):
+    raise InputError(path, "no config.json: not a jaxseg run directory",
+                     "pass the work directory of a finished training run")
+  config = ml_collections.ConfigDict(atomic.read_json(config_file))
+  method = get_method(config.method)
+  variables, arrays = load_run(path, method.network_phases)
+  found = classifier_lib.load(path)
+  if found is None:
+    centroids = arrays.get(method.primitives_key or "centroids")
+    if centroids is None:
+      raise InputError(path, "the run has neither an evaluation classifier nor training "
+                       "centroids", "evaluate it first: --config.mode=eval with this workdir")
+    _LOG.warning("%s was never evaluated: labels are cluster ids of its last training "
+                 "clustering, not classes", path)
+    found = classifier_lib.Classifier(
+        np.asarray(l2_normalize(np.asarray(centroids, np.float32))), None,
+        tuple(f"cluster_{i}" for i in range(len(centroids))))
+  elif len(found.class_names) != len(class_names(int(config.data.num_classes))):
+    raise InputError(path, "classifier.npz does not match the run's data.num_classes",
+                     "evaluate the run again (--config.mode=eval)")
+  return Segmenter(config, encoder_variables(variables), found,
+                   found.cluster_to_class is not None, path)
