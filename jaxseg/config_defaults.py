@@ -271,7 +271,7 @@ def base_config(*, name: str, data: ml_collections.ConfigDict) -> ml_collections
       "input": "",
       # A jaxseg.io format: custom (clouds) | scannet | votenet | mmdet3d | s3dis.
       "format": "custom",
-      # The trained run's work directory ('' = this work directory).
+      # A model bundle (model.jaxseg) or a trained run's work directory ('' = this workdir).
       "model": "",
       # Where the labelled clouds go ('' = <workdir>/infer).
       "output": "",

@@ -22,7 +22,6 @@ import tensorflow_datasets as tfds
 import jaxseg
 from jaxseg.eval.metrics import segmentation_scores
 from jaxseg.eval.report import read_scalars
-from jaxseg.inference import segmenter
 from jaxseg.io.labels import SCANNET_NYU40_IDS
 from jaxseg.train.restore import load_variables
 
@@ -102,9 +101,15 @@ def test_distillation_loss_falls(full_run):
 
 
 def test_infer_labels_new_clouds_as_evaluation_did(full_run):
-  """mode=infer on the evaluation rooms, given as plain .npy clouds, reproduces the
-  evaluation's first-seed point-wise mIoU exactly, and writes every file."""
+  """mode=infer with the run's model bundle on the evaluation rooms, given as plain .npy
+  clouds, reproduces the evaluation's first-seed point-wise mIoU exactly, and writes every
+  file; the bundle holds what the work directory holds."""
   tmp, workdir, _ = full_run
+  from_bundle, from_run = jaxseg.load(workdir / "model.jaxseg"), jaxseg.load(workdir)
+  np.testing.assert_array_equal(from_bundle.classifier.centroids, from_run.classifier.centroids)
+  assert from_bundle.labels_are_classes and from_run.labels_are_classes
+  for a, b in zip(jax.tree.leaves(from_bundle.variables), jax.tree.leaves(from_run.variables)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   with open(workdir / "report.json") as f:
     report = json.load(f)
   source = tfds.builder_from_directory(report["meta"]["dataset_dir"]).as_data_source("val")
@@ -115,7 +120,7 @@ def test_infer_labels_new_clouds_as_evaluation_did(full_run):
     np.save(clouds / f"{name}.npy", np.c_[record["coords"], record["colors"]].astype(np.float32))
   result = subprocess.run(_command(tmp / "infer", "--config.mode=infer",
                                    f"--config.infer.input={clouds}",
-                                   f"--config.infer.model={workdir}"),
+                                   f"--config.infer.model={workdir / 'model.jaxseg'}"),
                           cwd=tmp, env=_env(tmp), capture_output=True, text=True, timeout=900)
   assert result.returncode == 0, result.stderr[-4000:]
   out = tmp / "infer" / "infer"
@@ -134,7 +139,6 @@ def test_infer_labels_new_clouds_as_evaluation_did(full_run):
   (method,) = report["methods"].values()
   assert segmentation_scores(conf)["miou"] == pytest.approx(
       method["variants"]["point"]["miou"]["values"][0], abs=1e-9)
-  assert jaxseg.load is segmenter.load
 
 
 def test_rerun_without_resume_is_refused(full_run):

@@ -1,6 +1,7 @@
 """A trained run as a point-cloud segmenter.
 
-  model = jaxseg.load("workdirs/scannet_svc_demo")     # a run's work directory
+  model = jaxseg.load("workdirs/scannet_svc_demo")     # a run's work directory, or
+  model = jaxseg.load("model.jaxseg")                  # the bundle its evaluation wrote
   labels = model.predict(points, colors)               # int32 (N,)
 
 The network is the run's newest (its method's network phases); the labels come from the
@@ -25,6 +26,7 @@ from jaxseg.data import capacity, packing, pipeline
 from jaxseg.data.scene import Scene
 from jaxseg.errors import InputError
 from jaxseg.eval import classifier as classifier_lib
+from jaxseg.inference import bundle
 from jaxseg.io import atomic
 from jaxseg.io.labels import class_names
 from jaxseg.logging_utils import get_logger
@@ -62,6 +64,10 @@ class Segmenter:
   def class_names(self) -> tuple[str, ...]:
     return self.classifier.class_names
 
+  def save(self, path: str) -> str:
+    """Writes this model as one self-contained bundle file (`jaxseg.inference.bundle`)."""
+    return bundle.write(path, self.config, self.variables, self.classifier)
+
   def predict(self, points: np.ndarray, colors: np.ndarray,
               normals: np.ndarray | None = None) -> np.ndarray:
     """int32 (N,) labels of a cloud.
@@ -93,9 +99,13 @@ class Segmenter:
 
 
 def load(path: str) -> Segmenter:
-  """The segmenter of a run's work directory (`config.json`, checkpoints and, after its
-  evaluation, `classifier.npz`). InputError naming the folder and the fix otherwise."""
+  """The segmenter of a model bundle file (`jaxseg.inference.bundle`) or of a run's work
+  directory (`config.json`, checkpoints and, after its evaluation, `classifier.npz`).
+  InputError naming the path and the fix otherwise."""
   path = os.path.abspath(os.path.expanduser(path))
+  if os.path.isfile(path):
+    config, variables, found = bundle.read(path)
+    return Segmenter(config, variables, found, found.cluster_to_class is not None, path)
   config_file = os.path.join(path, "config.json")
   if not os.path.isfile(config_file):
     raise InputError(path, "no config.json: not a jaxseg run directory",

@@ -16,6 +16,7 @@ import ml_collections
 
 from jaxseg.eval import evaluate
 from jaxseg.eval.run_report import write_run_report
+from jaxseg.inference import bundle
 from jaxseg.methods import get_method
 from jaxseg.models.voxel_net import encoder_variables
 from jaxseg.train.context import RunContext
@@ -46,4 +47,6 @@ def run(config: ml_collections.ConfigDict, workdir: str, resume: bool = False) -
   results = {name: evaluate.evaluate(ctx, variables, config.eval.features,
                                      config.eval.linear_probe, primitives=primitives,
                                      final=True)}
+  if variables is not None:
+    bundle.export_run(workdir, config, variables)
   write_run_report(ctx, results, {"eval": time.perf_counter() - start}, provenance)

@@ -5,9 +5,9 @@
 
 infer.input is one cloud or a folder of them, read as infer.format (default 'custom':
 .ply/.pcd/.npy/.txt; or any dataset format, e.g. 'votenet' or 's3dis', whose labels, when it
-has them, are drawn beside the prediction). infer.model is a run's work directory ('' = this
-work directory); the network, its voxel size and the classes come from that run
-(`jaxseg.inference.segmenter`). For each cloud, in infer.output ('' = <workdir>/infer):
+has them, are drawn beside the prediction). infer.model is a model bundle (`model.jaxseg`,
+written by a run's evaluation) or a run's work directory ('' = this work directory); the
+network, its voxel size and the classes come from that run (`jaxseg.inference.segmenter`). For each cloud, in infer.output ('' = <workdir>/infer):
   <name>_labels.npy   int32 (N,) the label of every point, in the input's order;
   <name>.ply          the points coloured by label, with a `label` vertex property;
   <name>.txt          the ScanNet benchmark format (one NYU40 id per point; ScanNet's 20

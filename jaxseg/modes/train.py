@@ -10,6 +10,7 @@ import ml_collections
 from jaxseg.eval import evaluate
 from jaxseg.eval.report import ScalarWriter
 from jaxseg.eval.run_report import write_run_report
+from jaxseg.inference import bundle
 from jaxseg.methods import get_method
 from jaxseg.train.context import RunContext
 
@@ -27,5 +28,6 @@ def run(config: ml_collections.ConfigDict, workdir: str, resume: bool = False) -
     results[outcome.name] = evaluate.evaluate(ctx, outcome.variables, "model",
                                               config.eval.linear_probe,
                                               primitives=outcome.primitives, final=True)
+    bundle.export_run(workdir, config, outcome.variables)
     seconds["eval"] = time.perf_counter() - start
   write_run_report(ctx, results, seconds, {"method": method.title, **outcome.provenance})
