@@ -98,7 +98,8 @@ def test_growsp_both_stages_with_pmap_from_a_pointdc_run(tmp):
                      f"--config.init={tmp / 'variant'}", "--config.growsp.fixed_epochs=1",
                      "--config.growsp.growing_epochs=2", "--config.growsp.round_epochs=1",
                      "--config.growsp.primitives=24", "--config.growsp.grow_start=12",
-                     "--config.growsp.grow_end=6", "--config.growsp.min_segment_points=3")
+                     "--config.growsp.grow_end=6", "--config.growsp.min_segment_points=3",
+                     "--config.growsp.mixup=True")
   assert set(report["methods"]) == {"GrowSP (init from a run)"}
   assert report["meta"]["init"] == f"network of the run {tmp / 'variant'}"
   assert "teacher" not in report["meta"]      # that run did not distil
