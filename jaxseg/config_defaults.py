@@ -275,6 +275,10 @@ def base_config(*, name: str, data: ml_collections.ConfigDict) -> ml_collections
       "model": "",
       # Where the labelled clouds go ('' = <workdir>/infer).
       "output": "",
+      # Test-time super-voxel pooling: each super-voxel (the scan's own, e.g. ScanNet's
+      # segs.json, else computed with the run's data.supervoxels settings) takes the class of
+      # its mean feature, as evaluation's 'supervoxel_pooled' scores. False: point-wise.
+      "pooling": True,
   }
   return config
 

@@ -20,9 +20,11 @@ import pytest
 import tensorflow_datasets as tfds
 
 import jaxseg
+from jaxseg.data.scene import Scene
 from jaxseg.eval.metrics import segmentation_scores
 from jaxseg.eval.report import read_scalars
 from jaxseg.io.labels import SCANNET_NYU40_IDS
+from jaxseg.supervoxels import api as supervoxels_api
 from jaxseg.train.restore import load_variables
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -120,13 +122,15 @@ def test_infer_labels_new_clouds_as_evaluation_did(full_run):
     np.save(clouds / f"{name}.npy", np.c_[record["coords"], record["colors"]].astype(np.float32))
   result = subprocess.run(_command(tmp / "infer", "--config.mode=infer",
                                    f"--config.infer.input={clouds}",
-                                   f"--config.infer.model={workdir / 'model.jaxseg'}"),
+                                   f"--config.infer.model={workdir / 'model.jaxseg'}",
+                                   "--config.infer.pooling=False"),
                           cwd=tmp, env=_env(tmp), capture_output=True, text=True, timeout=900)
   assert result.returncode == 0, result.stderr[-4000:]
   out = tmp / "infer" / "infer"
   with open(out / "predictions.json") as f:
     summary = json.load(f)
   assert summary["labels"] == "classes" and len(summary["scenes"]) == len(records)
+  assert summary["pooling"] == "point-wise"
   conf = np.zeros((20, 20), np.int64)
   for name, record in records.items():
     labels = np.load(out / f"{name}_labels.npy")
@@ -139,6 +143,41 @@ def test_infer_labels_new_clouds_as_evaluation_did(full_run):
   (method,) = report["methods"].values()
   assert segmentation_scores(conf)["miou"] == pytest.approx(
       method["variants"]["point"]["miou"]["values"][0], abs=1e-9)
+
+
+def test_pooled_prediction_against_a_float64_reference(full_run):
+  """predict_scene with pooling: each super-voxel of the scene takes the class of its mean
+  unit feature (numpy float64 reference from the model's point features and classifier);
+  points outside every super-voxel keep their own class. Scenes without super-voxels get
+  them computed with the run's settings, and every computed super-voxel has one label."""
+  _, workdir, _ = full_run
+  model = jaxseg.load(workdir / "model.jaxseg")
+  with open(workdir / "report.json") as f:
+    source = tfds.builder_from_directory(
+        json.load(f)["meta"]["dataset_dir"]).as_data_source("val")
+  record = source[0]
+  scene = Scene(name="room", coords=np.asarray(record["coords"]),
+                colors=np.asarray(record["colors"]),
+                segments=np.asarray(record["segments"], np.int32))
+  feats = model.point_features(scene).astype(np.float64)
+  centroids = model.classifier.centroids.astype(np.float64)
+  mapping = model.classifier.cluster_to_class
+  expected = mapping[np.argmax(feats @ centroids.T, axis=1)]
+  segments = scene.segments
+  assert (segments >= 0).mean() > 0.5
+  for segment in np.unique(segments[segments >= 0]):
+    members = segments == segment
+    expected[members] = mapping[np.argmax(feats[members].mean(0) @ centroids.T)]
+  np.testing.assert_array_equal(model.predict_scene(scene, pooling=True), expected)
+  pointwise = model.predict(scene.coords, scene.colors, pooling=False)
+  assert not np.array_equal(pointwise, expected)     # pooling changed some labels.
+
+  pooled = model.predict(scene.coords, scene.colors)  # super-voxels computed here
+  computed = supervoxels_api.compute_with_settings(
+      Scene(name="room", coords=scene.coords, colors=scene.colors),
+      model.config.data.supervoxels.to_dict())
+  for segment in np.unique(computed[computed >= 0]):
+    assert len(np.unique(pooled[computed == segment])) == 1
 
 
 def test_rerun_without_resume_is_refused(full_run):

@@ -123,11 +123,6 @@ def _frames_coverage(fmt: str, frames_root: str, splits: dict[str, list]) -> Non
       len(ids), "; the others are read without frames" if fmt == "votenet" and found else "")
 
 
-def _compute_segments(scene: Scene, supervoxels: dict[str, Any]) -> np.ndarray:
-  method = supervoxels_api.resolve_method(scene, supervoxels["method"])
-  return supervoxels_api.compute_supervoxels(scene, method=method, **supervoxels[method])
-
-
 def _compute_normals(scene: Scene, radius: float, max_nn: int) -> np.ndarray:
   if scene.has_mesh:
     return normals_lib.vertex_normals(scene.coords, scene.faces)
@@ -266,8 +261,8 @@ def prepare_dataset(data: ml_collections.ConfigDict) -> DatasetHandle:
       tfds_builders.make_builder, _BUILDER_KIND[data.format],
       scene_ids={_tfds_split_name(s): ids for s, ids in splits.items()},
       load_scene=load,
-      compute_segments=functools.partial(_compute_segments,
-                                         supervoxels=data.supervoxels.to_dict()),
+      compute_segments=functools.partial(supervoxels_api.compute_with_settings,
+                                         settings=data.supervoxels.to_dict()),
       compute_normals=functools.partial(_compute_normals, radius=data.normals.radius,
                                         max_nn=data.normals.max_nn),
       skip_bad=data.skip_bad)

@@ -73,7 +73,7 @@ def test_replaced_cloud_is_rebuilt_with_the_reason(tmp_path, caplog):
              for r in caplog.records)
 
 
-def test_failed_rebuild_keeps_the_finished_dataset(tmp_path):
+def test_failed_rebuild_keeps_the_finished_dataset(tmp_path, monkeypatch):
   """cu_noperm_nodac: data.rebuild=True deleted the dataset before the new build failed."""
   scans = _clouds(tmp_path / "scans", [2000, 2000])
   data = _data_config(scans, tmp_path / "datasets")
@@ -81,17 +81,14 @@ def test_failed_rebuild_keeps_the_finished_dataset(tmp_path):
   data_dir = os.path.dirname(os.path.dirname(handle.data_dir))
   before = sorted(os.listdir(handle.data_dir))
   broken = _data_config(scans, tmp_path / "datasets", rebuild=True)
-  original = prepare._compute_segments  # pylint: disable=protected-access
 
-  def fail(scene, supervoxels):
+  def fail(scene, settings):
     raise InputError(scene.source, "simulated failure", "none")
 
-  prepare._compute_segments = fail  # pylint: disable=protected-access
-  try:
+  with monkeypatch.context() as patch:
+    patch.setattr(prepare.supervoxels_api, "compute_with_settings", fail)
     with pytest.raises(InputError, match="simulated failure"):
       prepare.prepare_dataset(broken)
-  finally:
-    prepare._compute_segments = original  # pylint: disable=protected-access
   assert sorted(os.listdir(handle.data_dir)) == before
   assert _points(prepare.prepare_dataset(data)) == [2000, 2000]
   assert _dataset_dirs(tmp_path / "datasets") == [os.path.basename(data_dir)]

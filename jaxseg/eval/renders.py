@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from typing import Mapping
 
 import numpy as np
@@ -17,6 +16,7 @@ from PIL import Image
 
 from jaxseg.data.tfds_builders import record_text
 from jaxseg.eval.report import ScalarWriter
+from jaxseg.io import files
 from jaxseg.io.labels import class_names
 from jaxseg.logging_utils import get_logger
 from jaxseg.train.context import RunContext
@@ -65,7 +65,7 @@ def write_renders(ctx: RunContext, split: str, scenes: list[ScenePrediction],
       predicted = np.asarray(cluster_to_class)[scene.clusters]
       panel = render.comparison_panel(scene.coords, scene.labels, predicted, ctx.num_classes,
                                       class_names(ctx.num_classes))
-      path = os.path.join(folder, re.sub(r"[^A-Za-z0-9_.-]+", "__", name) + ".png")
+      path = os.path.join(folder, files.safe_file_name(name) + ".png")
       Image.fromarray(panel).save(path)
       writer.image(0, f"renders/{name}", panel)
       paths.append(path)

@@ -31,6 +31,7 @@ from jaxseg.io import atomic
 from jaxseg.io.labels import class_names
 from jaxseg.logging_utils import get_logger
 from jaxseg.methods import get_method
+from jaxseg.supervoxels import api as supervoxels_api
 from jaxseg.models.voxel_net import VoxelNet, encoder_variables, model_spec, net_fields
 from jaxseg.ops.features import l2_normalize
 from jaxseg.train.restore import load_run
@@ -69,18 +70,27 @@ class Segmenter:
     return bundle.write(path, self.config, self.variables, self.classifier)
 
   def predict(self, points: np.ndarray, colors: np.ndarray,
-              normals: np.ndarray | None = None) -> np.ndarray:
+              normals: np.ndarray | None = None, pooling: bool = True) -> np.ndarray:
     """int32 (N,) labels of a cloud.
 
-    points: float (N, 3) metres, z up; colors: (N, 3) RGB 0..255; normals: optional (N, 3)
-    (the network reads voxel colours and positions only, so they do not change the labels).
-    InputError for empty, NaN or mis-shaped input.
+    points: float (N, 3) metres, z up; colors: (N, 3) RGB 0..255; normals: optional (N, 3),
+    used by the super-voxels (estimated when absent; the network reads voxel colours and
+    positions only). pooling: super-voxels are computed for the cloud (the run's
+    data.supervoxels settings) and each takes the class of its mean feature, as the
+    evaluation's 'supervoxel_pooled' scores; points outside every super-voxel, and all points
+    with pooling=False, take their own feature's class. InputError for empty, NaN or
+    mis-shaped input.
     """
     scene = Scene(name="input", coords=np.asarray(points, np.float32),
                   colors=np.asarray(colors), source="predict() input",
                   normals=None if normals is None else np.asarray(normals, np.float32))
     if scene.colors.dtype != np.uint8:
       scene.colors = np.clip(np.round(scene.colors), 0, 255).astype(np.uint8)
+    return self.predict_scene(scene, pooling)
+
+  def point_features(self, scene: Scene) -> np.ndarray:
+    """float32 (N, D) the network's unit feature of every point of a `Scene` (the run's voxel
+    size, the whole scene, never cropped)."""
     scene.validate()
     record = {"name": b"input", "coords": scene.coords, "colors": scene.colors,
               "labels": np.full(scene.num_points, -1, np.int32),
@@ -93,8 +103,32 @@ class Segmenter:
     feats = _unit_features(self.variables, {k: batch[k] for k in self._fields},
                            net=self._net)
     valid = batch["point_mask"][0]
-    labels = np.full(scene.num_points, -1, np.int32)
-    labels[batch["point_index"][0][valid]] = self.classifier.labels(np.asarray(feats[0])[valid])
+    rows = batch["point_index"][0][valid]
+    if len(np.unique(rows)) != scene.num_points:
+      raise RuntimeError(f"{scene.source or scene.name}: {scene.num_points - len(rows)} point(s) "
+                         "were dropped by the input pipeline")
+    point_feats = np.zeros((scene.num_points, feats.shape[-1]), np.float32)
+    point_feats[rows] = np.asarray(feats[0])[valid]
+    return point_feats
+
+  def predict_scene(self, scene: Scene, pooling: bool = True) -> np.ndarray:
+    """int32 (N,) labels of a `Scene`; see `predict`. With pooling, the scene's own
+    super-voxels (`scene.segments`, e.g. a ScanNet scan's segs.json) are used when it has
+    them, else they are computed (its faces, when it has them, shape them)."""
+    point_feats = self.point_features(scene)
+    labels = self.classifier.labels(point_feats)
+    if not pooling:
+      return labels
+    segments = scene.segments
+    if segments is None:
+      segments = supervoxels_api.compute_with_settings(
+          scene, self.config.data.supervoxels.to_dict())
+    segments = np.asarray(segments, np.int64)
+    inside = segments >= 0
+    if inside.any():
+      means = np.zeros((int(segments.max()) + 1, point_feats.shape[1]), np.float64)
+      np.add.at(means, segments[inside], point_feats[inside])
+      labels[inside] = self.classifier.labels(means)[segments[inside]]
     return labels
 
 

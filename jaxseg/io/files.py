@@ -10,10 +10,17 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 
 from jaxseg.errors import InputError, os_error
 
 _LINK_FIX = "point the link at the real file (`ls -l` shows where it points), or remove it"
+
+
+def safe_file_name(name: str) -> str:
+  """`name` as one file name: every run of characters other than letters, digits, '_', '.'
+  and '-' (path separators included) becomes '__'."""
+  return re.sub(r"[^A-Za-z0-9_.-]+", "__", name)
 
 
 def path_problem(path: str | os.PathLike) -> str | None:

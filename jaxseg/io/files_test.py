@@ -61,3 +61,10 @@ def test_npy_messages_fit_the_file(tmp_path):
   (tmp_path / "cut.npy").write_bytes(data[:len(data) // 2])
   with pytest.raises(InputError, match="damaged"):
     load_npy(tmp_path / "cut.npy", fix)
+
+
+def test_safe_file_name_keeps_one_path_component():
+  from jaxseg.io.files import safe_file_name  # pylint: disable=g-import-not-at-top
+  assert safe_file_name("scene0000_00") == "scene0000_00"
+  assert safe_file_name("Area_1/office 3") == "Area_1__office__3"
+  assert safe_file_name("../x") == "..__x" and "/" not in safe_file_name("a//b\\c")

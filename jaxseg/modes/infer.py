@@ -7,7 +7,9 @@ infer.input is one cloud or a folder of them, read as infer.format (default 'cus
 .ply/.pcd/.npy/.txt; or any dataset format, e.g. 'votenet' or 's3dis', whose labels, when it
 has them, are drawn beside the prediction). infer.model is a model bundle (`model.jaxseg`,
 written by a run's evaluation) or a run's work directory ('' = this work directory); the
-network, its voxel size and the classes come from that run (`jaxseg.inference.segmenter`). For each cloud, in infer.output ('' = <workdir>/infer):
+network, its voxel size and the classes come from that run (`jaxseg.inference.segmenter`);
+infer.pooling (default on) pools the labels over super-voxels, the cloud's own or computed
+with the run's settings. For each cloud, in infer.output ('' = <workdir>/infer):
   <name>_labels.npy   int32 (N,) the label of every point, in the input's order;
   <name>.ply          the points coloured by label, with a `label` vertex property;
   <name>.txt          the ScanNet benchmark format (one NYU40 id per point; ScanNet's 20
@@ -22,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 
 import ml_collections
@@ -55,14 +56,16 @@ def run(config: ml_collections.ConfigDict, workdir: str, resume: bool = False) -
   out = os.path.abspath(os.path.expanduser(infer.output or os.path.join(workdir, "infer")))
   os.makedirs(out, exist_ok=True)
   kind = "classes" if model.labels_are_classes else "cluster ids (the run was never evaluated)"
-  _LOG.info("labelling %s with %s: labels are %s", root, model.source, kind)
+  pooling = ("super-voxel pooled" if infer.pooling else "point-wise")
+  _LOG.info("labelling %s with %s: labels are %s, %s", root, model.source, kind, pooling)
   scannet = model.labels_are_classes and model.class_names == SCANNET_CLASSES
-  summary = {"model": model.source, "labels": kind, "class_names": list(model.class_names),
+  summary = {"model": model.source, "labels": kind, "pooling": pooling,
+             "class_names": list(model.class_names),
              "scenes": []}
   for scene_id in progress(sources.list_scenes(infer.format, root), desc="labelling"):
     start = time.perf_counter()
     scene = sources.load_scene(infer.format, root, scene_id, with_frames=False)
-    labels = model.predict(scene.coords, scene.colors, scene.normals)
+    labels = model.predict_scene(scene, pooling=bool(infer.pooling))
     written = _write(out, scene, labels, model.class_names, scannet)
     entry = {"scene": scene_id, "points": scene.num_points, "files": written,
              "seconds": round(time.perf_counter() - start, 2)}
@@ -80,7 +83,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, resume: bool = False) -
 
 def _write(out: str, scene, labels: np.ndarray, names, scannet: bool) -> list[str]:
   """The files of one labelled cloud (see the module docstring); returns their paths."""
-  stem = os.path.join(out, re.sub(r"[^A-Za-z0-9_.-]+", "__", os.path.splitext(scene.name)[0]))
+  stem = os.path.join(out, files.safe_file_name(os.path.splitext(scene.name)[0]))
   paths = [stem + "_labels.npy", stem + ".ply", stem + ".png"]
   np.save(paths[0], labels.astype(np.int32))
   colours = render.palette(len(names))[np.clip(labels, 0, None)]

@@ -1,8 +1,9 @@
-"""The super-voxel entry point used by the dataset builders."""
+"""The super-voxel entry point used by the dataset builders and inference."""
 
 from __future__ import annotations
 
 import inspect
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -54,3 +55,10 @@ def compute_supervoxels(scene: Scene, *, method: str = "auto", **params) -> np.n
     return pointcloud_supervoxels(scene.coords, scene.colors, source=source, **params)
   raise InputError(source, f"unknown super-voxel method {method!r}",
                    "use 'auto', 'mesh' or 'vccs'")
+
+
+def compute_with_settings(scene: Scene, settings: Mapping[str, Any]) -> np.ndarray:
+  """Super-voxels of a scene from a data.supervoxels config section ({'method': ..., 'mesh':
+  {...}, 'vccs': {...}}): int32 (N,) ids, -1 outside every super-voxel."""
+  method = resolve_method(scene, settings["method"])
+  return compute_supervoxels(scene, method=method, **settings[method])
