@@ -7,8 +7,12 @@ experiments/main.py run `run()`.
 Loads an ml_collections config (`get_config()` in the given file), rejects unknown keys and
 bad values with a one-line reason, checks the work directory (writable; checkpoints to resume,
 or none to overwrite), and only then writes the resolved config to `<workdir>/config.json` and
-runs `config.mode` (prepare, train or eval) of `config.method`. Bad input, environment errors
-(permissions, full disk) and Ctrl-C end with one line, not a traceback.
+runs `config.mode` (prepare, train, eval or infer) of `config.method`. Bad input, environment
+errors (permissions, full disk) and Ctrl-C end with one line, not a traceback.
+
+Multi-process (multi-host) runs start the same command once per process, with
+--coordinator_address/--num_processes/--process_id or --multihost (`jaxseg.distributed`); the
+main process writes log.txt, the config, reports and exports, the others log.process<k>.txt.
 """
 
 from __future__ import annotations
@@ -33,6 +37,17 @@ _CONFIG = config_flags.DEFINE_config_file(
     "--config.a.b=value.", lock_config=True)
 _RESUME = flags.DEFINE_bool("resume", False,
                             "Continue from the newest checkpoint in the work directory.")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "Multi-process run: host:port of process 0's coordinator "
+    "(with --num_processes and --process_id).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None,
+                                      "Multi-process run: how many processes take part.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None,
+                                   "Multi-process run: this process's index, 0 .. count - 1.")
+_MULTIHOST = flags.DEFINE_bool(
+    "multihost", False, "Join a multi-process run whose settings the cluster provides (TPU "
+    "pod metadata, SLURM srun, Open MPI, or JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / "
+    "JAX_PROCESS_ID).")
 _EXAMPLE = "e.g. configs/scannet_svc.py"
 
 
@@ -143,6 +158,10 @@ def main(argv: list[str]) -> None:
     sys.exit(f"error: unexpected argument {argv[1]!r}; set config values with "
              "--config.<key>=<value> (e.g. --config.mode=prepare)")
   interrupts.install()
+  from jaxseg import distributed  # pylint: disable=g-import-not-at-top  (loads jax)
+  with _one_line_errors(_CONFIG.value):
+    distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
+                           auto=_MULTIHOST.value)
   from jaxseg import modes  # pylint: disable=g-import-not-at-top  (loads jax, tfds)
   from jaxseg.modes import checks  # pylint: disable=g-import-not-at-top
   config = _CONFIG.value
@@ -151,15 +170,20 @@ def main(argv: list[str]) -> None:
     sys.exit("error: invalid config:\n  " + "\n  ".join(errors))
   workdir = os.path.abspath(config.workdir)
   resume = _RESUME.value
-  # Nothing in the work directory is touched until these checks pass.
+  # Nothing in the work directory is touched until these checks pass (on every process).
   with _one_line_errors(config):
     checks.preflight(config, workdir, resume)
+    distributed.refuse_single_process_mode(config.mode)
+    distributed.barrier("preflight")
     os.makedirs(workdir, exist_ok=True)
-  logging_utils.setup_logging(logfile=os.path.join(workdir, "log.txt"))
+  logging_utils.setup_logging(logfile=os.path.join(workdir, distributed.log_name()))
   logger = logging_utils.get_logger("main")
+  if distributed.joined():
+    logger.info("multi-process run: %s", distributed.describe())
   with _one_line_errors(config, logger):
-    logger.info("resolved config written to %s",
-                config_utils.write_resolved_config(config, workdir))
+    if distributed.is_main():
+      logger.info("resolved config written to %s",
+                  config_utils.write_resolved_config(config, workdir))
     modes.run(config, workdir, resume=resume)
 
 

@@ -10,11 +10,14 @@ name, coords, colors, labels, segments; num_segments when present; normals are u
 `has_normals` is true, or when a plain dict record has `normals` and no `has_normals`).
 
 A stream is random access over batches: batch b of a training stream is batch b % E of epoch
-b // E (E = batches per epoch; each epoch is a new seeded permutation of this process's records
-and drops the last incomplete batch), and every scene of it is augmented with a generator seeded
+b // E (E = batches per epoch; each epoch is a new seeded permutation of all records and drops
+the last incomplete global batch), and every scene of it is augmented with a generator seeded
 by (seed, epoch, position), so a seed fixes the whole stream and a resumed run can start at any
 batch. An ordered stream (evaluation, clustering passes) is one pass over the records in order,
 uncropped and unaugmented unless asked (`augment=True`); its last batch holds fewer scenes.
+With several JAX processes every process computes the same global batches and reads, augments
+and packs only its contiguous share of each (`sharding.process_share`), so a run sees the same
+global batches whatever its process count.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import numpy as np
 from jaxseg.data import packing
 from jaxseg.data.augment import (AugmentConfig, augment, clip_to_box, random_crop,
                                  transform_normals)
-from jaxseg.data.sharding import process_batch_size, process_records
+from jaxseg.data.sharding import process_batch_size, process_share
 from jaxseg.data.tfds_builders import record_text
 from jaxseg.data.voxelize import voxelize
 from jaxseg.errors import InputError
@@ -224,9 +227,8 @@ def _voxelized(points: Mapping[str, Any], index: int, config: PipelineConfig
 
 @dataclasses.dataclass(frozen=True)
 class _Batches:
-  """Random access to the packed batches of one stream (see the module docstring)."""
+  """Random access to this process's packs of one stream (see the module docstring)."""
   source: Any
-  records: np.ndarray          # this process's record indices
   config: PipelineConfig
   seed: int
   train: bool
@@ -234,30 +236,38 @@ class _Batches:
   num_packs: int
   extras: Optional[SceneExtras]
   augment: bool
+  process_index: int
+  process_count: int
+
+  @property
+  def global_batch(self) -> int:
+    return self.local_batch * self.process_count
 
   @property
   def per_epoch(self) -> int:
     if self.train:
-      return len(self.records) // self.local_batch
-    return -(-len(self.records) // self.local_batch)
+      return len(self.source) // self.global_batch
+    return -(-len(self.source) // self.global_batch)
 
-  def positions(self, batch: int) -> tuple[int, np.ndarray]:
-    """(epoch, positions in this process's record list) of batch `batch`."""
+  def positions(self, batch: int) -> tuple[int, np.ndarray, np.ndarray]:
+    """(epoch, the epoch's record order, this process's positions in it) of batch `batch`."""
     epoch, step = divmod(batch, self.per_epoch)
-    order = np.arange(len(self.records))
+    order = np.arange(len(self.source))
     if self.train and self.config.shuffle:
-      order = np.random.default_rng([self.seed, epoch]).permutation(len(self.records))
-    return epoch, order[step * self.local_batch:(step + 1) * self.local_batch]
+      order = np.random.default_rng([self.seed, epoch]).permutation(len(self.source))
+    positions = np.arange(step * self.global_batch,
+                          min((step + 1) * self.global_batch, len(order)))
+    return epoch, order, process_share(positions, self.process_index, self.process_count)
 
   def __call__(self, batch: int) -> list[packing.Pack]:
-    epoch, positions = self.positions(batch)
+    epoch, order, positions = self.positions(batch)
     elements = []
     for position in positions.tolist():
-      index = int(self.records[position])
+      index = int(order[position])
       rng = np.random.default_rng([self.seed, epoch, position])
       if self.train and self.config.mixup:
         draw = np.random.default_rng([self.seed, epoch, position, 1])   # the partner's own
-        partner = int(self.records[draw.integers(len(self.records))])
+        partner = int(draw.integers(len(self.source)))
         elements.append(process_mixed_scene(self.source[index], index, self.source[partner],
                                             rng, self.config, self.extras, self.augment))
       else:
@@ -269,19 +279,20 @@ class _Batches:
 
 def batches_per_epoch(num_records: int, config: PipelineConfig, train: bool,
                       process_count: Optional[int] = None) -> int:
-  """Batches of one epoch, the same on every process (evaluation pads the shorter ones)."""
+  """Global batches of one epoch (training drops the last incomplete one)."""
   count = jax.process_count() if process_count is None else process_count
-  local_batch = process_batch_size(config.batch_size, count)
+  global_batch = process_batch_size(config.batch_size, count) * count
   if train:
-    return (num_records // count) // local_batch
-  return -(-(-(-num_records // count)) // local_batch)
+    return num_records // global_batch
+  return -(-num_records // global_batch)
 
 
 def make_dataset(source: Any, config: PipelineConfig, *, seed: int, train: bool,
                  num_packs: int, extras: Optional[SceneExtras] = None,
                  augment: Optional[bool] = None, process_index: Optional[int] = None,
                  process_count: Optional[int] = None) -> grain.MapDataset:
-  """Random-access packed batches: every epoch (training: endless; evaluation: one pass).
+  """Random access to this process's packs of each batch (training: endless; evaluation: one
+  pass; a process whose share of a short last batch is empty gets empty packs).
 
   num_packs: packs per batch on this process (its local devices); the local batch must be a
     multiple of it.
@@ -299,24 +310,13 @@ def make_dataset(source: Any, config: PipelineConfig, *, seed: int, train: bool,
     raise InputError("data.batch_size", f"the per-process batch of {local_batch} scenes does "
                      f"not split over {num_packs} local devices",
                      f"use a batch size that is a multiple of {num_packs * count}")
-  records = process_records(len(source), train, index, count)
-  batches = _Batches(source, records, config, seed, train, local_batch, num_packs, extras,
-                     train if augment is None else augment)
+  batches = _Batches(source, config, seed, train, local_batch, num_packs, extras,
+                     train if augment is None else augment, index, count)
   if batches.per_epoch == 0:
-    raise InputError("data.batch_size", f"this process has {len(records)} scene(s), fewer "
-                     f"than one batch of {local_batch}", "lower data.batch_size or add scenes")
-  total = batches_per_epoch(len(source), config, train, count)
-  length = np.iinfo(np.int64).max if train else total
-  return grain.MapDataset.range(length).map(
-      functools.partial(_call_or_empty, batches=batches, limit=batches.per_epoch, train=train))
-
-
-def _call_or_empty(batch: int, batches: _Batches, limit: int, train: bool):
-  """Evaluation batches past this process's records (other processes have more) are empty."""
-  if not train and batch >= limit:
-    return packing.pack_batch([], batches.num_packs, batches.local_batch // batches.num_packs,
-                              batches.config.geometry)
-  return batches(batch)
+    raise InputError("data.batch_size", f"the split has {len(source)} scene(s), fewer than "
+                     f"one batch of {config.batch_size}", "lower data.batch_size or add scenes")
+  length = np.iinfo(np.int64).max if train else batches.per_epoch
+  return grain.MapDataset.range(length).map(batches)
 
 
 def make_iterator(source: Any, config: PipelineConfig, *, seed: int, train: bool,

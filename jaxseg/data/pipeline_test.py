@@ -206,17 +206,23 @@ def test_training_clips_to_the_box_then_crops():
   assert counts[0] == inside
 
 
-def test_processes_split_the_records():
+def test_processes_split_the_global_batches():
   records = _records([30, 40, 50, 60, 70, 80, 90])
-  config = PipelineConfig(voxel_size=0.25, batch_size=2)
-  shares = [[i for b in _batches(records, config=config, process_index=p, process_count=2,
-                                 num_batches=3) for _, _, i in _scenes(b)] for p in range(2)]
-  # Per-process batch 1; training gives both processes 3 records (record 6 is left out).
-  assert sorted(shares[0]) == [0, 2, 4] and sorted(shares[1]) == [1, 3, 5]
-  evaluation = [[i for b in _batches(records, config=config, process_index=p, process_count=2,
-                                     train=False) for _, _, i in _scenes(b)] for p in range(2)]
-  # Every process runs as many batches (the shorter one gets an empty last batch).
-  assert evaluation[0] == [0, 2, 4, 6] and evaluation[1] == [1, 3, 5]
+  config = PipelineConfig(voxel_size=0.25, batch_size=2, augment=AugmentConfig.none())
+  one = [sorted(i for _, _, i in _scenes(b))
+         for b in _batches(records, config=config, num_batches=3)]
+  shares = [[[i for _, _, i in _scenes(b)] for b in _batches(
+      records, config=config, process_index=p, process_count=2, num_batches=3)]
+            for p in range(2)]
+  # Two processes read one scene each of the one-process run's global batches (3 batches
+  # an epoch; record left over by the shuffle drops out).
+  assert [sorted(a + b) for a, b in zip(*shares)] == one
+  assert all(len(a) == 1 and len(b) == 1 for a, b in zip(*shares))
+  evaluation = [[[i for _, _, i in _scenes(b)] for b in _batches(
+      records, config=config, process_index=p, process_count=2, train=False)]
+                for p in range(2)]
+  # As many batches on every process; the short last one leaves process 1 an empty batch.
+  assert evaluation[0] == [[0], [2], [4], [6]] and evaluation[1] == [[1], [3], [5], []]
 
 
 def test_config_from_dict():

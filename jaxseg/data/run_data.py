@@ -17,6 +17,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from jaxseg import distributed
 from jaxseg.data import pipeline
 from jaxseg.data.capacity import CapacityPolicy
 from jaxseg.data.loader import DeviceLoader
@@ -49,8 +50,9 @@ class RunData:
   @classmethod
   def from_config(cls, data: ml_collections.ConfigDict, spec: GeometrySpec,
                   capacity_dir: str) -> "RunData":
-    """Prepares (or reuses) the dataset of the `data` config section."""
-    return cls(prepare_dataset(data), spec, pipeline.config_from_data(data, spec), data_mesh(),
+    """Prepares (or reuses) the dataset of the `data` config section (in a multi-process run
+    the main process prepares it, then the others open it)."""
+    return cls(distributed.main_first(lambda: prepare_dataset(data), "dataset"), spec, pipeline.config_from_data(data, spec), data_mesh(),
                int(data.num_workers), capacity_dir)
 
   def source(self, split: str):

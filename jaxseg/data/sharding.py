@@ -1,8 +1,8 @@
 """Splitting the input across JAX processes and placing host batches on a device mesh.
 
-Each process reads every `process_count`-th record starting at its `process_index` and builds
-batches of `global_batch_size / process_count` scenes; `to_global_arrays` then assembles the
-per-process batches into global `jax.Array`s sharded over the mesh axis 'data'.
+Every process computes the same global batch and reads its contiguous share of it,
+`global_batch_size / process_count` scenes (`process_share`); `to_global_arrays` then assembles
+the per-process batches into global `jax.Array`s sharded over the mesh axis 'data'.
 """
 
 from __future__ import annotations
@@ -28,16 +28,17 @@ def process_batch_size(global_batch_size: int, process_count: Optional[int] = No
   return global_batch_size // count
 
 
-def process_records(num_records: int, train: bool, process_index: int,
-                    process_count: int) -> np.ndarray:
-  """This process's record indices: every `process_count`-th from `process_index`; training
-  first drops the last num_records % process_count records so every process has as many
-  (processes must step together); evaluation lets the first processes take one more."""
+def process_share(positions: np.ndarray, process_index: int, process_count: int
+                  ) -> np.ndarray:
+  """This process's contiguous share of a global batch's `positions` [B]: process p takes
+  positions[p * b:(p + 1) * b] with b = ceil(B / process_count), so the shares of a full batch
+  are the per-process batches and a short last batch leaves the last processes fewer or none.
+  """
   if not 0 <= process_index < process_count:
     raise InputError("data sharding", f"process index {process_index} is outside "
                      f"[0, {process_count})", "pass process_index in [0, process_count)")
-  usable = num_records - num_records % process_count if train else num_records
-  return np.arange(process_index, usable, process_count)
+  share = -(-len(positions) // process_count)
+  return positions[process_index * share:(process_index + 1) * share]
 
 
 def data_mesh(devices: Optional[Sequence[jax.Device]] = None, axis: str = DATA_AXIS) -> Mesh:

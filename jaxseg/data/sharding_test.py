@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxseg.data.sharding import (data_mesh, process_batch_size, process_records,
+from jaxseg.data.sharding import (data_mesh, process_batch_size, process_share,
                                   to_global_arrays)
 from jaxseg.errors import InputError
 
@@ -16,14 +16,15 @@ def test_process_batch_size():
     process_batch_size(8, process_count=3)
 
 
-def test_processes_read_disjoint_shares_covering_the_source():
-  shares = [process_records(10, False, i, 3).tolist() for i in range(3)]
-  assert shares == [[0, 3, 6, 9], [1, 4, 7], [2, 5, 8]]
-  even = [process_records(10, True, i, 3).tolist() for i in range(3)]
-  assert even == [[0, 3, 6], [1, 4, 7], [2, 5, 8]]
-  assert process_records(10, True, 0, 1).tolist() == list(range(10))  # one process reads all
+def test_processes_take_contiguous_shares_of_a_global_batch():
+  full = np.arange(10, 16)
+  assert [process_share(full, i, 3).tolist() for i in range(3)] == [[10, 11], [12, 13],
+                                                                     [14, 15]]
+  short = np.arange(4)     # a last batch of 4 of 6: the last process gets nothing.
+  assert [process_share(short, i, 3).tolist() for i in range(3)] == [[0, 1], [2, 3], []]
+  assert process_share(full, 0, 1).tolist() == full.tolist()   # one process reads all
   with pytest.raises(InputError, match="outside"):
-    process_records(10, False, 3, 3)
+    process_share(full, 3, 3)
 
 
 def test_batch_of_four_lands_one_scene_per_device():

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxseg import distributed
 from jaxseg.eval import classifier, metrics, renders
 from jaxseg.eval.probe import LinearProbe, probe_predict, train_linear_probe
 from jaxseg.logging_utils import get_logger, progress
@@ -79,8 +80,8 @@ def confusion_pass(ctx: RunContext, split: str, kind: str, variables, centroids:
                    probe: LinearProbe, keep_scenes: int = 0
                    ) -> tuple[np.ndarray, np.ndarray, list[renders.ScenePrediction]]:
   """On `split`: int64 [seeds, 2 variants, C, C] cluster confusions (ground truth x predicted
-  class), int64 [C, C] of the linear probe, and the first seed's point-wise clusters of the
-  first `keep_scenes` scenes."""
+  class), int64 [C, C] of the linear probe (both summed over every process's scenes), and the
+  first seed's point-wise clusters of the first `keep_scenes` scenes of this process."""
   net = passes.feature_net(ctx, kind)
   fields = passes.feature_fields(ctx, kind) + _LABEL_FIELDS
   clusters = np.zeros((centroids.shape[0], len(VARIANTS), ctx.num_classes, ctx.num_classes),
@@ -92,10 +93,12 @@ def confusion_pass(ctx: RunContext, split: str, kind: str, variables, centroids:
                                  total=ctx.data.eval_batches(split)):
       batch_clusters, batch_probe, point_pred = _confusion(
           variables, centroids, probe, device, kind=kind, net=net, num_classes=ctx.num_classes)
-      clusters += np.asarray(batch_clusters)
-      probe_total += np.asarray(batch_probe)
-      if len(kept) < keep_scenes:
-        kept += renders.scene_predictions(host, np.asarray(point_pred))[:keep_scenes - len(kept)]
+      batch_clusters, batch_probe = distributed.gather((batch_clusters, batch_probe))
+      clusters += batch_clusters
+      probe_total += batch_probe
+      if len(kept) < keep_scenes:      # the main process's own scenes (it draws the renders)
+        kept += renders.scene_predictions(host, distributed.local_rows(point_pred)
+                                          )[:keep_scenes - len(kept)]
   return clusters, probe_total, kept
 
 
@@ -133,12 +136,12 @@ def evaluate(ctx: RunContext, variables: Mapping[str, Any] | None, kind: str,
                                batch_size=config.eval.probe.batch_size, seed=config.seed)
   conf, probe_conf, kept = confusion_pass(
       ctx, eval_split, kind, variables, centroids, probe,
-      keep_scenes=int(config.eval.render_scenes) if final else 0)
+      keep_scenes=int(config.eval.render_scenes) if final and distributed.is_main() else 0)
   result: dict[str, Any] = {"variants": {}}
   matched = metrics.hungarian_match(conf[0, 0])
   if kept:
     result["renders"] = renders.write_renders(ctx, eval_split, kept, matched)
-  if final and kind == "model":
+  if final and kind == "model" and distributed.is_main():
     classifier.save(ctx.workdir, centroids[0], matched, names)
   for v, variant in enumerate(VARIANTS):
     per_seed = [metrics.clustering_scores(conf[s, v], names) for s in range(len(centroids))]

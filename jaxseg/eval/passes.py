@@ -21,12 +21,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxseg import distributed
 from jaxseg.errors import InputError
 from jaxseg.eval.descriptors import raw_point_descriptors
 from jaxseg.logging_utils import progress
 from jaxseg.models.voxel_net import VoxelNet
 from jaxseg.ops import pooling
-from jaxseg.train.context import RunContext
 from jaxseg.train.context import RunContext
 from jaxseg.ops.features import l2_normalize, supervoxel_features
 from jaxseg.methods.pointdc.pseudo_labels import pooled_pseudo_labels
@@ -36,6 +36,7 @@ RAW_DIM = 9   # raw_point_descriptors' channels
 RAW_FIELDS = ("point_coords", "point_colors", "point_normals", "point_mask", "point_scene",
               "scene_index")
 _SCENE_FIELDS = ("point_segments", "point_labels", "point_mask", "segment_scene")
+_ROW_FIELDS = ("scene_index", "scene_segment_offset", "scene_num_segments")  # `scene_rows`
 
 
 def point_features(kind: str, net: VoxelNet | None, variables, batch) -> jax.Array:
@@ -110,7 +111,7 @@ def _flatten(per_scene: dict[int, tuple[np.ndarray, ...]], num_records: int):
 @functools.partial(jax.jit, static_argnames=("kind", "net", "temperature"))
 def _scene_reduce(variables, centroids, batch, probe_rows, *, kind, net, temperature):
   """One batch -> (sv feats [G, S, D], counts [G, S], labelled [G, S], pooled labels [G, S],
-  probe features [G, R, D])."""
+  probe features [G, R, D], probe labels [G, R])."""
   feats = point_features(kind, net, variables, batch)
   num_segments = batch["segment_scene"].shape[1]
   sv = supervoxel_features(feats, batch["point_segments"], batch["point_mask"], num_segments,
@@ -123,16 +124,19 @@ def _scene_reduce(variables, centroids, batch, probe_rows, *, kind, net, tempera
                                 sorted_ids=True).labels
   unit = l2_normalize(feats)   # The probe reads unit features, as the clustering does.
   probe = jax.vmap(lambda f, r: jnp.take(f, r, axis=0))(unit, probe_rows)
-  return sv.feats, sv.counts, labelled, pooled, probe
+  probe_labels = jax.vmap(lambda y, r: jnp.take(y, r))(batch["point_labels"], probe_rows)
+  return sv.feats, sv.counts, labelled, pooled, probe, probe_labels
 
 
-def _probe_rows(host, per_scene: int, rng: np.random.Generator) -> list[np.ndarray]:
-  """Per pack, up to `per_scene` labelled points of each scene, drawn with `rng`."""
+def _probe_rows(host, per_scene: int, seed: int) -> list[np.ndarray]:
+  """Per pack, up to `per_scene` labelled points of each scene, drawn by a generator seeded
+  with (seed, record), so the choice does not depend on batching or process count."""
   chosen = [[] for _ in host["point_mask"]]
   if per_scene:
-    for g, z, _, _, _ in scene_rows(host):
+    for g, z, record, _, _ in scene_rows(host):
       rows = np.flatnonzero(host["point_mask"][g] & (host["point_scene"][g] == z) &
                             (host["point_labels"][g] >= 0))
+      rng = np.random.default_rng([seed, record])
       chosen[g].append(np.sort(rng.choice(rows, min(per_scene, rows.size), replace=False)))
   return [np.concatenate(c) if c else np.zeros(0, np.int64) for c in chosen]
 
@@ -156,12 +160,13 @@ def scene_pass(ctx: RunContext, split: str, kind: str, variables, *,
   centroids: f32 [K, D] for the pooled Eq. 9-10 labels (None: they are not wanted; zeros of
     the run's [K, D] keep the compiled program the same).
   probe: also return the features of eval.probe.points_per_scene labelled points per scene
-    (a random choice seeded by config.seed).
+    (a random choice seeded by config.seed and the record).
+  With several processes each reads its share of the scenes and every process gets the whole
+  table (`distributed.gather`).
   """
   net = feature_net(ctx, kind)
   fields = feature_fields(ctx, kind) + _SCENE_FIELDS
   per_scene_points = int(ctx.config.eval.probe.points_per_scene)
-  rng = np.random.default_rng(ctx.config.seed)
   if centroids is None:
     dim = int(ctx.config.model.out_dim) if kind == "model" else RAW_DIM
     centroids = np.zeros((int(ctx.config.svc.num_clusters or ctx.num_classes), dim),
@@ -173,20 +178,23 @@ def scene_pass(ctx: RunContext, split: str, kind: str, variables, *,
                        augment=augment) as loader:
     for host, device in progress(loader, desc=f"super-voxel features ({split})",
                                  total=ctx.data.eval_batches(split)):
-      rows = _probe_rows(host, per_scene_points if probe else 0, rng)
+      rows = _probe_rows(host, per_scene_points if probe else 0, int(ctx.config.seed))
       # A fixed width (every pass of a run, probe or not, runs the same program).
       width = host["scene_index"].shape[1] * per_scene_points
       padded = np.stack([np.pad(r, (0, width - len(r))) for r in rows]).astype(np.int32)
-      feats, counts, labelled, pooled, probe_batch = jax.device_get(_scene_reduce(
-          variables, centroids, device, ctx.data.to_device({"rows": padded})["rows"],
-          kind=kind, net=net, temperature=float(temperature)))
-      for g, _, record, start, count in scene_rows(host):
+      outputs = _scene_reduce(variables, centroids, device,
+                              ctx.data.to_device({"rows": padded})["rows"], kind=kind, net=net,
+                              temperature=float(temperature))
+      (feats, counts, labelled, pooled, probe_batch, probe_batch_labels), whole, lengths = (
+          distributed.gather((outputs, {k: host[k] for k in _ROW_FIELDS},
+                              np.asarray([len(r) for r in rows]))))
+      for g, _, record, start, count in scene_rows(whole):
         span = slice(start, start + count)
         per_scene[record] = (feats[g, span], counts[g, span], labelled[g, span],
                              pooled[g, span])
-      for g, r in enumerate(rows):
-        probe_feats.append(probe_batch[g, :len(r)])
-        probe_labels.append(host["point_labels"][g, r])
+      for g, length in enumerate(lengths.tolist()):
+        probe_feats.append(probe_batch[g, :length])
+        probe_labels.append(probe_batch_labels[g, :length])
   offsets, (feats, counts, labelled, pooled) = _flatten(per_scene,
                                                         len(ctx.data.source(split)))
   return SceneTable(offsets, feats, counts, labelled, pooled.astype(np.int32),

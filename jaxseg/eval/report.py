@@ -37,6 +37,7 @@ from tensorboardX import SummaryWriter
 from tensorboardX.proto import event_pb2
 from tensorboardX.record_writer import masked_crc32c
 
+from jaxseg import distributed
 from jaxseg.errors import InputError
 from jaxseg.eval.metrics import seed_summary
 from jaxseg.logging_utils import get_logger
@@ -155,26 +156,31 @@ def write_report(workdir: str, name: str, results: Mapping[str, Any],
 
 
 class ScalarWriter:
-  """TensorBoard scalars through tensorboardX (no TensorFlow needed to write or read)."""
+  """TensorBoard scalars through tensorboardX (no TensorFlow needed to write or read); in a
+  multi-process run only the main process writes (the others' writers do nothing)."""
 
   def __init__(self, logdir: str):
     self.logdir = logdir
-    self._writer = SummaryWriter(logdir)
+    self._writer = SummaryWriter(logdir) if distributed.is_main() else None
 
   def scalars(self, step: int, values: Mapping[str, Any]) -> None:
     """Logs {tag: number} at `step` (numpy / jax scalars are converted to float)."""
     for tag, value in values.items():
-      self._writer.add_scalar(tag, float(value), int(step))
+      if self._writer is not None:
+        self._writer.add_scalar(tag, float(value), int(step))
 
   def image(self, step: int, tag: str, image: np.ndarray) -> None:
     """Logs a uint8 (H, W, 3) image at `step`."""
-    self._writer.add_image(tag, np.asarray(image), int(step), dataformats="HWC")
+    if self._writer is not None:
+      self._writer.add_image(tag, np.asarray(image), int(step), dataformats="HWC")
 
   def flush(self) -> None:
-    self._writer.flush()
+    if self._writer is not None:
+      self._writer.flush()
 
   def close(self) -> None:
-    self._writer.close()
+    if self._writer is not None:
+      self._writer.close()
 
   def __enter__(self) -> "ScalarWriter":
     return self

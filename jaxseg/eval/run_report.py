@@ -10,6 +10,7 @@ from typing import Any, Mapping
 
 import jax
 
+from jaxseg import distributed
 from jaxseg.eval.report import ScalarWriter, write_report
 from jaxseg.logging_utils import get_logger
 from jaxseg.io.labels import class_names
@@ -33,7 +34,8 @@ def _methods(results: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
 def write_run_report(ctx: RunContext, results: Mapping[str, Mapping[str, Any]],
                      stage_seconds: Mapping[str, float],
                      provenance: Mapping[str, str] | None = None) -> None:
-  """Writes the report (when there are results) and logs the metrics and stage times.
+  """Writes the report (when there are results; the main process of a multi-process run)
+  and logs the metrics and stage times.
 
   provenance: what produced the evaluated features (method, initialisation, teacher only when
   distillation ran), copied into the report's meta."""
@@ -48,6 +50,8 @@ def write_run_report(ctx: RunContext, results: Mapping[str, Mapping[str, Any]],
   _LOG.info("XLA programs: %d compiled (%.1f s), %d loaded from the persistent cache",
             compilations["compiled"], compilations["compile_seconds"],
             compilations["loaded_from_cache"])
+  if not distributed.is_main():
+    return                      # one process writes the run's report
   with open(ctx.path("timings.json"), "w") as f:
     json.dump({"stage_seconds": dict(stage_seconds), "compilations": compilations}, f,
               indent=2)

@@ -19,6 +19,7 @@ import ml_collections
 import numpy as np
 
 import jaxseg
+from jaxseg import distributed
 from jaxseg.errors import InputError
 from jaxseg.eval import classifier as classifier_lib
 from jaxseg.eval.classifier import Classifier
@@ -48,8 +49,9 @@ def write(path: str, config: ml_collections.ConfigDict, variables: Any,
 
 def export_run(workdir: str, config: ml_collections.ConfigDict, variables: Any) -> str | None:
   """Writes `<workdir>/model.jaxseg` from a run's network variables and the classifier its
-  final evaluation just saved; None (nothing written) when there is no classifier."""
-  found = classifier_lib.load(workdir)
+  final evaluation just saved; None (nothing written) when there is no classifier or this is
+  not the main process of a multi-process run."""
+  found = classifier_lib.load(workdir) if distributed.is_main() else None
   if found is None:
     return None
   return write(os.path.join(workdir, "model" + SUFFIX), config, variables, found)

@@ -18,6 +18,7 @@ from typing import Any
 
 import jax
 
+from jaxseg import distributed
 from jaxseg.eval.report import ScalarWriter
 from jaxseg.logging_utils import get_logger
 from jaxseg.methods.pointdc import losses
@@ -52,8 +53,9 @@ def distillation_targets(ctx: RunContext) -> TargetStore | ProjectedTargets:
        "settings": settings}, sort_keys=True).encode()).hexdigest()[:12]
   cache_dir = os.path.join(ctx.data.handle.data_dir, "cmd_targets", f"{teacher.name}-{key}")
   start = time.perf_counter()
-  store = build_targets(ctx.data.source(ctx.config.data.train_split), teacher, settings,
-                       cache_dir)
+  store = distributed.main_first(lambda: build_targets(
+      ctx.data.source(ctx.config.data.train_split), teacher, settings, cache_dir),
+                                 "distillation targets")
   _LOG.info("distillation targets (teacher %s, %d-d) ready in %s (%.1f s)", teacher.name,
             store.dim, cache_dir, time.perf_counter() - start)
   target_dim = int(ctx.config.cmd.target_dim)
