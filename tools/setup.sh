@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up everything jaxseg needs on a fresh Debian/Ubuntu machine with CPython 3.11:
-#  - the system libraries open3d loads (libusb-1.0, libgomp), via apt when missing;
+#  - libgomp (OpenMP, loaded by scikit-learn and XLA's CPU runtime), via apt when missing;
 #  - a virtual environment .venv/ with the pinned requirements.txt (reinstalled only when
 #    requirements.txt changes) and jaxseg itself installed in editable mode (`pip install -e .`:
 #    `import jaxseg` from anywhere and the `jaxseg` command).
@@ -9,7 +9,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
-ldconfig -p | grep -q 'libusb-1.0.so.0' || need_apt+=(libusb-1.0-0)
 ldconfig -p | grep -q 'libgomp.so.1' || need_apt+=(libgomp1)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "[setup] installing system packages: ${need_apt[*]}"
