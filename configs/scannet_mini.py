@@ -17,10 +17,14 @@ $JAXSEG_SCANNET_MINI): the README's results table.
       --config.eval.features=raw_descriptors --config.workdir=workdirs/scannet_mini_raw
   python experiments/main.py --config configs/scannet_mini.py --config.mode=eval \
       --config.eval.checkpoint=random --config.workdir=workdirs/scannet_mini_random
+  # COARSE3D from 0.1% of the points of rooms 0000-0005, evaluated on rooms 0006-0008 (and
+  # its baselines: --config.coarse3d.contrast=False, --config.weak.ratio=1
+  # --config.weak.by=point; tools/scannet_mini_coarse3d.sh runs them all):
+  python experiments/main.py --config configs/scannet_mini.py:coarse3d --config.weak.seed=0
 
 5 cm voxels (GrowSP's ScanNet setting; the scans are 50,000-point subsets) and a shortened
 schedule: CMD 100 epochs; SVC 5 warm-up + 15 epochs re-clustering every 5; GrowSP 10 fixed +
-20 growing epochs, a round every 5, without mixup.
+20 growing epochs, a round every 5, without mixup; COARSE3D 20 epochs, contrast from epoch 2.
 """
 
 import os
@@ -36,8 +40,9 @@ def mini_root() -> str:
 
 
 def get_config(variant: str = "svc"):
-  if variant not in ("svc", "cmd", "growsp"):
-    raise ValueError(f"unknown variant {variant!r} of scannet_mini.py; use svc, cmd or growsp")
+  if variant not in ("svc", "cmd", "growsp", "coarse3d"):
+    raise ValueError(f"unknown variant {variant!r} of scannet_mini.py; use svc, cmd, growsp "
+                     "or coarse3d")
   root = mini_root()
   if variant == "cmd":
     # The posed scans: raw mesh vertices (points/) with their frames (posed/); the demo scene
@@ -51,9 +56,14 @@ def get_config(variant: str = "svc"):
                               num_classes=20, voxel_size=0.05, smoothness_deg=5.0)
     data.frames_root = os.path.join(root, "posed")
     data.batch_size = 3
-  # Transductive protocol of unsupervised clustering: train and evaluate on all scans.
-  data.train_split = "all"
-  data.val_split = "all"
+  if variant == "coarse3d":
+    # Methods that learn from labels: train on rooms 0000-0005, evaluate on rooms 0006-0008.
+    data.train_split = "scene000[0-5]_*"
+    data.val_split = "scene000[6-8]_*"
+  else:
+    # Transductive protocol of unsupervised clustering: train and evaluate on all scans.
+    data.train_split = "all"
+    data.val_split = "all"
   common.coarse_voxels(data)
   config = common.base_config(name=f"scannet_mini_{variant}", data=data)
   common.short_schedule(config, cmd_epochs=100, warmup_epochs=5, epochs=15, recluster_every=5)
@@ -65,6 +75,10 @@ def get_config(variant: str = "svc"):
     # Mixup gives every batch a new size, and on 2 CPU cores the first epochs then took 4-8
     # minutes each, mostly compiling (2026-12-02); off for this CPU-sized schedule.
     g.mixup = False
+  if variant == "coarse3d":
+    config.method = "coarse3d"
+    config.coarse3d.epochs = 20
+    config.coarse3d.contrast_start_epoch = 2
   if variant == "cmd":   # Distillation only.
     config.svc.warmup_epochs = 0
     config.svc.epochs = 0

@@ -79,7 +79,8 @@ class RunData:
   def loader(self, split: str, *, train: bool, seed: int, fields: Sequence[str],
              start: int = 0, num_batches: int | None = None, augment: bool | None = None,
              invariance: Mapping[str, float] | None = None,
-             extras: pipeline.SceneExtras | None = None, mixup: bool = False) -> DeviceLoader:
+             extras: pipeline.SceneExtras | None = None, mixup: bool = False,
+             source=None) -> DeviceLoader:
     """(host, device) batches start.. of a stream of `split` (see `pipeline.make_iterator`).
 
     train: a shuffled stream of whole epochs (training crop applied); otherwise one ordered
@@ -88,13 +89,15 @@ class RunData:
     seed: fixes the order and the augmentations.
     fields: batch fields placed on the devices (the host batch has every field).
     mixup: (train) mix a second scene into each (`pipeline.PipelineConfig.mixup`).
+    source: records to read instead of the split's (same length and order, e.g. with their
+      labels thinned); the capacity policy is the split's.
     """
     config = dataclasses.replace(self.pipeline_config, mixup=mixup)
     if invariance:
       config = dataclasses.replace(
           config, augment=dataclasses.replace(config.augment, **dict(invariance)))
     stream = pipeline.make_iterator(
-        self.source(split), config, seed=seed, train=train, num_packs=jax.local_device_count(),
+        self.source(split) if source is None else source, config, seed=seed, train=train, num_packs=jax.local_device_count(),
         start=start, num_batches=num_batches, extras=extras, worker_count=self.num_workers,
         augment=train if augment is None else augment)
     return DeviceLoader(stream, self.policy("train" if train else "eval"), self.spec,

@@ -24,7 +24,8 @@ from jaxseg.registry import Registry
 
 METHODS = Registry("method")
 # Packages whose import registers a method.
-_METHOD_PACKAGES = ("jaxseg.methods.pointdc", "jaxseg.methods.growsp")
+_METHOD_PACKAGES = ("jaxseg.methods.pointdc", "jaxseg.methods.growsp",
+                    "jaxseg.methods.coarse3d")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +61,8 @@ class Method:
   primitives_key: the host array of its network phases' checkpoints that holds the trained
     primitives evaluation merges (as `TrainOutcome.primitives`, also in `mode=eval` of a run);
     None: evaluation clusters the training super-voxels.
+  supervised: its network has a classifier head ('class_head') that evaluation scores as
+    supervised segmentation (`jaxseg.eval.supervised`: no clustering, no matching).
   """
   title: str
   train: Callable[..., TrainOutcome]
@@ -67,6 +70,7 @@ class Method:
   network_phases: tuple[str, ...]
   config_problems: Callable[[ml_collections.ConfigDict], list[str]]
   primitives_key: str | None = None
+  supervised: bool = False
 
 
 def _register_all() -> None:

@@ -8,9 +8,13 @@ linear head (PointDC's distillation head g).
   out["voxel_features"]  f32 [G, C, 128]  the encoder output per voxel
   out["features"]  f32 [G, P, 128]  per-point features (the voxel's encoder output)
   out["aligned"]   f32 [G, P, head_dim]  the linear head (head_dim > 0 only)
+  net = VoxelNet(spec, class_dim=20, projection_dim=256)     # COARSE3D
+  out["voxel_logits"]      f32 [G, C, class_dim]  a linear classifier per voxel
+  out["voxel_projection"]  f32 [G, C, projection_dim]  unit rows of the projection head
 
-Parameters live under 'encoder' and 'align_head', so a phase starts from another phase's (or
-another run's) network by taking its 'encoder' subtree.
+Parameters live under 'encoder' and the heads' names ('align_head', 'class_head',
+'projection_head'), so a phase starts from another phase's (or another run's) network by
+taking its 'encoder' subtree.
 """
 
 from __future__ import annotations
@@ -22,8 +26,10 @@ import jax.numpy as jnp
 
 from jaxseg.models import get_encoder
 from jaxseg.models.point_voxel import gather_point_features
+from jaxseg.ops.features import l2_normalize
 from jaxseg.ops.sparse import geometry as geo
 from jaxseg.ops.sparse.geometry import GeometrySpec
+from jaxseg.ops.sparse.norm import MaskedBatchNorm
 
 
 class VoxelNet(nn.Module):
@@ -36,6 +42,9 @@ class VoxelNet(nn.Module):
     encoder: registered encoder name.
     out_dim: encoder feature width.
     head_dim: alignment head width (0 = no head).
+    class_dim: classes of a linear classifier head on the voxels (0 = none).
+    projection_dim: width of a projection head on the voxels (COARSE3D's: linear, masked
+      BatchNorm, LeakyReLU, linear, L2-normalised; 0 = none).
     axis_name: device axis for cross-device BatchNorm (None outside shard_map / pmap).
     dtype: compute dtype of the encoder ('float32' or 'bfloat16'); outputs are float32.
   """
@@ -43,6 +52,8 @@ class VoxelNet(nn.Module):
   encoder: str = "res16fpn18"
   out_dim: int = 128
   head_dim: int = 0
+  class_dim: int = 0
+  projection_dim: int = 0
   axis_name: str | None = None
   dtype: Any = "float32"
 
@@ -64,7 +75,26 @@ class VoxelNet(nn.Module):
       aligned = nn.Dense(self.head_dim, name="align_head")(voxel_feats)
       out["aligned"] = gather_point_features(aligned, batch["point_to_voxel"],
                                              batch["point_mask"])
+    if self.class_dim:
+      out["voxel_logits"] = nn.Dense(self.class_dim, name="class_head")(voxel_feats)
+    if self.projection_dim:
+      out["voxel_projection"] = ProjectionHead(self.projection_dim, self.axis_name,
+                                               name="projection_head")(
+                                                   voxel_feats, batch[geo.mask_key(0)], train)
     return out
+
+
+class ProjectionHead(nn.Module):
+  """Linear -> masked BatchNorm -> LeakyReLU -> linear, L2-normalised rows (the 1x1-conv
+  projection head of COARSE3D's reference code, on voxels): [G, C, F] -> [G, C, dim]."""
+  dim: int
+  axis_name: str | None = None
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, mask: jnp.ndarray, train: bool) -> jnp.ndarray:
+    h = nn.Dense(x.shape[-1])(x)
+    h = MaskedBatchNorm(axis_name=self.axis_name)(h, mask, train)
+    return l2_normalize(nn.Dense(self.dim)(nn.leaky_relu(h, negative_slope=0.01)))
 
 
 def encoder_variables(variables: Mapping[str, Any]) -> dict[str, Any]:

@@ -45,7 +45,7 @@ def _config(name="scannet_svc.py", **overrides):
     ("svc.sinkhorn.epsilon", float("nan"), "svc.sinkhorn.epsilon must be a finite number"),
     ("checkpoint.keep", 0, "checkpoint.keep must be >= 1, got 0"),
     ("data.supervoxels.method", "slic", "unknown data.supervoxels.method 'slic'"),
-    ("method", "growsp2", "unknown method 'growsp2'; choose one of ['growsp', 'pointdc']"),
+    ("method", "growsp2", "unknown method 'growsp2'; choose one of ['coarse3d', 'growsp', 'pointdc']"),
     ("mode", "svc", "mode 'svc' is now --config.mode=train"),
     ("mode", "serve", "unknown mode 'serve'; choose one of ['eval', 'infer', 'prepare', 'train']"),
     ("cmd.loss", "l1", "unknown cmd.loss 'l1'; choose one of ['voxel', 'segment']"),
@@ -146,3 +146,15 @@ def test_batch_that_does_not_split_over_the_devices_is_refused_before_any_work(t
   with pytest.raises(InputError, match="6 scenes does not split over the 4 devices.*e.g. 8"):
     checks.preflight(config, str(tmp_path / "work"), resume=False)
   assert not os.path.exists(tmp_path / "work")
+
+
+def test_coarse3d_checks_its_keys():
+  config = _config("scannet_coarse3d.py", **{"weak.by": "box", "weak.ratio": 0.0,
+                                              "coarse3d.momentum": 1.0,
+                                              "coarse3d.anchors_per_class": 0})
+  problems = checks.validate(config)
+  for expected in ("unknown weak.by 'box'", "weak.ratio=0.0 must lie in (0, 1]",
+                   "coarse3d.momentum=1.0 must lie in [0, 1)",
+                   "coarse3d.anchors_per_class=0 must be positive"):
+    assert any(expected in p for p in problems), (expected, problems)
+  assert not checks.validate(_config("scannet_coarse3d.py"))

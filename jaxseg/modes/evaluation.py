@@ -1,6 +1,8 @@
 """Mode `eval`: evaluate a trained network, a random one, or raw super-voxel descriptors.
 
   eval.features='model', eval.checkpoint=''        the newest network of this work directory
+                                                   (a method with a classifier head, e.g.
+                                                   COARSE3D, is scored by that head)
   eval.features='model', eval.checkpoint=PATH      a run's work directory or checkpoint folder
                                                    (a method with primitives, e.g. GrowSP,
                                                    merges the run's saved primitives)
@@ -14,7 +16,7 @@ import time
 
 import ml_collections
 
-from jaxseg.eval import evaluate
+from jaxseg.eval import evaluate, supervised
 from jaxseg.eval.run_report import write_run_report
 from jaxseg.inference import bundle
 from jaxseg.methods import get_method
@@ -39,8 +41,12 @@ def run(config: ml_collections.ConfigDict, workdir: str, resume: bool = False) -
     name = f"{method.title} network of {source}"
     variables, arrays = load_run(source, method.network_phases,
                                  arrays=method.primitives_key is not None)
-    variables = encoder_variables(variables)
     provenance = {"method": method.title, "features": f"network of the run {source}"}
+    if method.supervised:         # scored by its classifier head
+      results = {name: supervised.evaluate(ctx, variables)}
+      write_run_report(ctx, results, {"eval": time.perf_counter() - start}, provenance)
+      return
+    variables = encoder_variables(variables)
     if method.primitives_key in arrays:
       primitives = arrays[method.primitives_key]
       provenance["clustering"] = f"the run's {len(primitives)} primitives merged"

@@ -1,5 +1,6 @@
 """Mode `train`: the phases of `config.method` on the one trainer, then evaluation of the
-network it returns (unless eval.after_training is off), and the run report."""
+network it returns (unless eval.after_training is off: clustering for unsupervised methods,
+supervised segmentation for methods with a classifier head), and the run report."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import time
 
 import ml_collections
 
-from jaxseg.eval import evaluate
+from jaxseg.eval import evaluate, supervised
 from jaxseg.eval.report import ScalarWriter
 from jaxseg.eval.run_report import write_run_report
 from jaxseg.inference import bundle
@@ -18,16 +19,19 @@ from jaxseg.train.context import RunContext
 def run(config: ml_collections.ConfigDict, workdir: str, resume: bool = False) -> None:
   ctx = RunContext.from_config(config, workdir)
   method = get_method(config.method)
-  validate = ((lambda variables: evaluate.validation_scalars(ctx, variables))
-              if config.eval.every_epochs else None)
+  scalars = supervised.validation_scalars if method.supervised else evaluate.validation_scalars
+  validate = ((lambda variables: scalars(ctx, variables)) if config.eval.every_epochs else None)
   with ScalarWriter(ctx.path("tensorboard", "")) as writer:
     outcome = method.train(ctx, resume, writer, validate)
   seconds, results = dict(outcome.stage_seconds), {}
   if config.eval.after_training:
     start = time.perf_counter()
-    results[outcome.name] = evaluate.evaluate(ctx, outcome.variables, "model",
-                                              config.eval.linear_probe,
-                                              primitives=outcome.primitives, final=True)
-    bundle.export_run(workdir, config, outcome.variables)
+    if method.supervised:     # scored by its classifier head; no bundle (clustering models)
+      results[outcome.name] = supervised.evaluate(ctx, outcome.variables)
+    else:
+      results[outcome.name] = evaluate.evaluate(ctx, outcome.variables, "model",
+                                                config.eval.linear_probe,
+                                                primitives=outcome.primitives, final=True)
+      bundle.export_run(workdir, config, outcome.variables)
     seconds["eval"] = time.perf_counter() - start
   write_run_report(ctx, results, seconds, {"method": method.title, **outcome.provenance})

@@ -58,17 +58,19 @@ class RunContext:
     """The batch fields the network reads."""
     return net_fields(self.data.spec)
 
-  def net(self, *, head_dim: int = 0, axis_name: str | None = None) -> VoxelNet:
-    """The network of config.model, with a linear head of `head_dim` outputs (0 = none)."""
+  def net(self, *, axis_name: str | None = None, **heads: int) -> VoxelNet:
+    """The network of config.model with the heads `heads` asks for (`VoxelNet`'s head_dim,
+    class_dim, projection_dim; none by default)."""
     model = self.config.model
     return VoxelNet(self.data.spec, encoder=model.name, out_dim=model.out_dim,
-                    head_dim=head_dim, axis_name=axis_name, dtype=model.dtype)
+                    axis_name=axis_name, dtype=model.dtype, **heads)
 
-  def init_variables(self, head_dim: int = 0, seed: int | None = None) -> dict[str, Any]:
-    """Fresh variables ({'params', 'batch_stats'}) from a tiny dummy scene."""
+  def init_variables(self, seed: int | None = None, **heads: int) -> dict[str, Any]:
+    """Fresh variables ({'params', 'batch_stats'}) of `net(**heads)` from a tiny dummy
+    scene."""
     batch = {k: v[:1] for k, v in pipeline.dummy_batch(self.data.pipeline_config).items()
              if k in self.net_fields}
-    net = self.net(head_dim=head_dim)
+    net = self.net(**heads)
     key = jax.random.key(self.config.seed if seed is None else seed)
     variables = jax.jit(lambda k, b: net.init(k, b, train=False))(key, batch)
     return {k: v for k, v in variables.items() if k in ("params", "batch_stats")}

@@ -63,20 +63,36 @@ def load_run(path: str, phases: Sequence[str], *, arrays: bool = True
   return jax.tree.map(np.asarray, variables), host
 
 
-def distilled_teacher(path: str) -> str | None:
-  """The teacher a PointDC run distilled from, read from its config.json (in `path` or up to
-  two folders above, for a checkpoint folder); None when it did not distil or is unknown."""
+def _run_config(path: str) -> dict[str, Any] | None:
+  """The config.json of the run `path` belongs to (in `path` or up to two folders above, for
+  a checkpoint folder); None when there is none or it cannot be read."""
   folder = os.path.abspath(path)
   for _ in range(3):
     candidate = os.path.join(folder, "config.json")
     if os.path.isfile(candidate):
       try:
         config = atomic.read_json(candidate)
-        if (config.get("method", "pointdc") == "pointdc" and config.get("init", "") == ""
-            and config.get("cmd", {}).get("epochs", 0)):
-          return teacher_description(config["teacher"]["name"], config["teacher"]["checkpoint"])
-      except (OSError, ValueError, KeyError, TypeError, AttributeError):
+      except (OSError, ValueError):
         return None
-      return None
+      return config if isinstance(config, dict) else None
     folder = os.path.dirname(folder)
+  return None
+
+
+def run_method(path: str) -> str | None:
+  """The method ('pointdc', 'growsp', ...) of the run `path`, from its config.json."""
+  config = _run_config(path)
+  return None if config is None else str(config.get("method", "pointdc"))
+
+
+def distilled_teacher(path: str) -> str | None:
+  """The teacher a PointDC run distilled from, read from its config.json (in `path` or up to
+  two folders above, for a checkpoint folder); None when it did not distil or is unknown."""
+  config = _run_config(path)
+  try:
+    if (config is not None and config.get("method", "pointdc") == "pointdc"
+        and config.get("init", "") == "" and config.get("cmd", {}).get("epochs", 0)):
+      return teacher_description(config["teacher"]["name"], config["teacher"]["checkpoint"])
+  except (KeyError, TypeError, AttributeError):
+    return None
   return None

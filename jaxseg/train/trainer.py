@@ -94,6 +94,10 @@ class Phase:
     invariance: augmentation overrides of the training stream.
     mixup: mix a second scene into each training scene (`pipeline.PipelineConfig.mixup`).
     start_arrays: host arrays of a fresh start (None: none); a checkpoint's replace them.
+    model_state: collections the loss carries from step to step besides 'batch_stats' (e.g.
+      a prototype bank), their initial values; checkpointed with the state.
+    source: the training records (None: the train split's); e.g. the split with its labels
+      thinned to a few points.
   """
   name: str
   epochs: int
@@ -107,6 +111,8 @@ class Phase:
   invariance: Mapping[str, float] | None = None
   mixup: bool = False
   start_arrays: Mapping[str, np.ndarray] | None = None
+  model_state: Mapping[str, Any] | None = None
+  source: Any = None
 
 
 def _minutes(seconds: float) -> str:
@@ -155,7 +161,8 @@ def run_phase(ctx: RunContext, phase: Phase, variables: Mapping[str, Any], *, re
   steps_per_epoch = ctx.data.steps_per_epoch(ctx.config.data.train_split)
   tx = optimizer_for(phase.optimizer, steps_per_epoch, phase.optimizer_key, phase.epochs)
   state = replicate(TrainState.create(params=variables["params"],
-                                      model_state={"batch_stats": variables["batch_stats"]},
+                                      model_state={"batch_stats": variables["batch_stats"],
+                                                   **(phase.model_state or {})},
                                       tx=tx), ctx.mesh)
   arrays, meta = dict(phase.start_arrays or {}), None
   if checkpointer.latest_step() is not None:
@@ -195,7 +202,7 @@ class _EpochLoop:
     loader = ctx.data.loader(ctx.config.data.train_split, train=True,
                              seed=phase_seed(ctx.config.seed, phase.name), fields=phase.fields,
                              start=start, num_batches=total, invariance=phase.invariance,
-                             extras=phase.extras, mixup=phase.mixup)
+                             extras=phase.extras, mixup=phase.mixup, source=phase.source)
     every = int(ctx.config.eval.every_epochs)
     began = time.perf_counter()
     with loader:

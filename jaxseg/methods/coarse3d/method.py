@@ -1,0 +1,215 @@
+"""COARSE3D indoors: segmentation from a few labelled points with a class-prototype bank.
+
+One phase ('coarse3d', `coarse3d.epochs`) on the voxel encoder with two heads per voxel: a
+linear classifier (C logits) and a projection head (256-d unit rows). Each step:
+1. cross-entropy of the labelled points (the weak labels: `weak_labels`) against their
+   voxel's logits;
+2. contrast targets: the voxels' weak labels, plus a growing share r(epoch) of the voxels
+   confidently predicted as a class the scene's weak labels hold (`contrast`);
+3. entropy-driven anchors (per scene and class, drawn with weights exp(-H^2)) against the
+   prototype bank (SupCon-style InfoNCE, tau 0.07), weight `coarse3d.contrast_weight` from
+   epoch `coarse3d.contrast_start_epoch`;
+4. the bank moves toward the correctly predicted voxels' projections (Sinkhorn + momentum,
+   `prototypes`); it lives in the train state and its checkpoints.
+`coarse3d.contrast=False` trains the same network with step 1 only: the cross-entropy
+baseline on the same labels; `weak.ratio=1 weak.by=point` gives full supervision; `init=RUN`
+starts the encoder from a PointDC or GrowSP run. Evaluation is supervised segmentation
+(`jaxseg.eval.supervised`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from jaxseg import distributed
+from jaxseg.eval.report import ScalarWriter
+from jaxseg.losses import voxel_cross_entropy_loss
+from jaxseg.logging_utils import get_logger
+from jaxseg.methods import TrainOutcome, get_method
+from jaxseg.methods.coarse3d import contrast, prototypes, weak_labels
+from jaxseg.ops.sparse.geometry import mask_key
+from jaxseg.train import restore, trainer
+from jaxseg.train.context import RunContext
+
+_LOG = get_logger("methods.coarse3d")
+PHASE = "coarse3d"
+NETWORK_PHASES = (PHASE,)
+_BANK = "prototypes"
+_STEP = "coarse3d_step"
+
+
+def checkpoint_phases(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+  return (PHASE,) if config.coarse3d.epochs else ()
+
+
+def config_problems(config: ml_collections.ConfigDict) -> list[str]:
+  """Problems with the coarse3d and weak sections."""
+  problems = []
+  weak = config.weak
+  if weak.by not in weak_labels.BY:
+    problems.append(f"unknown weak.by {weak.by!r}; choose one of {list(weak_labels.BY)}")
+  if not (0 < float(weak.ratio) <= 1) and not int(weak.points_per_scene) > 0:
+    problems.append(f"weak.ratio={weak.ratio} must lie in (0, 1] (0.001 = 0.1%), or set "
+                    "weak.points_per_scene")
+  if int(weak.points_per_scene) < 0:
+    problems.append("weak.points_per_scene must be 0 (use weak.ratio) or positive")
+  c = config.coarse3d
+  if not 0 <= float(c.momentum) < 1:
+    problems.append(f"coarse3d.momentum={c.momentum} must lie in [0, 1)")
+  for key in ("prototypes_per_class", "projection_dim", "anchors_per_class"):
+    if int(c[key]) <= 0:
+      problems.append(f"coarse3d.{key}={c[key]} must be positive")
+  return problems
+
+
+def _voxel_scene(batch) -> jax.Array:
+  """int32 [G, V] scene slot of each voxel (-1 padding): the slot of its points."""
+  num_voxels = batch[mask_key(0)].shape[1]
+
+  def one(point_scene, point_to_voxel, point_mask):
+    rows = jnp.where(point_mask, point_to_voxel, num_voxels)
+    slot = jax.ops.segment_max(jnp.where(point_mask, point_scene, -1), rows,
+                               num_segments=num_voxels + 1)[:num_voxels]
+    return jnp.maximum(slot, -1).astype(jnp.int32)
+
+  return jax.vmap(one)(batch["point_scene"], batch["point_to_voxel"], batch["point_mask"])
+
+
+def _loss_fn(ctx: RunContext):
+  config, c = ctx.config, ctx.config.coarse3d
+  num_classes = ctx.num_classes
+
+  def loss_fn(params, model_state, batch, extra, axis_name):
+    net = ctx.net(axis_name=axis_name, class_dim=num_classes,
+                  projection_dim=int(c.projection_dim))
+    out, new_vars = net.apply({"params": params, "batch_stats": model_state["batch_stats"]},
+                              batch, train=True, mutable=["batch_stats"])
+    logits, projection = out["voxel_logits"], out["voxel_projection"]
+    ce_sum, count, correct = voxel_cross_entropy_loss(logits, batch["point_labels"],
+                                                      batch["point_to_voxel"],
+                                                      batch["point_mask"])
+    new_state = {**model_state, "batch_stats": new_vars["batch_stats"]}
+    metrics = {"cross_entropy": ce_sum, "accuracy": correct}
+    if not c.contrast:
+      return ce_sum, count, (new_state, metrics)
+
+    step = model_state[_STEP]
+    key = jax.random.fold_in(jax.random.key(config.seed), step.astype(jnp.int32))
+    if axis_name is not None:
+      key = jax.random.fold_in(key, jax.lax.axis_index(axis_name))
+    num_voxels = logits.shape[1]
+    num_slots = batch["scene_index"].shape[1]
+    scene = _voxel_scene(batch)
+    weak = jax.vmap(lambda l, v, m: contrast.voxel_labels(l, v, m, num_voxels, num_classes))(
+        batch["point_labels"], batch["point_to_voxel"], batch["point_mask"])
+    packs = logits.shape[0]
+    keys = jax.random.split(key, 3 * packs).reshape(3, packs)
+    detached = jax.lax.stop_gradient(logits)
+    targets = jax.vmap(lambda lg, w, s, k: contrast.confident_pseudo_labels(
+        lg, w, s, num_slots, extra["fraction"], k))(detached, weak, scene, keys[0])
+    rows, classes, valid = jax.vmap(lambda t, s, w, lg, k: contrast.sample_anchors(
+        t, s, w, lg, num_slots, int(c.anchors_per_class), k))(targets, scene, weak, detached,
+                                                               keys[1])
+    anchors = jax.vmap(lambda p, r: p[r])(projection, rows)
+    bank = model_state[_BANK]
+    contrast_sum, anchor_count = contrast.prototype_contrast(
+        anchors.reshape(-1, anchors.shape[-1]), classes.reshape(-1), valid.reshape(-1), bank,
+        float(c.temperature))
+    # The loss is normalised by the labelled points (the step divides by the global count);
+    # the contrastive term is a mean over this call's anchors scaled to that count.
+    anchors_total = anchor_count if axis_name is None else jax.lax.psum(anchor_count, axis_name)
+    counted = count if axis_name is None else jax.lax.psum(count, axis_name)
+    contrast_term = contrast_sum / jnp.maximum(jax.lax.stop_gradient(anchors_total), 1.0)
+    loss_sum = ce_sum + extra["contrast_weight"] * contrast_term * jax.lax.stop_gradient(counted)
+    correct_rows = (targets >= 0) & (jnp.argmax(detached, -1) == targets)
+    member = jnp.where(correct_rows, targets, -1).reshape(-1)
+    new_state[_BANK] = prototypes.update_bank(
+        bank, jax.lax.stop_gradient(projection).reshape(-1, projection.shape[-1]), member,
+        keys[2, 0], momentum=float(c.momentum), epsilon=float(c.sinkhorn_epsilon),
+        iterations=int(c.sinkhorn_iterations), axis_name=axis_name)
+    new_state[_STEP] = step + 1.0
+    metrics.update({"contrast": contrast_term * count,
+                    "pseudo_labelled_voxels": jnp.sum(targets >= 0).astype(jnp.float32)})
+    return loss_sum, count, (new_state, metrics)
+
+  return loss_fn
+
+
+def _weak_labels(ctx: RunContext) -> tuple[dict, str]:
+  """This run's weak labels ({scene: indices}), drawn (or read from weak.labels_from) and
+  saved in the work directory, and a one-line summary."""
+  weak = ctx.config.weak
+  source = ctx.data.source(ctx.config.data.train_split)
+  path = ctx.path(weak_labels.FILE_NAME)
+  if weak.labels_from:
+    chosen, settings = weak_labels.load(os.path.abspath(os.path.expanduser(weak.labels_from)))
+    origin = f"read from {weak.labels_from} ({settings})"
+  elif os.path.isfile(path):
+    chosen, settings = weak_labels.load(path)     # a resumed run keeps its draw
+    origin = f"this run's draw ({settings})"
+  else:
+    settings = {k: weak[k] for k in ("ratio", "by", "voxel_size", "points_per_scene", "seed")}
+    chosen = weak_labels.select_for_records(source, settings)
+    origin = f"drawn ({settings})"
+  if distributed.is_main():
+    weak_labels.save(path, chosen, settings)
+  return chosen, f"{weak_labels.summary(chosen, source)}, {origin}"
+
+
+def _start_variables(ctx: RunContext) -> tuple[dict[str, Any], dict[str, str]]:
+  """Fresh heads on a random encoder, or on the encoder of the run `init` names."""
+  c, init = ctx.config.coarse3d, ctx.config.init
+  variables = ctx.init_variables(class_dim=ctx.num_classes,
+                                 projection_dim=int(c.projection_dim))
+  if not init or init == "random":
+    return variables, {"init": "randomly initialised network"}
+  other = restore.run_method(init)
+  phases = get_method(other).network_phases if other else ()
+  loaded = restore.load_variables(init, phases)
+  variables["params"]["encoder"] = loaded["params"]["encoder"]
+  variables["batch_stats"]["encoder"] = loaded["batch_stats"]["encoder"]
+  return variables, {"init": f"encoder of the {other or 'unknown-method'} run {init}"}
+
+
+def train(ctx: RunContext, resume: bool, writer: ScalarWriter,
+          validate: trainer.Validate | None = None) -> TrainOutcome:
+  """Runs the COARSE3D phase; returns the network with its classifier head."""
+  config, c = ctx.config, ctx.config.coarse3d
+  chosen, labels_summary = _weak_labels(ctx)
+  _LOG.info("COARSE3D weak labels: %s", labels_summary)
+  variables, provenance = _start_variables(ctx)
+  epochs = int(c.epochs)
+
+  def begin_epoch(epoch, state, arrays, resumed_inside):
+    del state, arrays, resumed_inside
+    on = bool(c.contrast) and epoch >= int(c.contrast_start_epoch)
+    return {"fraction": jnp.float32(contrast.pseudo_label_fraction(epoch, epochs)),
+            "contrast_weight": jnp.float32(float(c.contrast_weight) if on else 0.0)}
+
+  model_state = {}
+  if c.contrast:
+    model_state = {_BANK: prototypes.init_bank(jax.random.key(config.seed), ctx.num_classes,
+                                               int(c.prototypes_per_class),
+                                               int(c.projection_dim)),
+                   _STEP: jnp.zeros((), jnp.float32)}
+  phase = trainer.Phase(
+      name=PHASE, epochs=epochs, optimizer=c.optimizer, optimizer_key="coarse3d.optimizer",
+      loss_fn=_loss_fn(ctx), fields=tuple(dict.fromkeys(
+          ctx.net_fields + ("point_labels", "point_scene", "scene_index"))),
+      begin_epoch=begin_epoch, model_state=model_state,
+      source=weak_labels.WeakLabelSource(ctx.data.source(config.data.train_split), chosen))
+  start = time.perf_counter()
+  variables, _ = trainer.run_phase(ctx, phase, variables, resume=resume, writer=writer,
+                                   validate=validate)
+  name = "COARSE3D" if c.contrast else "cross-entropy on the weak labels"
+  provenance.update({"weak_labels": labels_summary, "training": (
+      f"{epochs} epochs, contrast weight {c.contrast_weight} from epoch "
+      f"{c.contrast_start_epoch}, {c.prototypes_per_class} prototypes per class"
+      if c.contrast else f"{epochs} epochs, cross-entropy only")})
+  return TrainOutcome(variables, name, provenance, {PHASE: time.perf_counter() - start})
