@@ -118,3 +118,32 @@ def test_growsp_both_stages_with_pmap_from_a_pointdc_run(tmp):
   assert evaluated["meta"]["clustering"] == "the run's 24 primitives merged"
   for variant in ("point", "supervoxel_pooled"):
     assert again["variants"][variant]["miou"] == trained["variants"][variant]["miou"]
+
+
+@_SLOW
+def test_coarse3d_with_shard_map_its_baseline_on_the_same_labels_and_eval(tmp):
+  """COARSE3D from the PointDC run's encoder with the shard_map step (the bank's sums and
+  Sinkhorn normalisers added over devices), contrast from the first epoch; the cross-entropy
+  baseline on exactly the same labels (weak.labels_from); `mode=eval` of the COARSE3D run
+  scores its classifier head again."""
+  workdir, baseline = tmp / "coarse3d", tmp / "coarse3d_ce"
+  report, log = _run(tmp, "scannet_coarse3d.py", workdir, "--config.parallel.mode=shard_map",
+                     f"--config.init={tmp / 'variant'}", "--config.coarse3d.epochs=2",
+                     "--config.coarse3d.contrast_start_epoch=0", "--config.weak.ratio=0.01")
+  (entry,) = report["methods"].values()
+  assert set(report["methods"]) == {"COARSE3D"}
+  assert report["meta"]["init"] == f"encoder of the pointdc run {tmp / 'variant'}"
+  assert "COARSE3D weak labels:" in log and (workdir / "weak_labels.npz").is_file()
+  scores = entry["variants"]["supervised"]
+  assert 0 < scores["miou"] <= 100 and len(scores["iou"]) == 20
+  contrast = [v for _, v in read_scalars(str(workdir / "tensorboard"))["coarse3d/epoch_contrast"]]
+  assert len(contrast) == 2 and all(v > 0 for v in contrast)
+
+  base, _ = _run(tmp, "scannet_coarse3d.py", baseline, "--config.coarse3d.epochs=2",
+                 "--config.coarse3d.contrast=False", f"--config.weak.labels_from={workdir}")
+  assert set(base["methods"]) == {"cross-entropy on the weak labels"}
+  assert base["meta"]["weak_labels"].split(",")[0] == report["meta"]["weak_labels"].split(",")[0]
+
+  evaluated, _ = _run(tmp, "scannet_coarse3d.py", workdir, "--config.mode=eval")
+  (again,) = evaluated["methods"].values()
+  assert again["variants"]["supervised"]["miou"] == scores["miou"]

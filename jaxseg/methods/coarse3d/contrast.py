@@ -38,9 +38,9 @@ def pseudo_label_fraction(epoch: int, epochs: int) -> float:
 def confident_pseudo_labels(logits: jax.Array, weak: jax.Array, scene: jax.Array,
                             num_slots: int, fraction: jax.Array, key: jax.Array) -> jax.Array:
   """Contrast targets int32 [V]: the weak label where there is one; else, for each scene and
-  each class among that scene's weak labels, a share `fraction` (rounded up) of the voxels
-  predicted as that class, drawn without replacement with weights exp(-H) (Gumbel top-k);
-  -1 elsewhere.
+  each class among that scene's weak labels, floor(fraction x n) of the n voxels predicted as
+  that class (the reference's int(n * r)), drawn without replacement with weights exp(-H)
+  (Gumbel top-k); -1 elsewhere.
 
   Args:
     logits: f32 [V, C]; weak: int32 [V] (-1 none); scene: int32 [V] slot (-1 padding).
@@ -62,7 +62,7 @@ def confident_pseudo_labels(logits: jax.Array, weak: jax.Array, scene: jax.Array
   rank = jnp.zeros(num_voxels, jnp.int32).at[order].set(
       (jnp.arange(num_voxels) - first).astype(jnp.int32))
   size = jax.ops.segment_sum(candidate.astype(jnp.float32), group, num_segments=groups + 1)
-  chosen = candidate & (rank < jnp.ceil(fraction * size[group]))
+  chosen = candidate & (rank < jnp.floor(fraction * size[group]))
   return jnp.where(weak >= 0, weak, jnp.where(chosen, pred, -1)).astype(jnp.int32)
 
 
@@ -74,8 +74,9 @@ def sample_anchors(targets: jax.Array, scene: jax.Array, weak: jax.Array, logits
   proportional to exp(-H^2) (the reference's anchor_sampling).
 
   Returns (rows int32 [S * C * per_class] voxel of each anchor, classes int32 [same], valid
-  bool [same]: the group has a candidate voxel and its class is among the scene's weak
-  labels).
+  bool [same]: the group's class is among the scene's weak labels and the drawn voxel is one
+  of the group's, which also drops a draw that float rounding put past the group's last
+  voxel).
   """
   num_voxels, num_classes = logits.shape
   weight = jnp.exp(-entropy(logits) ** 2)
@@ -92,8 +93,8 @@ def sample_anchors(targets: jax.Array, scene: jax.Array, weak: jax.Array, logits
     total = cumulative[-1]
     u = jax.random.uniform(group_key, (per_class,)) * total
     rows = jnp.clip(jnp.searchsorted(cumulative, u, side="right"), 0, num_voxels - 1)
-    ok = (total > 0) & present[group_slot, group_class]
-    return rows.astype(jnp.int32), jnp.full((per_class,), ok)
+    ok = (total > 0) & present[group_slot, group_class] & member[rows]
+    return rows.astype(jnp.int32), ok
 
   rows, ok = jax.vmap(draw)(slots, classes, jax.random.split(key, slots.shape[0]))
   anchor_classes = jnp.repeat(classes, per_class).astype(jnp.int32)

@@ -86,12 +86,39 @@ def test_confident_pseudo_labels_take_the_scheduled_share():
     for c in range(4):
       group = (scene == s) & (pred == c)
       picked = (pseudo & group).sum()
-      if c in present:            # ceil(30%) of the group, less its weakly labelled voxels
-        share = np.ceil(0.3 * group.sum())
+      if c in present:            # int(30%) of the group, less its weakly labelled voxels
+        share = np.floor(0.3 * group.sum())
         assert share - (group & (weak >= 0)).sum() <= picked <= share
       else:
         assert picked == 0
   assert contrast.pseudo_label_fraction(99, 100) == 0.5
+
+
+def test_confident_pseudo_labels_follow_weighted_sampling_without_replacement():
+  """Per voxel, how often it is pseudo-labelled matches numpy's sequential weighted sampling
+  without replacement (np.random.Generator.choice, weights exp(-H), floor(0.2 x 60) = 12
+  of the group's 60 voxels), an independent sampler; confident voxels are chosen more."""
+  rng = np.random.default_rng(4)
+  num, draws = 60, 400
+  logits = np.zeros((num, 2))
+  logits[:, 0] = rng.uniform(0, 8, num)                  # every voxel predicted class 0
+  weak = np.full(num, -1, np.int32)
+  weak[0] = 0                                            # the scene holds class 0
+  scene = np.zeros(num, np.int32)
+  draw = jax.jit(lambda k: contrast.confident_pseudo_labels(
+      jnp.asarray(logits, jnp.float32), jnp.asarray(weak), jnp.asarray(scene), 1,
+      jnp.float32(0.2), k))
+  ours = np.zeros(num)
+  for i in range(draws):
+    ours += np.asarray(draw(jax.random.key(i))) >= 0
+  weights = np.exp(-_numpy_entropy(logits))
+  reference = np.zeros(num)
+  for _ in range(draws):
+    reference[rng.choice(num, 12, replace=False, p=weights / weights.sum())] += 1
+  ours, reference = ours[1:] / draws, reference[1:] / draws      # voxel 0 is weakly labelled
+  assert np.abs(ours - reference).mean() < 0.05, np.abs(ours - reference).mean()
+  confident = _numpy_entropy(logits)[1:] < np.median(_numpy_entropy(logits)[1:])
+  assert ours[confident].mean() > 1.2 * ours[~confident].mean()
 
 
 def test_voxel_labels_take_the_majority():

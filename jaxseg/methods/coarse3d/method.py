@@ -9,8 +9,9 @@ linear classifier (C logits) and a projection head (256-d unit rows). Each step:
 3. entropy-driven anchors (per scene and class, drawn with weights exp(-H^2)) against the
    prototype bank (SupCon-style InfoNCE, tau 0.07), weight `coarse3d.contrast_weight` from
    epoch `coarse3d.contrast_start_epoch`;
-4. the bank moves toward the correctly predicted voxels' projections (Sinkhorn + momentum,
-   `prototypes`); it lives in the train state and its checkpoints.
+4. from that epoch on, the bank moves toward the projections of the weakly labelled voxels
+   the classifier gets right (Sinkhorn + momentum, `prototypes`); it lives in the train state
+   and its checkpoints.
 `coarse3d.contrast=False` trains the same network with step 1 only: the cross-entropy
 baseline on the same labels; `weak.ratio=1 weak.by=point` gives full supervision; `init=RUN`
 starts the encoder from a PointDC or GrowSP run. Evaluation is supervised segmentation
@@ -100,61 +101,68 @@ def _loss_fn(ctx: RunContext):
       return ce_sum, count, (new_state, metrics)
 
     step = model_state[_STEP]
-    key = jax.random.fold_in(jax.random.key(config.seed), step.astype(jnp.int32))
-    if axis_name is not None:
-      key = jax.random.fold_in(key, jax.lax.axis_index(axis_name))
     num_voxels = logits.shape[1]
     num_slots = batch["scene_index"].shape[1]
     scene = _voxel_scene(batch)
     weak = jax.vmap(lambda l, v, m: contrast.voxel_labels(l, v, m, num_voxels, num_classes))(
         batch["point_labels"], batch["point_to_voxel"], batch["point_mask"])
-    packs = logits.shape[0]
-    keys = jax.random.split(key, 3 * packs).reshape(3, packs)
+    # Each pack's draws come from (seed, step, its first scene), so they do not depend on how
+    # the batch is laid out over devices or processes.
+    step_key = jax.random.fold_in(jax.random.key(config.seed), step.astype(jnp.int32))
+    keys = jax.vmap(lambda first: jax.random.split(jax.random.fold_in(step_key, first), 3))(
+        batch["scene_index"][:, 0])                                          # [G, 3]
     detached = jax.lax.stop_gradient(logits)
     targets = jax.vmap(lambda lg, w, s, k: contrast.confident_pseudo_labels(
-        lg, w, s, num_slots, extra["fraction"], k))(detached, weak, scene, keys[0])
+        lg, w, s, num_slots, extra["fraction"], k))(detached, weak, scene, keys[:, 0])
     rows, classes, valid = jax.vmap(lambda t, s, w, lg, k: contrast.sample_anchors(
         t, s, w, lg, num_slots, int(c.anchors_per_class), k))(targets, scene, weak, detached,
-                                                               keys[1])
+                                                               keys[:, 1])
     anchors = jax.vmap(lambda p, r: p[r])(projection, rows)
     bank = model_state[_BANK]
     contrast_sum, anchor_count = contrast.prototype_contrast(
         anchors.reshape(-1, anchors.shape[-1]), classes.reshape(-1), valid.reshape(-1), bank,
         float(c.temperature))
-    # The loss is normalised by the labelled points (the step divides by the global count);
-    # the contrastive term is a mean over this call's anchors scaled to that count.
+    # The step divides the summed loss by the global count of labelled points: the contrastive
+    # term is the mean over all anchors of the batch, scaled by that count.
     anchors_total = anchor_count if axis_name is None else jax.lax.psum(anchor_count, axis_name)
     counted = count if axis_name is None else jax.lax.psum(count, axis_name)
-    contrast_term = contrast_sum / jnp.maximum(jax.lax.stop_gradient(anchors_total), 1.0)
-    loss_sum = ce_sum + extra["contrast_weight"] * contrast_term * jax.lax.stop_gradient(counted)
-    correct_rows = (targets >= 0) & (jnp.argmax(detached, -1) == targets)
-    member = jnp.where(correct_rows, targets, -1).reshape(-1)
-    new_state[_BANK] = prototypes.update_bank(
-        bank, jax.lax.stop_gradient(projection).reshape(-1, projection.shape[-1]), member,
-        keys[2, 0], momentum=float(c.momentum), epsilon=float(c.sinkhorn_epsilon),
-        iterations=int(c.sinkhorn_iterations), axis_name=axis_name)
+    contrast_term = (contrast_sum / jnp.maximum(jax.lax.stop_gradient(anchors_total), 1.0)
+                     * jax.lax.stop_gradient(counted))
+    loss_sum = ce_sum + extra["contrast_weight"] * contrast_term
+    # The bank learns from the weakly labelled voxels (the reference passes the weak labels),
+    # the correctly classified ones moving it, once the contrastive loss is on.
+    noise = jax.vmap(lambda k: jax.random.gumbel(k, (num_voxels, bank.shape[1])))(keys[:, 2])
+    updated = prototypes.update_bank(
+        bank, jax.lax.stop_gradient(projection).reshape(-1, projection.shape[-1]),
+        weak.reshape(-1), (jnp.argmax(detached, -1) == weak).reshape(-1),
+        noise.reshape(-1, bank.shape[1]), momentum=float(c.momentum),
+        epsilon=float(c.sinkhorn_epsilon), iterations=int(c.sinkhorn_iterations),
+        axis_name=axis_name)
+    new_state[_BANK] = jnp.where(extra["contrast_weight"] > 0, updated, bank)
     new_state[_STEP] = step + 1.0
-    metrics.update({"contrast": contrast_term * count,
-                    "pseudo_labelled_voxels": jnp.sum(targets >= 0).astype(jnp.float32)})
+    metrics["contrast"] = contrast_term
     return loss_sum, count, (new_state, metrics)
 
   return loss_fn
 
 
-def _weak_labels(ctx: RunContext) -> tuple[dict, str]:
-  """This run's weak labels ({scene: indices}), drawn (or read from weak.labels_from) and
-  saved in the work directory, and a one-line summary."""
+def _weak_labels(ctx: RunContext, resume: bool) -> tuple[dict | None, str]:
+  """This run's weak labels ({scene: indices}; None: every label, nothing thinned), drawn
+  (or read from weak.labels_from, or on --resume the run's own) and saved in the work
+  directory, and a one-line summary."""
   weak = ctx.config.weak
   source = ctx.data.source(ctx.config.data.train_split)
   path = ctx.path(weak_labels.FILE_NAME)
+  settings = {k: weak[k] for k in ("ratio", "by", "voxel_size", "points_per_scene", "seed")}
   if weak.labels_from:
     chosen, settings = weak_labels.load(os.path.abspath(os.path.expanduser(weak.labels_from)))
     origin = f"read from {weak.labels_from} ({settings})"
-  elif os.path.isfile(path):
+  elif resume and os.path.isfile(path):
     chosen, settings = weak_labels.load(path)     # a resumed run keeps its draw
     origin = f"this run's draw ({settings})"
+  elif float(weak.ratio) >= 1 and weak.by == "point" and not int(weak.points_per_scene):
+    return None, "every label of the training scenes (full supervision)"
   else:
-    settings = {k: weak[k] for k in ("ratio", "by", "voxel_size", "points_per_scene", "seed")}
     chosen = weak_labels.select_for_records(source, settings)
     origin = f"drawn ({settings})"
   if distributed.is_main():
@@ -181,7 +189,7 @@ def train(ctx: RunContext, resume: bool, writer: ScalarWriter,
           validate: trainer.Validate | None = None) -> TrainOutcome:
   """Runs the COARSE3D phase; returns the network with its classifier head."""
   config, c = ctx.config, ctx.config.coarse3d
-  chosen, labels_summary = _weak_labels(ctx)
+  chosen, labels_summary = _weak_labels(ctx, resume)
   _LOG.info("COARSE3D weak labels: %s", labels_summary)
   variables, provenance = _start_variables(ctx)
   epochs = int(c.epochs)
@@ -203,7 +211,8 @@ def train(ctx: RunContext, resume: bool, writer: ScalarWriter,
       loss_fn=_loss_fn(ctx), fields=tuple(dict.fromkeys(
           ctx.net_fields + ("point_labels", "point_scene", "scene_index"))),
       begin_epoch=begin_epoch, model_state=model_state,
-      source=weak_labels.WeakLabelSource(ctx.data.source(config.data.train_split), chosen))
+      source=None if chosen is None else weak_labels.WeakLabelSource(
+          ctx.data.source(config.data.train_split), chosen))
   start = time.perf_counter()
   variables, _ = trainer.run_phase(ctx, phase, variables, resume=resume, writer=writer,
                                    validate=validate)

@@ -4,16 +4,19 @@
   bank = update_bank(bank, feats, labels, key, momentum=0.999)          # one step's update
 
 An update (the reference's `prototype_learning`, which its training script never calls; here
-it runs every step):
-1. The rows taking part are the voxels whose (weak or pseudo) label the network predicts
-   correctly; each compares its unit feature with the J prototypes of its class (cosine).
+it runs every step once the contrastive loss is on):
+1. The rows are the labelled voxels; each compares its unit feature with the J prototypes of
+   its class (cosine).
 2. Per class, SwAV's Sinkhorn (`sinkhorn_plans`: exp(similarity / epsilon), 3 iterations,
-   equal mass per prototype and per row) spreads the class's rows over its prototypes.
+   equal mass per prototype and per row) spreads all the class's rows over its prototypes.
 3. Each row goes to one prototype: a hard Gumbel-softmax sample over its plan row used as
-   logits (tau 0.5 in the reference; the hard sample's arg-max does not depend on tau).
-4. Every prototype that received rows moves toward their mean direction,
-   P <- normalize(momentum * P + (1 - momentum) * normalize(sum of its rows)), the paper's
-   momentum update with the reference's normalisation; the others stay.
+   logits (tau 0.5 in the reference; the hard sample's arg-max does not depend on tau; the
+   Gumbel noise is an input, drawn per pack by the caller so that it does not depend on how
+   the batch is laid out over devices).
+4. Only the correctly predicted rows count: every prototype that received such rows moves
+   toward their mean direction, P <- normalize(momentum * P + (1 - momentum) *
+   normalize(sum of its rows)), the paper's momentum update with the reference's
+   normalisation; the others stay.
 With `axis_name` (shard_map) the class sums are added over devices, so every device computes
 the update of the whole batch.
 """
@@ -68,16 +71,17 @@ def sinkhorn_plans(sims: jax.Array, member: jax.Array, num_classes: int, *,
   return jnp.where(taking_part[:, None], q * per(rows)[:, None], 0.0)
 
 
-def update_bank(bank: jax.Array, feats: jax.Array, member: jax.Array, key: jax.Array, *,
-                momentum: float = 0.999, epsilon: float = 0.05, iterations: int = 3,
-                axis_name: str | None = None) -> jax.Array:
+def update_bank(bank: jax.Array, feats: jax.Array, member: jax.Array, correct: jax.Array,
+                noise: jax.Array, *, momentum: float = 0.999, epsilon: float = 0.05,
+                iterations: int = 3, axis_name: str | None = None) -> jax.Array:
   """One momentum update of the bank (see the module docstring).
 
   Args:
     bank: f32 [C, J, D] unit prototypes.
     feats: f32 [N, D] unit features of the rows (gradients are stopped).
-    member: int32 [N] the class each row updates (correctly predicted rows), -1 = none.
-    key: PRNG key of the Gumbel sample (the same on every device).
+    member: int32 [N] each row's class, -1 = not taking part.
+    correct: bool [N] the row's class is the network's prediction (only these move the bank).
+    noise: f32 [N, J] standard Gumbel noise of the hard assignment.
   Returns:
     f32 [C, J, D] the new bank.
   """
@@ -88,12 +92,11 @@ def update_bank(bank: jax.Array, feats: jax.Array, member: jax.Array, key: jax.A
   sims = jnp.einsum("nd,njd->nj", feats, bank[safe_member])
   plans = sinkhorn_plans(sims, member, num_classes, epsilon=epsilon, iterations=iterations,
                          axis_name=axis_name)
-  if axis_name is not None:     # each device draws for its own rows
-    key = jax.random.fold_in(key, jax.lax.axis_index(axis_name))
-  choice = jnp.argmax(plans + jax.random.gumbel(key, plans.shape), axis=-1)
-  slot = jnp.where(taking_part, safe_member * num_prototypes + choice, -1)
+  choice = jnp.argmax(plans + noise, axis=-1)
+  moving = taking_part & correct
+  slot = jnp.where(moving, safe_member * num_prototypes + choice, -1)
   sums = _class_sum(feats, slot, num_classes * num_prototypes, axis_name)
-  counts = _class_sum(taking_part.astype(feats.dtype), slot, num_classes * num_prototypes,
+  counts = _class_sum(moving.astype(feats.dtype), slot, num_classes * num_prototypes,
                       axis_name)
   sums = sums.reshape(bank.shape)
   moved = l2_normalize(momentum * bank + (1.0 - momentum) * l2_normalize(sums))

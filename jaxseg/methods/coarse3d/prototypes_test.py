@@ -25,7 +25,9 @@ def _numpy_swav(sims, epsilon, iterations):
   return (q * rows).T
 
 
-def _numpy_update(bank, feats, member, gumbel, momentum, epsilon, iterations):
+def _numpy_update(bank, feats, member, correct, gumbel, momentum, epsilon, iterations):
+  """ProtoSeg's prototype_learning: Sinkhorn over every row of the class, then only the
+  correctly predicted rows move their assigned prototypes."""
   bank = bank.astype(np.float64).copy()
   for k in range(bank.shape[0]):
     rows = np.flatnonzero(member == k)
@@ -34,7 +36,7 @@ def _numpy_update(bank, feats, member, gumbel, momentum, epsilon, iterations):
     plan = _numpy_swav(feats[rows] @ bank[k].T, epsilon, iterations)
     choice = np.argmax(plan + gumbel[rows], axis=1)
     for j in range(bank.shape[1]):
-      assigned = feats[rows[choice == j]]
+      assigned = feats[rows[(choice == j) & correct[rows]]]
       if len(assigned):
         mean = _unit(assigned.sum(0))
         bank[k, j] = _unit(momentum * bank[k, j] + (1 - momentum) * mean)
@@ -61,12 +63,13 @@ def test_bank_update_matches_numpy():
   feats = _unit(rng.normal(size=(60, 8)))
   member = rng.integers(-1, 3, 60)
   member[member == 2] = -1                           # class 2 gets no rows: it stays
-  key = jax.random.key(7)
-  gumbel = np.asarray(jax.random.gumbel(key, (60, 5)), np.float64)
+  correct = rng.random(60) < 0.6
+  gumbel = rng.gumbel(size=(60, 5))
   new = prototypes.update_bank(jnp.asarray(bank, jnp.float32), jnp.asarray(feats, jnp.float32),
-                               jnp.asarray(member), key, momentum=0.9, epsilon=0.5,
+                               jnp.asarray(member), jnp.asarray(correct),
+                               jnp.asarray(gumbel, jnp.float32), momentum=0.9, epsilon=0.5,
                                iterations=3)
-  expected = _numpy_update(bank, feats, member, gumbel, 0.9, 0.5, 3)
+  expected = _numpy_update(bank, feats, member, correct, gumbel, 0.9, 0.5, 3)
   np.testing.assert_allclose(np.asarray(new), expected, atol=2e-5)
   np.testing.assert_array_equal(np.asarray(new)[2], np.asarray(bank, np.float32)[2])
 
@@ -76,12 +79,34 @@ def test_prototypes_move_toward_their_class_features():
   centres = _unit(rng.normal(size=(4, 16)))
   bank = prototypes.init_bank(jax.random.key(0), num_classes=4, per_class=3, dim=16)
   before = np.einsum("kjd,kd->kj", np.asarray(bank), centres).mean()
-  update = jax.jit(lambda b, f, m, k: prototypes.update_bank(b, f, m, k, momentum=0.9))
-  for step in range(40):
+  update = jax.jit(lambda b, f, m, n: prototypes.update_bank(
+      b, f, m, jnp.ones(m.shape, bool), n, momentum=0.9))
+  for _ in range(40):
     member = rng.integers(0, 4, 64)
     feats = _unit(centres[member] + 0.3 * rng.normal(size=(64, 16)))
     bank = update(bank, jnp.asarray(feats, jnp.float32), jnp.asarray(member),
-                  jax.random.key(step))
+                  jnp.asarray(rng.gumbel(size=(64, 3)), jnp.float32))
   after = np.einsum("kjd,kd->kj", np.asarray(bank), centres)
   assert before < 0.3 and after.min() > 0.9, (before, after)
   np.testing.assert_allclose(np.linalg.norm(np.asarray(bank), axis=-1), 1.0, atol=1e-5)
+
+
+def test_sharded_update_over_four_devices_equals_one_device():
+  """shard_map with the rows split over 4 devices (class sums and Sinkhorn normalisers added
+  over devices) gives the single-device update."""
+  from jax.sharding import PartitionSpec as P  # pylint: disable=g-import-not-at-top
+  from jaxseg.data.sharding import data_mesh  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(3)
+  bank = jnp.asarray(_unit(rng.normal(size=(3, 4, 8))), jnp.float32)
+  feats = jnp.asarray(_unit(rng.normal(size=(64, 8))), jnp.float32)
+  member = jnp.asarray(rng.integers(-1, 3, 64))
+  correct = jnp.asarray(rng.random(64) < 0.7)
+  noise = jnp.asarray(rng.gumbel(size=(64, 4)), jnp.float32)
+  kwargs = {"momentum": 0.5, "epsilon": 0.3, "iterations": 3}
+  single = prototypes.update_bank(bank, feats, member, correct, noise, **kwargs)
+  mesh = data_mesh()
+  sharded = jax.jit(jax.shard_map(
+      lambda b, f, m, c, n: prototypes.update_bank(b, f, m, c, n, axis_name="data", **kwargs),
+      mesh=mesh, in_specs=(P(), P("data"), P("data"), P("data"), P("data")), out_specs=P(),
+      check_vma=False))(bank, feats, member, correct, noise)
+  np.testing.assert_allclose(np.asarray(sharded), np.asarray(single), atol=1e-6)

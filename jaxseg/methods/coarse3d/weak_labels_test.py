@@ -28,6 +28,7 @@ def test_same_seed_same_labels_other_seed_other_labels():
 
 def test_voxel_selection_labels_every_labelled_point_of_the_chosen_voxels():
   coords, labels = _scene()
+  coords = coords / 4.0          # a 1 m cube: about 4 points per 6 cm voxel
   chosen = weak_labels.select_weak_labels(labels, coords, "s", ratio=0.001, by="voxel",
                                           voxel_size=0.06, seed=0)
   assert np.all(labels[chosen] >= 0)
@@ -36,6 +37,7 @@ def test_voxel_selection_labels_every_labelled_point_of_the_chosen_voxels():
   assert len(chosen_cells) == round(len(labels) * 0.001)        # 20 voxels
   expected = [i for i in range(len(labels)) if labels[i] >= 0 and cells[i] in chosen_cells]
   np.testing.assert_array_equal(chosen, expected)
+  assert len(chosen) > 2 * len(chosen_cells)              # voxel propagation: several each
 
 
 def test_point_selection_and_fixed_counts():
