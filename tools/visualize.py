@@ -7,8 +7,13 @@ From a built dataset (the `dataset_dir` printed by `--config.mode=prepare`):
   python tools/visualize.py --dataset ~/.cache/jaxseg/datasets/<...>/jaxseg_scannet/1.0.0 \
       --split train --index 0 --color labels --out /tmp/first
 
-Writes <out>.png (top-down view, highest point per pixel) and <out>.ply (coloured points,
-opens in MeshLab / CloudCompare / open3d; in the source frame, with any
+Predictions of `infer` (its <name>_labels.npy) beside the ground truth, with an error map:
+  python tools/visualize.py --format custom --root my_scans --scene room.ply \
+      --predictions workdirs/my_scans/infer/room_labels.npy --out /tmp/room
+
+Writes <out>.png (top-down view, highest point per pixel; with --predictions the panel of
+ground truth (when the scene has labels) | prediction | errors, from above and obliquely) and
+<out>.ply (coloured points, opens in MeshLab / CloudCompare; in the source frame, with any
 recentring offset (`origin`) added back).
 """
 
@@ -21,6 +26,7 @@ import numpy as np
 from PIL import Image
 
 from jaxseg.io import export
+from jaxseg.io.labels import class_names
 from jaxseg.viz import render
 
 
@@ -51,6 +57,10 @@ def main() -> None:
   parser.add_argument("--root", help="raw export root")
   parser.add_argument("--scene", help="scene id in the raw export")
   parser.add_argument("--color", choices=("rgb", "labels", "segments"), default="rgb")
+  parser.add_argument("--predictions", help="int labels .npy, one per point (infer's "
+                      "<name>_labels.npy): draw them beside the ground truth")
+  parser.add_argument("--num_classes", type=int, default=20,
+                      help="classes of --predictions (their names when 20: ScanNet's)")
   parser.add_argument("--resolution", type=float, default=0.02, help="metres per pixel")
   parser.add_argument("--out", required=True, help="output path without extension")
   args = parser.parse_args()
@@ -64,8 +74,19 @@ def main() -> None:
   shown = {"rgb": scene.colors, "labels": render.color_by_ids(labels),
            "segments": render.color_by_ids(segments, seed=1)}[args.color]
   os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-  Image.fromarray(render.top_down_image(scene.coords, shown, args.resolution)).save(
-      args.out + ".png")
+  if args.predictions:
+    predicted = np.load(args.predictions).astype(np.int64).reshape(-1)
+    if predicted.shape[0] != scene.num_points:
+      parser.error(f"--predictions has {predicted.shape[0]} labels, the scene "
+                   f"{scene.num_points} points; pass the labels infer wrote for this scene")
+    shown = render.palette(args.num_classes)[np.clip(predicted, 0, args.num_classes - 1)]
+    panel = render.comparison_panel(scene.coords, scene.labels, predicted, args.num_classes,
+                                    class_names(args.num_classes))
+    Image.fromarray(panel).save(args.out + ".png")
+    args.color = "predictions"
+  else:
+    Image.fromarray(render.top_down_image(scene.coords, shown, args.resolution)).save(
+        args.out + ".png")
   export.write_scene_ply(args.out + ".ply", scene, colors=shown)   # In the source frame.
   print(f"{scene.name}: {scene.num_points} points coloured by {args.color} -> {args.out}.png, "
         f"{args.out}.ply")
