@@ -23,6 +23,8 @@ def _row_key(report: dict, config: dict) -> tuple[str, str]:
     labels = f"{100 * float(weak['ratio']):g}% ({weak['by']}s of {weak['voxel_size']} m)"
   if config.get("init") not in ("", "random", None):
     method += " from a pre-trained run"
+  if method == "COARSE3D" and float(config["coarse3d"]["momentum"]) != 0.999:
+    method += f" (bank momentum {config['coarse3d']['momentum']})"
   return method, labels
 
 
