@@ -2,11 +2,12 @@
 
 import importlib.util
 import os
-import socket
 import subprocess
 import sys
 
 import numpy as np
+
+from tests.processes import free_port, wait_all
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _WORKER = os.path.join(_HERE, "distributed_worker.py")
@@ -21,31 +22,16 @@ def _load_worker():
   return module
 
 
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("localhost", 0))
-    return s.getsockname()[1]
-
-
 def _run_two_processes(out_path, checkpoint_dir):
   """Launches both workers; kills them and fails after _TIMEOUT_S so CI never hangs."""
   env = {**os.environ, "JAX_PLATFORMS": "cpu",
          "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
          "PYTHONPATH": os.pathsep.join([os.path.dirname(_HERE), os.environ.get("PYTHONPATH", "")])}
-  port = _free_port()
+  port = free_port()
   procs = [subprocess.Popen([sys.executable, _WORKER, str(i), str(port), str(out_path),
                              str(checkpoint_dir)], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True) for i in range(2)]
-  logs = []
-  try:
-    for proc in procs:
-      logs.append(proc.communicate(timeout=_TIMEOUT_S)[0])
-  except subprocess.TimeoutExpired:
-    for proc in procs:
-      proc.kill()
-    raise AssertionError(f"the two-process run did not finish in {_TIMEOUT_S} s")
-  for proc, log in zip(procs, logs):
-    assert proc.returncode == 0, log[-4000:]
+  wait_all(procs, _TIMEOUT_S)
 
 
 def test_two_processes_match_one_process_with_four_devices(tmp_path):

@@ -11,7 +11,6 @@ collectives and checkpoints of two processes in the default run.
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -19,6 +18,7 @@ import numpy as np
 import pytest
 
 from jaxseg.inference import bundle
+from tests.processes import free_port, wait_all
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _TIMEOUT_S = 600
@@ -34,12 +34,6 @@ _TINY = [
     "--config.eval.linear_probe=False", "--config.eval.render_scenes=1",
     "--config.checkpoint.every_steps=1",
 ]
-
-
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("localhost", 0))
-    return s.getsockname()[1]
 
 
 def _command(tmp_path, workdir, *extra):
@@ -58,21 +52,6 @@ def _start(command, env):
                           text=True)
 
 
-def _wait(procs):
-  """Waits for every process; kills all and fails after _TIMEOUT_S so CI never hangs."""
-  logs = []
-  try:
-    for proc in procs:
-      logs.append(proc.communicate(timeout=_TIMEOUT_S)[0])
-  except subprocess.TimeoutExpired:
-    for proc in procs:
-      proc.kill()
-    raise AssertionError(f"the run did not finish in {_TIMEOUT_S} s")
-  for proc, log in zip(procs, logs):
-    assert proc.returncode == 0, log[-4000:]
-  return logs
-
-
 def _scores(workdir):
   with open(workdir / "report.json") as f:
     report = json.load(f)
@@ -85,11 +64,11 @@ def _scores(workdir):
 def test_two_processes_through_the_command_line_match_one_process(tmp_path):
   one, two = tmp_path / "one", tmp_path / "two"
   # The dataset is built by the one-process run; the two processes then find it.
-  _wait([_start(_command(tmp_path, one), _env(tmp_path, 4))])
-  port = _free_port()
-  logs = _wait([_start(_command(tmp_path, two, f"--coordinator_address=localhost:{port}",
+  wait_all([_start(_command(tmp_path, one), _env(tmp_path, 4))], _TIMEOUT_S)
+  port = free_port()
+  logs = wait_all([_start(_command(tmp_path, two, f"--coordinator_address=localhost:{port}",
                                 "--num_processes=2", f"--process_id={i}"),
-                       _env(tmp_path, 2)) for i in range(2)])
+                       _env(tmp_path, 2)) for i in range(2)], _TIMEOUT_S)
   assert "process 1 of 2, 2 of 4 devices" in logs[1], logs[1][-3000:]
 
   scores_one, scores_two = _scores(one), _scores(two)
