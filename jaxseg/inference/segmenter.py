@@ -146,6 +146,11 @@ def load(path: str) -> Segmenter:
                      "pass the work directory of a finished training run")
   config = ml_collections.ConfigDict(atomic.read_json(config_file))
   method = get_method(config.method)
+  if method.supervised:
+    raise InputError(path, f"a {method.title} run: its network is scored by its classifier "
+                     "head, and inference reads clustering runs (PointDC, GrowSP) only",
+                     "label scans with a PointDC or GrowSP run, or score this one with "
+                     "--config.mode=eval")
   variables, arrays = load_run(path, method.network_phases)
   found = classifier_lib.load(path)
   if found is None:
