@@ -10,7 +10,7 @@ from jaxseg.errors import InputError
 
 def test_a_supervised_run_is_refused_with_the_fix(tmp_path):
   (tmp_path / "config.json").write_text(json.dumps({"method": "coarse3d"}))
-  with pytest.raises(InputError, match="a COARSE3D run: .* clustering runs .* mode=eval"):
+  with pytest.raises(InputError, match="a COARSE3D run: .* clustering runs .*--config.mode=eval"):
     jaxseg.load(str(tmp_path))
 
 
