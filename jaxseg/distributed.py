@@ -122,16 +122,12 @@ def gather(tree: Any) -> Any:
   Leaves are this process's numpy arrays (the same shape on every process) or global
   jax.Arrays sharded along axis 0 over the data mesh (whose rows are already global).
   """
-  def one(leaf):
-    if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
-      from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-      return np.asarray(multihost_utils.process_allgather(leaf, tiled=True))
-    local = np.asarray(leaf)
-    if jax.process_count() == 1:
-      return local
-    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-    return np.asarray(multihost_utils.process_allgather(local, tiled=True))
-  return jax.tree.map(one, tree)
+  if jax.process_count() == 1:
+    return jax.tree.map(np.asarray, tree)
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  # A global array is gathered whole; a host array is this process's rows.
+  return jax.tree.map(lambda leaf: np.asarray(multihost_utils.process_allgather(
+      leaf, tiled=True)), tree)
 
 
 def local_rows(array: jax.Array) -> np.ndarray:

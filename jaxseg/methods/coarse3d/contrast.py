@@ -29,6 +29,17 @@ def voxel_labels(point_labels: jax.Array, point_to_voxel: jax.Array, point_mask:
   return jnp.where(counts.sum(-1) > 0, jnp.argmax(counts, -1), -1).astype(jnp.int32)
 
 
+def _weak_classes(weak: jax.Array, scene: jax.Array, num_slots: int, num_classes: int
+                  ) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """(valid bool [V] non-padding voxels, slot int32 [V] their scene slot (0 for padding),
+  present bool [S, C] the classes among each scene's weak labels)."""
+  valid = scene >= 0
+  slot = jnp.where(valid, scene, 0)
+  present = jnp.zeros((num_slots, num_classes), bool).at[
+      jnp.where(weak >= 0, slot, num_slots), jnp.maximum(weak, 0)].set(True, mode="drop")
+  return valid, slot, present
+
+
 def pseudo_label_fraction(epoch: int, epochs: int) -> float:
   """r = 0.5 log2(1 + (epoch + 1) / epochs): the reference's schedule (epochs = 100 there),
   stretched over the run's epochs; 0.29 after the first tenth, 0.5 at the end."""
@@ -48,10 +59,7 @@ def confident_pseudo_labels(logits: jax.Array, weak: jax.Array, scene: jax.Array
   """
   num_voxels, num_classes = logits.shape
   pred = jnp.argmax(logits, -1).astype(jnp.int32)
-  valid = scene >= 0
-  slot = jnp.where(valid, scene, 0)
-  present = jnp.zeros((num_slots, num_classes), bool).at[
-      jnp.where(weak >= 0, slot, num_slots), jnp.maximum(weak, 0)].set(True, mode="drop")
+  valid, slot, present = _weak_classes(weak, scene, num_slots, num_classes)
   candidate = valid & present[slot, pred]
   groups = num_slots * num_classes
   group = jnp.where(candidate, slot * num_classes + pred, groups)
@@ -80,10 +88,7 @@ def sample_anchors(targets: jax.Array, scene: jax.Array, weak: jax.Array, logits
   """
   num_voxels, num_classes = logits.shape
   weight = jnp.exp(-entropy(logits) ** 2)
-  valid = scene >= 0
-  slot = jnp.where(valid, scene, 0)
-  present = jnp.zeros((num_slots, num_classes), bool).at[
-      jnp.where(weak >= 0, slot, num_slots), jnp.maximum(weak, 0)].set(True, mode="drop")
+  valid, slot, present = _weak_classes(weak, scene, num_slots, num_classes)
   slots, classes = jnp.meshgrid(jnp.arange(num_slots), jnp.arange(num_classes), indexing="ij")
   slots, classes = slots.reshape(-1), classes.reshape(-1)              # [S * C] groups
 
