@@ -238,8 +238,14 @@ def coarse3d_config() -> ml_collections.ConfigDict:
   README for the adaptations."""
   return ml_collections.ConfigDict({
       "epochs": 100,
-      # False: cross-entropy on the weak labels only (the baseline of the same network).
+      # False: the supervised loss on the weak labels only (the baseline of the same network).
       "contrast": True,
+      # Supervised loss: cross_entropy (adaptation, the default) | focal_lovasz (the
+      # reference's focal, gamma focal_gamma, class weights from the weak labels' shares, +
+      # lovasz_weight x Lovasz-softmax).
+      "loss": "cross_entropy",
+      "focal_gamma": 2.0,
+      "lovasz_weight": 1.0,
       "contrast_weight": 0.1,
       "contrast_start_epoch": 5,
       "prototypes_per_class": 20,

@@ -123,9 +123,9 @@ def test_growsp_both_stages_with_pmap_from_a_pointdc_run(tmp):
 @_SLOW
 def test_coarse3d_with_shard_map_its_baseline_on_the_same_labels_and_eval(tmp):
   """COARSE3D from the PointDC run's encoder with the shard_map step (the bank's sums and
-  Sinkhorn normalisers added over devices), contrast from the first epoch; the cross-entropy
-  baseline on exactly the same labels (weak.labels_from); `mode=eval` of the COARSE3D run
-  scores its classifier head again."""
+  Sinkhorn normalisers added over devices), contrast from the first epoch; the baseline on
+  exactly the same labels (weak.labels_from), trained with the reference's focal + Lovasz
+  loss; `mode=eval` of the COARSE3D run scores its classifier head again."""
   workdir, baseline = tmp / "coarse3d", tmp / "coarse3d_ce"
   report, log = _run(tmp, "scannet_coarse3d.py", workdir, "--config.parallel.mode=shard_map",
                      f"--config.init={tmp / 'variant'}", "--config.coarse3d.epochs=2",
@@ -140,8 +140,10 @@ def test_coarse3d_with_shard_map_its_baseline_on_the_same_labels_and_eval(tmp):
   assert len(contrast) == 2 and all(v > 0 for v in contrast)
 
   base, _ = _run(tmp, "scannet_coarse3d.py", baseline, "--config.coarse3d.epochs=2",
-                 "--config.coarse3d.contrast=False", f"--config.weak.labels_from={workdir}")
-  assert set(base["methods"]) == {"cross-entropy on the weak labels"}
+                 "--config.coarse3d.contrast=False", "--config.coarse3d.loss=focal_lovasz",
+                 f"--config.weak.labels_from={workdir}")
+  assert set(base["methods"]) == {"focal + Lovasz on the weak labels"}
+  assert base["meta"]["training"] == "2 epochs, focal + Lovasz only"
   assert base["meta"]["weak_labels"].split(",")[0] == report["meta"]["weak_labels"].split(",")[0]
 
   evaluated, _ = _run(tmp, "scannet_coarse3d.py", workdir, "--config.mode=eval")

@@ -18,14 +18,9 @@ def entropy(logits: jax.Array) -> jax.Array:
   return -jnp.sum(jnp.exp(log_p) * log_p, axis=-1)
 
 
-def voxel_labels(point_labels: jax.Array, point_to_voxel: jax.Array, point_mask: jax.Array,
-                 num_voxels: int, num_classes: int) -> jax.Array:
+def voxel_labels(counts: jax.Array) -> jax.Array:
   """int32 [V]: the most frequent label of each voxel's labelled points (lowest class on a
-  tie), -1 for voxels without one. point_* are [P]; point_to_voxel is V for padding."""
-  used = point_mask & (point_labels >= 0) & (point_labels < num_classes)
-  rows = jnp.where(used, point_to_voxel, num_voxels)
-  counts = jax.ops.segment_sum(jax.nn.one_hot(jnp.where(used, point_labels, 0), num_classes),
-                               rows, num_segments=num_voxels + 1)[:num_voxels]
+  tie), -1 for voxels without one; counts f32 [V, C] from `losses.voxel_label_counts`."""
   return jnp.where(counts.sum(-1) > 0, jnp.argmax(counts, -1), -1).astype(jnp.int32)
 
 

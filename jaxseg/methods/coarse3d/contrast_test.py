@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxseg import losses
 from jaxseg.methods.coarse3d import contrast
 
 
@@ -125,5 +126,6 @@ def test_voxel_labels_take_the_majority():
   labels = jnp.asarray([1, 1, 2, -1, 3, 3, 0])
   to_voxel = jnp.asarray([0, 0, 0, 1, 2, 2, 4])        # 4 = padding (V = 4)
   mask = jnp.asarray([True] * 6 + [False])
-  out = contrast.voxel_labels(labels, to_voxel, mask, num_voxels=4, num_classes=4)
+  counts = losses.voxel_label_counts(labels[None], to_voxel[None], mask[None], 4, 4)
+  out = contrast.voxel_labels(counts[0])
   np.testing.assert_array_equal(np.asarray(out), [1, -1, 3, -1])

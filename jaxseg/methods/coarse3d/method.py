@@ -2,8 +2,10 @@
 
 One phase ('coarse3d', `coarse3d.epochs`) on the voxel encoder with two heads per voxel: a
 linear classifier (C logits) and a projection head (256-d unit rows). Each step:
-1. cross-entropy of the labelled points (the weak labels: `weak_labels`) against their
-   voxel's logits;
+1. the supervised loss of the labelled points (the weak labels: `weak_labels`) against
+   their voxel's logits: cross-entropy (`coarse3d.loss='cross_entropy'`, the default) or the
+   reference's focal (gamma 2, class weights from the weak labels' class shares) + Lovasz-
+   softmax (`'focal_lovasz'`; Lovasz per pack, weighted by its labelled points);
 2. contrast targets: the voxels' weak labels, plus a growing share r(epoch) of the voxels
    confidently predicted as a class the scene's weak labels hold (`contrast`);
 3. entropy-driven anchors (per scene and class, drawn with weights exp(-H^2)) against the
@@ -12,8 +14,8 @@ linear classifier (C logits) and a projection head (256-d unit rows). Each step:
 4. from that epoch on, the bank moves toward the projections of the weakly labelled voxels
    the classifier gets right (Sinkhorn + momentum, `prototypes`); it lives in the train state
    and its checkpoints.
-`coarse3d.contrast=False` trains the same network with step 1 only: the cross-entropy
-baseline on the same labels; `weak.ratio=1 weak.by=point` gives full supervision; `init=RUN`
+`coarse3d.contrast=False` trains the same network with step 1 only: the baseline on the
+same labels; `weak.ratio=1 weak.by=point` gives full supervision; `init=RUN`
 starts the encoder from a PointDC or GrowSP run. Evaluation is supervised segmentation
 (`jaxseg.eval.supervised`).
 """
@@ -27,10 +29,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 from jaxseg import distributed
 from jaxseg.eval.report import ScalarWriter
-from jaxseg.losses import voxel_cross_entropy_loss
+from jaxseg import losses
 from jaxseg.logging_utils import get_logger
 from jaxseg.methods import TrainOutcome, get_method
 from jaxseg.methods.coarse3d import contrast, prototypes, weak_labels
@@ -43,6 +46,7 @@ PHASE = "coarse3d"
 NETWORK_PHASES = (PHASE,)
 _BANK = "prototypes"
 _STEP = "coarse3d_step"
+LOSSES = ("cross_entropy", "focal_lovasz")
 
 
 def checkpoint_phases(config: ml_collections.ConfigDict) -> tuple[str, ...]:
@@ -61,6 +65,8 @@ def config_problems(config: ml_collections.ConfigDict) -> list[str]:
   if int(weak.points_per_scene) < 0:
     problems.append("weak.points_per_scene must be 0 (use weak.ratio) or positive")
   c = config.coarse3d
+  if c.loss not in LOSSES:
+    problems.append(f"unknown coarse3d.loss {c.loss!r}; choose one of {list(LOSSES)}")
   if not 0 <= float(c.momentum) < 1:
     problems.append(f"coarse3d.momentum={c.momentum} must lie in [0, 1)")
   for key in ("prototypes_per_class", "projection_dim", "anchors_per_class"):
@@ -82,7 +88,33 @@ def _voxel_scene(batch) -> jax.Array:
   return jax.vmap(one)(batch["point_scene"], batch["point_to_voxel"], batch["point_mask"])
 
 
-def _loss_fn(ctx: RunContext):
+def _supervised_loss(c: ml_collections.ConfigDict, alpha: jax.Array, logits: jax.Array,
+                     counts: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """(loss_sum, labelled points, correctly classified labelled points) of the labelled points
+  of packs [G, V, C] with label counts [G, V, C], by `coarse3d.loss`."""
+  ce_sum, count, correct = losses.counts_cross_entropy_loss(logits, counts)
+  if c.loss == "cross_entropy":
+    return ce_sum, count, correct
+  focal_sum, _ = losses.counts_focal_loss(logits, counts, alpha, float(c.focal_gamma))
+  lovasz = jax.vmap(losses.counts_lovasz_softmax)(logits, counts)               # [G]
+  # Per pack (Lovasz does not add up over points), weighted by the pack's labelled points so
+  # the step's division by the labelled count makes it their weighted mean.
+  lovasz_sum = jnp.sum(lovasz * jnp.sum(counts, axis=(1, 2)))
+  return focal_sum + float(c.lovasz_weight) * lovasz_sum, count, correct
+
+
+def class_weights(source, num_classes: int) -> jax.Array:
+  """f32 [K] focal class weights (`losses.focal_class_weights`) from the labelled points of
+  a split's records (labels -1 = unlabelled)."""
+  counts = np.zeros(num_classes, np.int64)
+  for index in range(len(source)):
+    labels = np.asarray(source[index]["labels"]).reshape(-1)
+    counts += np.bincount(labels[(labels >= 0) & (labels < num_classes)],
+                          minlength=num_classes)
+  return jnp.asarray(losses.focal_class_weights(counts))
+
+
+def _loss_fn(ctx: RunContext, alpha: jax.Array):
   config, c = ctx.config, ctx.config.coarse3d
   num_classes = ctx.num_classes
 
@@ -92,20 +124,19 @@ def _loss_fn(ctx: RunContext):
     out, new_vars = net.apply({"params": params, "batch_stats": model_state["batch_stats"]},
                               batch, train=True, mutable=["batch_stats"])
     logits, projection = out["voxel_logits"], out["voxel_projection"]
-    ce_sum, count, correct = voxel_cross_entropy_loss(logits, batch["point_labels"],
-                                                      batch["point_to_voxel"],
-                                                      batch["point_mask"])
+    num_voxels = logits.shape[1]
+    counts = losses.voxel_label_counts(batch["point_labels"], batch["point_to_voxel"],
+                                       batch["point_mask"], num_voxels, num_classes)
+    supervised_sum, count, correct = _supervised_loss(c, alpha, logits, counts)
     new_state = {**model_state, "batch_stats": new_vars["batch_stats"]}
-    metrics = {"cross_entropy": ce_sum, "accuracy": correct}
+    metrics = {c.loss: supervised_sum, "accuracy": correct}
     if not c.contrast:
-      return ce_sum, count, (new_state, metrics)
+      return supervised_sum, count, (new_state, metrics)
 
     step = model_state[_STEP]
-    num_voxels = logits.shape[1]
     num_slots = batch["scene_index"].shape[1]
     scene = _voxel_scene(batch)
-    weak = jax.vmap(lambda l, v, m: contrast.voxel_labels(l, v, m, num_voxels, num_classes))(
-        batch["point_labels"], batch["point_to_voxel"], batch["point_mask"])
+    weak = jax.vmap(contrast.voxel_labels)(counts)
     # Each pack's draws come from (seed, step, its first scene), so they do not depend on how
     # the batch is laid out over devices or processes.
     step_key = jax.random.fold_in(jax.random.key(config.seed), step.astype(jnp.int32))
@@ -128,7 +159,7 @@ def _loss_fn(ctx: RunContext):
     counted = count if axis_name is None else jax.lax.psum(count, axis_name)
     contrast_term = (contrast_sum / jnp.maximum(jax.lax.stop_gradient(anchors_total), 1.0)
                      * jax.lax.stop_gradient(counted))
-    loss_sum = ce_sum + extra["contrast_weight"] * contrast_term
+    loss_sum = supervised_sum + extra["contrast_weight"] * contrast_term
     # The bank learns from the weakly labelled voxels (the reference passes the weak labels),
     # the correctly classified ones moving it, once the contrastive loss is on.
     noise = jax.vmap(lambda k: jax.random.gumbel(k, (num_voxels, bank.shape[1])))(keys[:, 2])
@@ -193,6 +224,13 @@ def train(ctx: RunContext, resume: bool, writer: ScalarWriter,
   _LOG.info("COARSE3D weak labels: %s", labels_summary)
   variables, provenance = _start_variables(ctx)
   epochs = int(c.epochs)
+  source = ctx.data.source(config.data.train_split)
+  if chosen is not None:
+    source = weak_labels.WeakLabelSource(source, chosen)
+  alpha = jnp.ones(ctx.num_classes, jnp.float32)
+  if c.loss == "focal_lovasz":
+    alpha = class_weights(source, ctx.num_classes)
+    _LOG.info("COARSE3D focal class weights: %s", np.round(np.asarray(alpha), 3).tolist())
 
   def begin_epoch(epoch, state, arrays, resumed_inside):
     del state, arrays, resumed_inside
@@ -208,17 +246,17 @@ def train(ctx: RunContext, resume: bool, writer: ScalarWriter,
                    _STEP: jnp.zeros((), jnp.float32)}
   phase = trainer.Phase(
       name=PHASE, epochs=epochs, optimizer=c.optimizer, optimizer_key="coarse3d.optimizer",
-      loss_fn=_loss_fn(ctx), fields=tuple(dict.fromkeys(
+      loss_fn=_loss_fn(ctx, alpha), fields=tuple(dict.fromkeys(
           ctx.net_fields + ("point_labels", "point_scene", "scene_index"))),
       begin_epoch=begin_epoch, model_state=model_state,
-      source=None if chosen is None else weak_labels.WeakLabelSource(
-          ctx.data.source(config.data.train_split), chosen))
+      source=None if chosen is None else source)
   start = time.perf_counter()
   variables, _ = trainer.run_phase(ctx, phase, variables, resume=resume, writer=writer,
                                    validate=validate)
-  name = "COARSE3D" if c.contrast else "cross-entropy on the weak labels"
+  loss_name = {"cross_entropy": "cross-entropy", "focal_lovasz": "focal + Lovasz"}[c.loss]
+  name = "COARSE3D" if c.contrast else f"{loss_name} on the weak labels"
   provenance.update({"weak_labels": labels_summary, "training": (
-      f"{epochs} epochs, contrast weight {c.contrast_weight} from epoch "
+      f"{epochs} epochs, {loss_name}, contrast weight {c.contrast_weight} from epoch "
       f"{c.contrast_start_epoch}, {c.prototypes_per_class} prototypes per class"
-      if c.contrast else f"{epochs} epochs, cross-entropy only")})
+      if c.contrast else f"{epochs} epochs, {loss_name} only")})
   return TrainOutcome(variables, name, provenance, {PHASE: time.perf_counter() - start})
