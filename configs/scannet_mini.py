@@ -21,10 +21,13 @@ $JAXSEG_SCANNET_MINI): the README's results table.
   # its baselines: --config.coarse3d.contrast=False, --config.weak.ratio=1
   # --config.weak.by=point; tools/scannet_mini_coarse3d.sh runs them all):
   python experiments/main.py --config configs/scannet_mini.py:coarse3d --config.weak.seed=0
+  # SoftClu pre-training (CluRender's clustering branch) on all 18 scans, then evaluated:
+  python experiments/main.py --config configs/scannet_mini.py:softclu
 
 5 cm voxels (GrowSP's ScanNet setting; the scans are 50,000-point subsets) and a shortened
 schedule: CMD 100 epochs; SVC 5 warm-up + 15 epochs re-clustering every 5; GrowSP 10 fixed +
-20 growing epochs, a round every 5, without mixup; COARSE3D 20 epochs, contrast from epoch 2.
+20 growing epochs, a round every 5, without mixup; COARSE3D 20 epochs, contrast from epoch 2;
+SoftClu 20 epochs without augmentation.
 """
 
 import os
@@ -40,9 +43,9 @@ def mini_root() -> str:
 
 
 def get_config(variant: str = "svc"):
-  if variant not in ("svc", "cmd", "growsp", "coarse3d"):
-    raise ValueError(f"unknown variant {variant!r} of scannet_mini.py; use svc, cmd, growsp "
-                     "or coarse3d")
+  if variant not in ("svc", "cmd", "growsp", "coarse3d", "softclu"):
+    raise ValueError(f"unknown variant {variant!r} of scannet_mini.py; use svc, cmd, growsp, "
+                     "coarse3d or softclu")
   root = mini_root()
   if variant == "cmd":
     # The posed scans: raw mesh vertices (points/) with their frames (posed/); the demo scene
@@ -79,6 +82,10 @@ def get_config(variant: str = "svc"):
     config.method = "coarse3d"
     config.coarse3d.epochs = 20
     config.coarse3d.contrast_start_epoch = 2
+  if variant == "softclu":
+    config.method = "clurender"
+    config.clurender.epochs = 20
+    common.no_augmentation(config.data)
   if variant == "cmd":   # Distillation only.
     config.svc.warmup_epochs = 0
     config.svc.epochs = 0

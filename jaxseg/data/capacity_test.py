@@ -47,3 +47,17 @@ def test_headroom_makes_new_signatures_one_rung_larger():
              for q in needs)
   assert policy.choose({"points": 12_500, "voxels0": 6_000}) == first   # fits the headroom
   assert len(policy.signatures) == 1
+
+
+def test_default_signature_also_serves_somewhat_smaller_batches():
+  """A new signature has headroom below the reuse bound: a batch about one rung smaller in
+  every quantity reuses it instead of compiling another (with headroom = slack it would not)."""
+  needs = {"points": 100_000, "voxels0": 50_000, "pairs0_k3_b0": 20_000}
+  smaller = {q: int(n * 0.78) for q, n in needs.items()}
+  policy = capacity.CapacityPolicy()
+  first = policy.choose(needs)
+  assert policy.choose(smaller) == first and len(policy.signatures) == 1
+  at_bound = capacity.CapacityPolicy(slack_rungs=2, headroom_rungs=2)
+  at_bound.choose(needs)
+  at_bound.choose(smaller)
+  assert len(at_bound.signatures) == 2

@@ -25,7 +25,7 @@ from jaxseg.registry import Registry
 METHODS = Registry("method")
 # Packages whose import registers a method.
 _METHOD_PACKAGES = ("jaxseg.methods.pointdc", "jaxseg.methods.growsp",
-                    "jaxseg.methods.coarse3d")
+                    "jaxseg.methods.coarse3d", "jaxseg.methods.clurender")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,10 +11,12 @@ linear head (PointDC's distillation head g).
   net = VoxelNet(spec, class_dim=20, projection_dim=256)     # COARSE3D
   out["voxel_logits"]      f32 [G, C, class_dim]  a linear classifier per voxel
   out["voxel_projection"]  f32 [G, C, projection_dim]  unit rows of the projection head
+  net = VoxelNet(spec, cluster_dim=64)                       # SoftClu / CluRender
+  out["voxel_cluster_logits"]  f32 [G, C, cluster_dim]  the cluster head's logits
 
 Parameters live under 'encoder' and the heads' names ('align_head', 'class_head',
-'projection_head'), so a phase starts from another phase's (or another run's) network by
-taking its 'encoder' subtree.
+'projection_head', 'cluster_head'), so a phase starts from another phase's (or another run's)
+network by taking its 'encoder' subtree.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class VoxelNet(nn.Module):
     class_dim: classes of a linear classifier head on the voxels (0 = none).
     projection_dim: width of a projection head on the voxels (COARSE3D's: linear, masked
       BatchNorm, LeakyReLU, linear, L2-normalised; 0 = none).
+    cluster_dim: clusters of SoftClu's cluster head (`ClusterHead`; 0 = none).
     axis_name: device axis for cross-device BatchNorm (None outside shard_map / pmap).
     dtype: compute dtype of the encoder ('float32' or 'bfloat16'); outputs are float32.
   """
@@ -54,6 +57,7 @@ class VoxelNet(nn.Module):
   head_dim: int = 0
   class_dim: int = 0
   projection_dim: int = 0
+  cluster_dim: int = 0
   axis_name: str | None = None
   dtype: Any = "float32"
 
@@ -81,6 +85,10 @@ class VoxelNet(nn.Module):
       out["voxel_projection"] = ProjectionHead(self.projection_dim, self.axis_name,
                                                name="projection_head")(
                                                    voxel_feats, batch[geo.mask_key(0)], train)
+    if self.cluster_dim:
+      out["voxel_cluster_logits"] = ClusterHead(self.cluster_dim, self.axis_name,
+                                                name="cluster_head")(
+                                                    voxel_feats, batch[geo.mask_key(0)], train)
     return out
 
 
@@ -95,6 +103,22 @@ class ProjectionHead(nn.Module):
     h = nn.Dense(x.shape[-1])(x)
     h = MaskedBatchNorm(axis_name=self.axis_name)(h, mask, train)
     return l2_normalize(nn.Dense(self.dim)(nn.leaky_relu(h, negative_slope=0.01)))
+
+
+class ClusterHead(nn.Module):
+  """SoftClu's cluster head (the reference's Conv1d(d, d/2)-BN-ReLU-Conv1d(d/2, d/2)-BN-ReLU-
+  Conv1d(d/2, J), 1x1 convolutions per point, here per voxel with masked BatchNorm):
+  [G, C, F] -> [G, C, clusters] logits."""
+  clusters: int
+  axis_name: str | None = None
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, mask: jnp.ndarray, train: bool) -> jnp.ndarray:
+    width = max(x.shape[-1] // 2, 1)
+    for _ in range(2):
+      x = nn.Dense(width)(x)
+      x = nn.relu(MaskedBatchNorm(axis_name=self.axis_name)(x, mask, train))
+    return nn.Dense(self.clusters)(x)
 
 
 def encoder_variables(variables: Mapping[str, Any]) -> dict[str, Any]:

@@ -37,7 +37,7 @@ from jaxseg import losses
 from jaxseg.logging_utils import get_logger
 from jaxseg.methods import TrainOutcome, get_method
 from jaxseg.methods.coarse3d import contrast, prototypes, weak_labels
-from jaxseg.ops.sparse.geometry import mask_key
+from jaxseg.methods.scenes import voxel_scene_slots
 from jaxseg.train import restore, trainer
 from jaxseg.train.context import RunContext
 
@@ -73,19 +73,6 @@ def config_problems(config: ml_collections.ConfigDict) -> list[str]:
     if int(c[key]) <= 0:
       problems.append(f"coarse3d.{key}={c[key]} must be positive")
   return problems
-
-
-def _voxel_scene(batch) -> jax.Array:
-  """int32 [G, V] scene slot of each voxel (-1 padding): the slot of its points."""
-  num_voxels = batch[mask_key(0)].shape[1]
-
-  def one(point_scene, point_to_voxel, point_mask):
-    rows = jnp.where(point_mask, point_to_voxel, num_voxels)
-    slot = jax.ops.segment_max(jnp.where(point_mask, point_scene, -1), rows,
-                               num_segments=num_voxels + 1)[:num_voxels]
-    return jnp.maximum(slot, -1).astype(jnp.int32)
-
-  return jax.vmap(one)(batch["point_scene"], batch["point_to_voxel"], batch["point_mask"])
 
 
 def _supervised_loss(c: ml_collections.ConfigDict, alpha: jax.Array, logits: jax.Array,
@@ -135,7 +122,7 @@ def _loss_fn(ctx: RunContext, alpha: jax.Array):
 
     step = model_state[_STEP]
     num_slots = batch["scene_index"].shape[1]
-    scene = _voxel_scene(batch)
+    scene = voxel_scene_slots(batch)
     weak = jax.vmap(contrast.voxel_labels)(counts)
     # Each pack's draws come from (seed, step, its first scene), so they do not depend on how
     # the batch is laid out over devices or processes.
