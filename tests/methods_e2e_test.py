@@ -149,3 +149,22 @@ def test_coarse3d_with_shard_map_its_baseline_on_the_same_labels_and_eval(tmp):
   evaluated, _ = _run(tmp, "scannet_coarse3d.py", workdir, "--config.mode=eval")
   (again,) = evaluated["methods"].values()
   assert again["variants"]["supervised"]["miou"] == scores["miou"]
+
+
+@_SLOW
+def test_softclu_pretraining_with_shard_map_then_eval_of_its_workdir(tmp):
+  """SoftClu on the voxel encoder (the shard_map step), its loss falling over three epochs on
+  the same scenes (no augmentation), evaluated like every unsupervised network; `mode=eval`
+  of the run scores its network again."""
+  workdir = tmp / "softclu"
+  report, log = _run(tmp, "scannet_clurender.py", workdir, "--config.parallel.mode=shard_map",
+                     "--config.clurender.epochs=3")
+  assert set(report["methods"]) == {"SoftClu (CluRender clustering branch)"}
+  assert report["meta"]["init"] == "randomly initialised network"
+  assert "SoftClu: 3 epochs, 64 clusters" in log
+  losses = [v for _, v in read_scalars(str(workdir / "tensorboard"))["softclu/epoch_loss"]]
+  assert len(losses) == 3 and losses[-1] < losses[0], losses
+  evaluated, _ = _run(tmp, "scannet_clurender.py", workdir, "--config.mode=eval")
+  (again,) = evaluated["methods"].values()
+  (trained,) = report["methods"].values()
+  assert again["variants"]["point"]["miou"] == trained["variants"]["point"]["miou"]

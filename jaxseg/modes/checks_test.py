@@ -45,7 +45,7 @@ def _config(name="scannet_svc.py", **overrides):
     ("svc.sinkhorn.epsilon", float("nan"), "svc.sinkhorn.epsilon must be a finite number"),
     ("checkpoint.keep", 0, "checkpoint.keep must be >= 1, got 0"),
     ("data.supervoxels.method", "slic", "unknown data.supervoxels.method 'slic'"),
-    ("method", "growsp2", "unknown method 'growsp2'; choose one of ['coarse3d', 'growsp', 'pointdc']"),
+    ("method", "growsp2", "unknown method 'growsp2'; choose one of ['clurender', 'coarse3d', 'growsp', 'pointdc']"),
     ("mode", "svc", "mode 'svc' is now --config.mode=train"),
     ("mode", "serve", "unknown mode 'serve'; choose one of ['eval', 'infer', 'prepare', 'train']"),
     ("cmd.loss", "l1", "unknown cmd.loss 'l1'; choose one of ['voxel', 'segment']"),

@@ -32,6 +32,7 @@ def pixel_samples(image: jax.Array, coverage: jax.Array, photo: jax.Array, key: 
     (False when fewer pixels are covered than asked).
   """
   height, width = coverage.shape
+  image, coverage, photo = map(jnp.asarray, (image, coverage, photo))
   covered = (coverage >= min_coverage).reshape(-1)
   # Gumbel top-k over the covered pixels: a uniform draw without replacement.
   scores = jnp.where(covered, jax.random.gumbel(key, covered.shape), -jnp.inf)
@@ -40,8 +41,8 @@ def pixel_samples(image: jax.Array, coverage: jax.Array, photo: jax.Array, key: 
   rows, cols = index // width, index % width
   xy = jnp.stack([cols, rows], -1).astype(jnp.float32) / float(max(width, height))
   shown = image.reshape(-1, 3)[index] / jnp.maximum(coverage.reshape(-1)[index], 1e-6)[:, None]
-  return (jnp.concatenate([shown, xy], -1), jnp.concatenate([photo.reshape(-1, 3)[index], xy], -1),
-          valid)
+  real = photo.reshape(-1, 3)[index]
+  return jnp.concatenate([shown, xy], -1), jnp.concatenate([real, xy], -1), valid
 
 
 def rgbxy_cost(rendered: jax.Array, photo: jax.Array, lam: float = 0.5) -> jax.Array:

@@ -73,10 +73,25 @@ def _segment_exclusive_cumsum(values: jax.Array, starts: jax.Array) -> jax.Array
   return inclusive - values
 
 
+def in_view(points: jax.Array, valid: jax.Array, world_to_camera: jax.Array,
+            intrinsics: jax.Array, size: tuple[int, int], *, radius: float = 4.0,
+            min_depth: float = 0.1) -> jax.Array:
+  """bool [N]: valid points in front of the camera whose disk reaches the image (the points
+  `render_view` can draw); count them on the host to size its `max_points`."""
+  width, height = size
+  view = projection.project_points(points, valid, world_to_camera[None], intrinsics, size,
+                                   min_depth=min_depth)
+  u, v = view.pixels[0, :, 0], view.pixels[0, :, 1]
+  reach = radius + 0.5
+  return (valid & (view.depth[0] > min_depth) & (u >= -reach) & (u < width - 1 + reach)
+          & (v >= -reach) & (v < height - 1 + reach))
+
+
 def render_view(points: jax.Array, colors: jax.Array, valid: jax.Array,
                 world_to_camera: jax.Array, intrinsics: jax.Array, size: tuple[int, int], *,
                 radius: float = 4.0, sigma: float | None = None, points_per_pixel: int = 128,
-                eta: float = 1.0, min_depth: float = 0.1) -> tuple[jax.Array, jax.Array]:
+                eta: float = 1.0, min_depth: float = 0.1,
+                max_points: int | None = None) -> tuple[jax.Array, jax.Array]:
   """Splats N coloured points into one view.
 
   Args:
@@ -90,11 +105,21 @@ def render_view(points: jax.Array, colors: jax.Array, valid: jax.Array,
       (default radius / 3); points_per_pixel: K, the nearest points composited per pixel (the
       paper's 128); eta: the opacity exponent (the paper's 1); min_depth: metres in front of
       the camera a point must lie.
+    max_points: static; when set, only the points `in_view` are splatted, gathered into this
+      many rows first (a view sees part of a scene, and the fragments' sort is the cost). It
+      must be at least their count: extra points are dropped.
   Returns:
     image f32 [H, W, C], coverage f32 [H, W] (composited opacity in [0, 1)).
   """
   width, height = size
   sigma = radius / 3.0 if sigma is None else float(sigma)
+  if max_points is not None:
+    seen = in_view(points, valid, world_to_camera, intrinsics, size, radius=radius,
+                   min_depth=min_depth)
+    (rows,) = jnp.nonzero(seen, size=max_points, fill_value=points.shape[0])
+    points = jnp.take(points, rows, axis=0, mode="fill", fill_value=0.0)
+    colors = jnp.take(colors, rows, axis=0, mode="fill", fill_value=0.0)
+    valid = rows < seen.shape[0]
   num_points = points.shape[0]
   view = projection.project_points(points, valid, world_to_camera[None], intrinsics, size,
                                    min_depth=min_depth)

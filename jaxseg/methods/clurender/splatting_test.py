@@ -71,6 +71,18 @@ def test_render_matches_numpy_splatting(k, eta):
   assert want_coverage.max() > 0.9 and (want_coverage == 0).any()   # occlusion and holes
 
 
+def test_culling_to_the_points_in_view_changes_nothing():
+  points, colors, valid = _scene(4)
+  seen = np.asarray(splatting.in_view(points, valid, jnp.eye(4), _K, _SIZE, radius=2.5))
+  assert 0 < seen.sum() < valid.sum()
+  full = splatting.render_view(points, colors, valid, jnp.eye(4), _K, _SIZE, radius=2.5)
+  culled = jax.jit(lambda p, c: splatting.render_view(
+      p, c, valid, jnp.eye(4), _K, _SIZE, radius=2.5, max_points=int(seen.sum()) + 3))(
+          points, colors)
+  for a, b in zip(full, culled):
+    np.testing.assert_allclose(a, b, atol=1e-6)
+
+
 def test_gradients_match_finite_differences():
   """Directional derivatives along random directions. The disk's edge is a step (the weight
   left there); sigma = radius / 5 makes that step 4e-6, so finite differences measure the

@@ -1,0 +1,43 @@
+"""SoftClu's step loss on a pack of scenes: each scene's loss equals the loss of that scene
+alone (its own rows, its own unit sphere), whatever else the pack holds."""
+
+import jax
+import numpy as np
+
+from jaxseg import config_defaults
+from jaxseg.methods.clurender import method, softclu
+
+
+def test_each_scene_of_a_pack_is_its_own_cloud():
+  c = config_defaults.clurender_config()
+  c.epsilon, c.sinkhorn_iterations = 0.05, 200
+  rng = np.random.default_rng(0)
+  voxels, clusters = 40, 5
+  scene = np.array([0] * 20 + [1] * 15 + [-1] * 5, np.int32)
+  logits = rng.normal(size=(voxels, clusters)).astype(np.float32)
+  features = rng.normal(size=(voxels, 8)).astype(np.float32)
+  coords = rng.integers(0, 30, (voxels, 3)).astype(np.int32)
+  coords[scene == 1] += 100                                    # placed beside scene 0
+  logits[scene < 0], features[scene < 0] = np.nan, np.nan
+  losses, present = jax.jit(lambda l, f, x, s: method.scene_losses(l, f, x, s, 3, c))(
+      logits, features, coords, scene)
+  np.testing.assert_array_equal(present, [True, True, False])
+  assert float(losses[2]) == 0.0
+  for slot in (0, 1):
+    rows = scene == slot
+    alone = np.ones(rows.sum(), bool)
+    want, _ = softclu.cluster_loss(
+        logits[rows], softclu.unit_sphere(coords[rows].astype(np.float32), alone),
+        features[rows], alone, epsilon=0.05, iterations=200)
+    np.testing.assert_allclose(float(losses[slot]), float(want), rtol=1e-5)
+
+
+def test_config_problems_name_the_key():
+  config = config_defaults.base_config(name="x", data=config_defaults.data_config(
+      fmt="synthetic", num_classes=20, voxel_size=0.05, smoothness_deg=5.0))
+  assert method.config_problems(config) == []
+  config.clurender.terms = ("rgb",)
+  config.clurender.clusters = 1
+  problems = method.config_problems(config)
+  assert any("clurender.terms" in p for p in problems)
+  assert any("clurender.clusters=1" in p for p in problems)
