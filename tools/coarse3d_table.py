@@ -13,11 +13,16 @@ import os
 
 import numpy as np
 
+from jaxseg.methods.coarse3d import weak_labels
 
-def _row_key(report: dict, config: dict) -> tuple[str, str]:
+
+def _row_key(report: dict, config: dict, workdir: str) -> tuple[str, str]:
   (method,) = report["methods"]
   weak = config["weak"]
-  if config["weak"]["ratio"] >= 1 and weak["by"] == "point":
+  if os.path.isfile(os.path.join(workdir, weak_labels.FILE_NAME)):
+    # The settings that drew the labels the run trained on (another run's, with labels_from).
+    weak = {**weak, **weak_labels.load(workdir)[1]}
+  if weak["ratio"] >= 1 and weak["by"] == "point":
     labels = "all labels"
   else:
     labels = f"{100 * float(weak['ratio']):g}% ({weak['by']}s of {weak['voxel_size']} m)"
@@ -25,6 +30,8 @@ def _row_key(report: dict, config: dict) -> tuple[str, str]:
     method += " from a pre-trained run"
   if method == "COARSE3D" and float(config["coarse3d"]["momentum"]) != 0.999:
     method += f" (bank momentum {config['coarse3d']['momentum']})"
+  if method == "COARSE3D" and config["coarse3d"].get("loss") == "focal_lovasz":
+    method += " (focal + Lovász)"
   return method, labels
 
 
@@ -39,7 +46,7 @@ def table(workdirs: list[str]) -> str:
       config = json.load(f)
     (entry,) = report["methods"].values()
     scores = entry["variants"]["supervised"]
-    rows[_row_key(report, config)].append(
+    rows[_row_key(report, config, workdir)].append(
         (scores["miou"], scores["oacc"], scores["macc"], report["meta"]["stage_seconds"]))
   lines = ["| Method | labels | draws | mIoU | oAcc | mAcc | minutes per run |",
            "|---|---|---|---|---|---|---|"]
