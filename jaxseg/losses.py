@@ -120,7 +120,8 @@ def counts_focal_loss(voxel_logits: jax.Array, counts: jax.Array, alpha: jax.Arr
     loss_sum f32 [], count f32 [] (labelled points).
   """
   log_probs = _labelled_log_probs(voxel_logits, counts)
-  modulation = (1.0 - jnp.exp(log_probs)) ** gamma
+  # 1 - p as -expm1(log p), kept above 0 so that fractional gammas keep finite gradients.
+  modulation = jnp.maximum(-jnp.expm1(log_probs), 1e-12) ** gamma
   return (-jnp.sum(counts * alpha * modulation * log_probs), jnp.sum(counts))
 
 

@@ -69,7 +69,8 @@ def rgbxy_ot_loss(rendered: jax.Array, photo: jax.Array, valid: jax.Array | None
   solver = sinkhorn.Sinkhorn(min_iterations=iterations, max_iterations=iterations,
                              inner_iterations=iterations)
   plan = solver(linear_problem.LinearProblem(geom, a=mass, b=mass)).matrix
-  return jnp.sum(cost * jax.lax.stop_gradient(plan))
+  # No valid pixel (nothing covered): no transport, no loss.
+  return jnp.where(jnp.any(valid), jnp.sum(cost * jax.lax.stop_gradient(plan)), 0.0)
 
 
 def projection_directions(key: jax.Array, count: int = 1000, dim: int = 5) -> jax.Array:
@@ -80,7 +81,8 @@ def projection_directions(key: jax.Array, count: int = 1000, dim: int = 5) -> ja
 
 def sliced_wasserstein(rendered: jax.Array, photo: jax.Array, directions: jax.Array) -> jax.Array:
   """Sliced 2-Wasserstein distance squared between two equal-size pixel sets [M, D]: the mean
-  over directions [P, D] of the mean squared difference of the sorted projections. f32 []."""
+  over directions [P, D] of the mean squared difference of the sorted projections. f32 [].
+  Every row counts: draw no more pixels than the render covers (`pixel_samples`' valid)."""
   a = jnp.sort(rendered @ directions.T, axis=0)
   b = jnp.sort(photo @ directions.T, axis=0)
   return jnp.mean((a - b) ** 2)

@@ -26,7 +26,6 @@ from jaxseg.methods import TrainOutcome, get_method
 from jaxseg.methods.clurender import softclu
 from jaxseg.methods.scenes import voxel_scene_slots
 from jaxseg.models.voxel_net import encoder_variables
-from jaxseg.ops.sparse.geometry import mask_key
 from jaxseg.train import restore, trainer
 from jaxseg.train.context import RunContext
 
@@ -85,7 +84,7 @@ def _loss_fn(ctx: RunContext):
     net = ctx.net(axis_name=axis_name, cluster_dim=int(c.clusters))
     out, new_vars = net.apply({"params": params, **model_state}, batch, train=True,
                               mutable=["batch_stats"])
-    scene = jnp.where(batch[mask_key(0)], voxel_scene_slots(batch), -1)
+    scene = voxel_scene_slots(batch)
     num_slots = batch["scene_index"].shape[1]
     losses, present = jax.vmap(lambda l, f, x, s: scene_losses(l, f, x, s, num_slots, c))(
         out["voxel_cluster_logits"], out["voxel_features"], batch["voxel_coords"], scene)

@@ -26,6 +26,7 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
+from jaxseg.ops.features import l2_normalize
 from jaxseg.ops.sinkhorn import sinkhorn_labels_from_cost
 
 TERMS = ("xyz", "feature")
@@ -39,10 +40,6 @@ def unit_sphere(xyz: jax.Array, valid: jax.Array) -> jax.Array:
   centred = (safe - jnp.sum(safe * weight, 0) / jnp.maximum(jnp.sum(weight), 1.0)) * weight
   scale = jnp.max(jnp.sqrt(jnp.sum(centred * centred, -1)))
   return centred / jnp.maximum(scale, 1e-12)
-
-
-def _normalise(x: jax.Array) -> jax.Array:
-  return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
 def _orthogonality(centroids: jax.Array) -> jax.Array:
@@ -79,7 +76,7 @@ def cluster_loss(logits: jax.Array, xyz: jax.Array, features: jax.Array, valid: 
   scores = jnp.exp(log_scores) * weight                                          # [N, J]
   mass = jax.lax.stop_gradient(jnp.maximum(jnp.sum(scores, 0), 1e-4))           # [J]
   rows = {"xyz": jnp.where(valid[:, None], xyz.astype(jnp.float32), 0.0),
-          "feature": _normalise(jnp.where(valid[:, None], features.astype(jnp.float32), 0.0))}
+          "feature": l2_normalize(jnp.where(valid[:, None], features.astype(jnp.float32), 0.0))}
   total, parts = jnp.zeros((), jnp.float32), {}
   for term, penalty in zip(TERMS, orthogonality):
     if term not in terms:
@@ -89,7 +86,7 @@ def cluster_loss(logits: jax.Array, xyz: jax.Array, features: jax.Array, valid: 
       diff = rows[term][:, None, :] - centroids[None]
       cost = jnp.sum(diff * diff, -1)
     else:
-      centroids = _normalise(centroids)
+      centroids = l2_normalize(centroids)
       cost = 2.0 - 2.0 * rows[term] @ centroids.T
     targets = jax.lax.stop_gradient(sinkhorn_labels_from_cost(
         jax.lax.stop_gradient(cost), valid, epsilon=epsilon, num_iters=iterations).codes)

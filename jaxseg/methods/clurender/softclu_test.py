@@ -110,3 +110,15 @@ def test_reference_epsilon_gives_near_hard_targets_moving_toward_equipartition()
     sizes = np.bincount(codes.argmax(1), minlength=8)
     spread[iterations] = sizes.max() - sizes.min()
   assert spread[1000] <= 1 < spread[25] < nearest.max() - nearest.min()
+
+
+def test_zero_feature_rows_keep_gradients_finite():
+  """A valid point with an all-zero feature (and so a zero-length row to normalise) must not
+  turn the gradient into NaN."""
+  logits, xyz, features, valid = _cloud(5)
+  features[0] = 0.0
+  unit = softclu.unit_sphere(xyz, valid)
+  grads = jax.grad(lambda l, f: softclu.cluster_loss(l, unit, f, valid, epsilon=0.05,
+                                                     iterations=50)[0], argnums=(0, 1))(
+      logits.astype(np.float32), features.astype(np.float32))
+  assert all(np.all(np.isfinite(np.asarray(g))) for g in grads)

@@ -67,6 +67,9 @@ def config_problems(config: ml_collections.ConfigDict) -> list[str]:
   c = config.coarse3d
   if c.loss not in LOSSES:
     problems.append(f"unknown coarse3d.loss {c.loss!r}; choose one of {list(LOSSES)}")
+  for key in ("focal_gamma", "lovasz_weight"):
+    if float(c[key]) < 0:
+      problems.append(f"coarse3d.{key}={c[key]} must be >= 0")
   if not 0 <= float(c.momentum) < 1:
     problems.append(f"coarse3d.momentum={c.momentum} must lie in [0, 1)")
   for key in ("prototypes_per_class", "projection_dim", "anchors_per_class"):
