@@ -84,6 +84,21 @@ def get_method(name: str) -> Method:
   return METHODS.get(name)
 
 
+def with_encoder_of(init: str, variables: dict[str, Any]) -> tuple[dict[str, Any],
+                                                                   dict[str, str]]:
+  """`variables` (a fresh network with its heads) as they are when `init` is '' or 'random',
+  else with the encoder of the run `init` names (its method's newest network); and the
+  report's provenance line ({'init': ...})."""
+  if not init or init == "random":
+    return variables, {"init": "randomly initialised network"}
+  from jaxseg.train import restore  # pylint: disable=g-import-not-at-top
+  other = restore.run_method(init)
+  loaded = restore.load_variables(init, get_method(other).network_phases if other else ())
+  variables["params"]["encoder"] = loaded["params"]["encoder"]
+  variables["batch_stats"]["encoder"] = loaded["batch_stats"]["encoder"]
+  return variables, {"init": f"encoder of the {other or 'unknown-method'} run {init}"}
+
+
 def method_names() -> list[str]:
   _register_all()
   return METHODS.names()

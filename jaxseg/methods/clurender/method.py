@@ -22,11 +22,11 @@ import ml_collections
 
 from jaxseg.eval.report import ScalarWriter
 from jaxseg.logging_utils import get_logger
-from jaxseg.methods import TrainOutcome, get_method
+from jaxseg.methods import TrainOutcome, with_encoder_of
 from jaxseg.methods.clurender import softclu
 from jaxseg.methods.scenes import voxel_scene_slots
 from jaxseg.models.voxel_net import encoder_variables
-from jaxseg.train import restore, trainer
+from jaxseg.train import trainer
 from jaxseg.train.context import RunContext
 
 _LOG = get_logger("methods.clurender")
@@ -98,17 +98,8 @@ def train(ctx: RunContext, resume: bool, writer: ScalarWriter,
           validate: trainer.Validate | None = None) -> TrainOutcome:
   """Runs SoftClu pre-training; returns the encoder."""
   config, c = ctx.config, ctx.config.clurender
-  if config.init and config.init != "random":
-    other = restore.run_method(config.init)
-    loaded = restore.load_variables(config.init,
-                                    get_method(other).network_phases if other else ())
-    variables = ctx.init_variables(cluster_dim=int(c.clusters))
-    variables["params"]["encoder"] = loaded["params"]["encoder"]
-    variables["batch_stats"]["encoder"] = loaded["batch_stats"]["encoder"]
-    provenance = {"init": f"encoder of the {other or 'unknown-method'} run {config.init}"}
-  else:
-    variables = ctx.init_variables(cluster_dim=int(c.clusters))
-    provenance = {"init": "randomly initialised network"}
+  variables, provenance = with_encoder_of(config.init,
+                                          ctx.init_variables(cluster_dim=int(c.clusters)))
   _LOG.info("SoftClu: %d epochs, %d clusters, terms %s, Sinkhorn epsilon %g x %d iterations, "
             "parallel mode %s on %d devices", c.epochs, c.clusters, tuple(c.terms), c.epsilon,
             c.sinkhorn_iterations, config.parallel.mode, jax.device_count())

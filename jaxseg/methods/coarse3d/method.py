@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -35,10 +34,10 @@ from jaxseg import distributed
 from jaxseg.eval.report import ScalarWriter
 from jaxseg import losses
 from jaxseg.logging_utils import get_logger
-from jaxseg.methods import TrainOutcome, get_method
+from jaxseg.methods import TrainOutcome, with_encoder_of
 from jaxseg.methods.coarse3d import contrast, prototypes, weak_labels
 from jaxseg.methods.scenes import voxel_scene_slots
-from jaxseg.train import restore, trainer
+from jaxseg.train import trainer
 from jaxseg.train.context import RunContext
 
 _LOG = get_logger("methods.coarse3d")
@@ -191,28 +190,14 @@ def _weak_labels(ctx: RunContext, resume: bool) -> tuple[dict | None, str]:
   return chosen, f"{weak_labels.summary(chosen, source)}, {origin}"
 
 
-def _start_variables(ctx: RunContext) -> tuple[dict[str, Any], dict[str, str]]:
-  """Fresh heads on a random encoder, or on the encoder of the run `init` names."""
-  c, init = ctx.config.coarse3d, ctx.config.init
-  variables = ctx.init_variables(class_dim=ctx.num_classes,
-                                 projection_dim=int(c.projection_dim))
-  if not init or init == "random":
-    return variables, {"init": "randomly initialised network"}
-  other = restore.run_method(init)
-  phases = get_method(other).network_phases if other else ()
-  loaded = restore.load_variables(init, phases)
-  variables["params"]["encoder"] = loaded["params"]["encoder"]
-  variables["batch_stats"]["encoder"] = loaded["batch_stats"]["encoder"]
-  return variables, {"init": f"encoder of the {other or 'unknown-method'} run {init}"}
-
-
 def train(ctx: RunContext, resume: bool, writer: ScalarWriter,
           validate: trainer.Validate | None = None) -> TrainOutcome:
   """Runs the COARSE3D phase; returns the network with its classifier head."""
   config, c = ctx.config, ctx.config.coarse3d
   chosen, labels_summary = _weak_labels(ctx, resume)
   _LOG.info("COARSE3D weak labels: %s", labels_summary)
-  variables, provenance = _start_variables(ctx)
+  variables, provenance = with_encoder_of(config.init, ctx.init_variables(
+      class_dim=ctx.num_classes, projection_dim=int(c.projection_dim)))
   epochs = int(c.epochs)
   source = ctx.data.source(config.data.train_split)
   if chosen is not None:
