@@ -21,13 +21,21 @@ $JAXSEG_SCANNET_MINI): the README's results table.
   # its baselines: --config.coarse3d.contrast=False, --config.weak.ratio=1
   # --config.weak.by=point; tools/scannet_mini_coarse3d.sh runs them all):
   python experiments/main.py --config configs/scannet_mini.py:coarse3d --config.weak.seed=0
-  # SoftClu pre-training (CluRender's clustering branch) on all 18 scans, then evaluated:
+  # SoftClu pre-training (CluRender's clustering branch) on all 18 scans, then evaluated;
+  # CluRender adds rendering into the posed frames (only scene0000_00 of the 18 has them):
   python experiments/main.py --config configs/scannet_mini.py:softclu
+  python experiments/main.py --config configs/scannet_mini.py:clurender
+  # Both trained on the 3 posed scans (all with frames), then evaluated on the 18 labelled:
+  python experiments/main.py --config configs/scannet_mini.py:clurender_posed
+  python experiments/main.py --config configs/scannet_mini.py --config.mode=eval \
+      --config.eval.checkpoint=workdirs/scannet_mini_clurender_posed \
+      --config.workdir=workdirs/scannet_mini_clurender_posed_eval
 
 5 cm voxels (GrowSP's ScanNet setting; the scans are 50,000-point subsets) and a shortened
 schedule: CMD 100 epochs; SVC 5 warm-up + 15 epochs re-clustering every 5; GrowSP 10 fixed +
 20 growing epochs, a round every 5, without mixup; COARSE3D 20 epochs, contrast from epoch 2;
-SoftClu 20 epochs without augmentation.
+SoftClu and CluRender 20 epochs without augmentation (40 one-step epochs on the 3
+posed scans).
 """
 
 import os
@@ -43,17 +51,20 @@ def mini_root() -> str:
 
 
 def get_config(variant: str = "svc"):
-  if variant not in ("svc", "cmd", "growsp", "coarse3d", "softclu"):
-    raise ValueError(f"unknown variant {variant!r} of scannet_mini.py; use svc, cmd, growsp, "
-                     "coarse3d or softclu")
+  variants = ("svc", "cmd", "growsp", "coarse3d", "softclu", "clurender", "softclu_posed",
+              "clurender_posed")
+  if variant not in variants:
+    raise ValueError(f"unknown variant {variant!r} of scannet_mini.py; use one of "
+                     f"{', '.join(variants)}")
   root = mini_root()
-  if variant == "cmd":
+  posed = variant.endswith("_posed")
+  if variant == "cmd" or posed:
     # The posed scans: raw mesh vertices (points/) with their frames (posed/); the demo scene
     # without frames is skipped.
     data = common.data_config(fmt="mmdet3d", root=root, num_classes=20, voxel_size=0.05,
                               smoothness_deg=5.0)
     data.skip_bad = True
-    data.batch_size = 1
+    data.batch_size = 3 if posed else 1
   else:
     data = common.data_config(fmt="votenet", root=os.path.join(root, "labeled"),
                               num_classes=20, voxel_size=0.05, smoothness_deg=5.0)
@@ -82,9 +93,15 @@ def get_config(variant: str = "svc"):
     config.method = "coarse3d"
     config.coarse3d.epochs = 20
     config.coarse3d.contrast_start_epoch = 2
-  if variant == "softclu":
+  if variant.startswith(("softclu", "clurender")):
     config.method = "clurender"
-    config.clurender.epochs = 20
+    config.clurender.epochs = 40 if posed else 20
+    # softclu: the clustering branch alone; clurender: plus rendering into the posed frames
+    # (of the 18 labelled scans only scene0000_00 has them in posed/; the *_posed variants
+    # train on the 3 posed scans, every one with frames, one batch of 3 a step, and are
+    # evaluated on the 18 labelled scans by a separate eval run).
+    config.clurender.views = 8 if variant.startswith("clurender") else 0
+    config.eval.after_training = not posed
     common.no_augmentation(config.data)
   if variant == "cmd":   # Distillation only.
     config.svc.warmup_epochs = 0

@@ -152,18 +152,25 @@ def test_coarse3d_with_shard_map_its_baseline_on_the_same_labels_and_eval(tmp):
 
 
 @_SLOW
-def test_softclu_pretraining_with_shard_map_then_eval_of_its_workdir(tmp):
-  """SoftClu on the voxel encoder (the shard_map step), its loss falling over three epochs on
-  the same scenes (no augmentation), evaluated like every unsupervised network; `mode=eval`
-  of the run scores its network again."""
-  workdir = tmp / "softclu"
+def test_clurender_pretraining_with_shard_map_then_eval_of_its_workdir(tmp):
+  """CluRender on the voxel encoder (the shard_map step; 2 views of 160x120 per scene from
+  the rooms' rendered frames), its clustering and rendering losses falling over three epochs
+  on the same scenes (no augmentation), evaluated like every unsupervised network;
+  `mode=eval` of the run scores its network again."""
+  workdir = tmp / "clurender"
   report, log = _run(tmp, "scannet_clurender.py", workdir, "--config.parallel.mode=shard_map",
-                     "--config.clurender.epochs=3")
-  assert set(report["methods"]) == {"SoftClu (CluRender clustering branch)"}
+                     "--config.clurender.epochs=3", "--config.clurender.views=2",
+                     "--config.clurender.render.image_size=(160,120)",
+                     "--config.clurender.render.pixels=256",
+                     "--config.clurender.render.ot_iterations=30")
+  assert set(report["methods"]) == {"CluRender (SoftClu + rendering)"}
   assert report["meta"]["init"] == "randomly initialised network"
-  assert "SoftClu: 3 epochs, 64 clusters" in log
-  losses = [v for _, v in read_scalars(str(workdir / "tensorboard"))["softclu/epoch_loss"]]
-  assert len(losses) == 3 and losses[-1] < losses[0], losses
+  assert "CluRender: 3 epochs, 64 clusters" in log
+  assert "rendering: 4 of 4 training scenes have posed frames" in log
+  scalars = read_scalars(str(workdir / "tensorboard"))
+  for name in ("softclu/epoch_cluster_loss", "softclu/epoch_render_loss"):
+    losses = [v for _, v in scalars[name]]
+    assert len(losses) == 3 and losses[-1] < losses[0], (name, losses)
   evaluated, _ = _run(tmp, "scannet_clurender.py", workdir, "--config.mode=eval")
   (again,) = evaluated["methods"].values()
   (trained,) = report["methods"].values()

@@ -1,7 +1,8 @@
 """Static capacities for jit: a fine ladder of sizes and a policy that reuses compiled shapes.
 
 Every ragged quantity of a packed batch (points, super-voxels and voxels per level, the widths
-of the pair-list bands per level and kernel and of the child bands per link; see
+of the pair-list bands per level and kernel and of the child bands per link, the voxels a
+posed view can see; see
 `jaxseg.data.packing.Pack.needs`) is padded to a rung of a ladder whose steps are at most
 1.25x. Each distinct set of capacities (a signature) compiles the step once, so the policy
 keeps their number small:
@@ -41,7 +42,7 @@ RATIO = 1.25
 
 # (smallest rung, multiple) per kind of quantity; a need's kind is its name's prefix.
 _LADDERS = {"points": (256, 64), "segments": (16, 16), "voxels": (16, 16), "pairs": (8, 8),
-            "children": (8, 8)}
+            "children": (8, 8), "view_points": (64, 64)}
 
 
 def _ladder(name: str) -> tuple[int, int]:

@@ -20,7 +20,11 @@ Padded batch (P points, S super-voxels, C_l voxels at level l, Z scene slots per
   scene_index i32 [G, Z] (-1 for empty slots), scene_segment_offset / scene_num_segments,
   scene_transform f32 [G, Z, 4, 4] (the augmentation; identity for empty slots);
   segment_scene i32 [G, S] (slot of each super-voxel's scene, -1 on padding), segment_*
-  extras [G, S, ...] (e.g. distillation targets), zero on padding rows.
+  extras [G, S, ...] (e.g. distillation targets), zero on padding rows;
+  with posed views (`jaxseg.methods.clurender.views`): view_images u8 [G, Z, N_r, H, W, 3],
+  view_world_to_camera f32 [G, Z, N_r, 4, 4], view_intrinsics f32 [G, Z, N_r, 3, 3],
+  view_valid bool [G, Z, N_r] (False for empty slots) and view_rows i32 [G, Z, N_r, M] (pack
+  voxel rows each view can see, C_0 on padding; M the capacity of the need 'view_points').
 Points of a pack are ordered by pack-wide super-voxel id (points without one, then padding,
 last), so pooling can treat the ids as sorted.
 """
@@ -203,6 +207,9 @@ def pack_scenes(elements: Sequence[Mapping[str, Any]], slots: int,
   for key in sorted(k for k in elements[0] if k.startswith("segment_")):
     arrays[key] = np.concatenate([e[key] for e in elements])
   needs = {"points": len(arrays["point_to_voxel"]), "segments": int(num_segments.sum())}
+  if "view_rows" in elements[0]:
+    arrays.update(_pack_views(elements, slots, row_offsets[:, 0]))
+    needs["view_points"] = arrays["view_rows"].shape[-1]
   needs.update({f"voxels{l}": int(n) for l, n in enumerate(arrays["level_counts"])})
   if spec.engine == "pairs":
     arrays.update(_pack_geometry(elements, spec, row_offsets))
@@ -210,6 +217,23 @@ def pack_scenes(elements: Sequence[Mapping[str, Any]], slots: int,
       arrays_key = _band_array(key)
       needs[key] = arrays[arrays_key].shape[1]
   return Pack(arrays, needs)
+
+
+def _pack_views(elements, slots: int, voxel_offsets: np.ndarray) -> dict[str, np.ndarray]:
+  """The scenes' view_* arrays per slot (empty slots: zeros, no valid view); view_rows
+  shifted to pack rows, [slots, N_r, M] with M the widest scene's, -1 padded."""
+  first = elements[0]
+  out = {k: np.zeros((slots,) + first[k].shape, first[k].dtype)
+         for k in first if k.startswith("view_") and k != "view_rows"}
+  width = max(e["view_rows"].shape[1] for e in elements)
+  out["view_rows"] = np.full((slots, first["view_rows"].shape[0], width), -1, np.int32)
+  for slot, (e, offset) in enumerate(zip(elements, voxel_offsets)):
+    for key in out:
+      if key != "view_rows":
+        out[key][slot] = e[key]
+    rows = e["view_rows"]
+    out["view_rows"][slot, :, :rows.shape[1]] = np.where(rows >= 0, rows + offset, -1)
+  return out
 
 
 def need_weights(spec: geo.GeometrySpec) -> dict[str, float]:
@@ -303,6 +327,12 @@ def pad_pack(pack: Pack, signature: Mapping[str, int], spec: geo.GeometrySpec) -
   out["segment_scene"] = _pad_rows(segment_scene, num_segments, -1)
   for key in (k for k in a if k.startswith("segment_")):
     out[key] = _pad_rows(a[key], num_segments, 0)
+  for key in (k for k in a if k.startswith("view_")):
+    out[key] = a[key]
+  if "view_rows" in a:
+    rows = np.full(a["view_rows"].shape[:2] + (signature["view_points"],), -1, np.int32)
+    rows[..., :a["view_rows"].shape[-1]] = a["view_rows"]
+    out["view_rows"] = _sentinel(rows, caps[0])
   if spec.engine != "pairs":
     return out
   for level, kernels in enumerate(spec.level_kernels):
@@ -345,10 +375,12 @@ def _pad_band(band: np.ndarray | None, size: int, width: int) -> np.ndarray:
 def pad_packs(packs: Sequence[Pack], signature: Mapping[str, int],
               spec: geo.GeometrySpec) -> dict[str, np.ndarray]:
   """Packs padded to `signature` and stacked: every field gets a leading pack axis. Packs
-  without scenes get zero `segment_*` extras shaped like the other packs'."""
+  without scenes get zero `segment_*` and `view_*` extras shaped like the other packs' (no
+  valid view; view_rows all C_0)."""
   padded = [pad_pack(p, signature, spec) for p in packs]
-  extras = {k: v for p in padded for k, v in p.items() if k.startswith("segment_")}
+  extras = {k: v for p in padded for k, v in p.items() if k.startswith(("segment_", "view_"))}
   for p in padded:
     for key, value in extras.items():
-      p.setdefault(key, np.zeros_like(value))
+      filler = signature["voxels0"] if key == "view_rows" else 0
+      p.setdefault(key, np.full_like(value, filler))
   return {k: np.stack([p[k] for p in padded]) for k in padded[0]}

@@ -45,6 +45,9 @@ from jaxseg.ops.sparse.geometry import GeometrySpec
 DEFAULT_GEOMETRY = GeometrySpec(level_kernels=((5,), (3,), (3,), (3,), (3,)))
 
 SceneExtras = Callable[[int], Mapping[str, np.ndarray]]
+# views(record, element, rng) -> the element's view_* arrays (`jaxseg.methods.clurender.views`).
+SceneViews = Callable[[Mapping[str, Any], Mapping[str, Any], np.random.Generator],
+                      Mapping[str, np.ndarray]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,7 +124,8 @@ def _num_segments(record: Mapping[str, Any], segments: np.ndarray, name: str) ->
 def process_scene(record: Mapping[str, Any], index: int, rng: np.random.Generator,
                   config: PipelineConfig, train: bool,
                   extras: Optional[SceneExtras] = None,
-                  augment_scene: Optional[bool] = None) -> dict[str, Any]:
+                  augment_scene: Optional[bool] = None,
+                  views: Optional[SceneViews] = None) -> dict[str, Any]:
   """One record -> one unpadded scene (the input of `packing.pack_scenes`).
 
   train: clip to config.clip_box and crop to config.max_points (training only; other passes
@@ -134,13 +138,16 @@ def process_scene(record: Mapping[str, Any], index: int, rng: np.random.Generato
   point_segments int32 (P,), point_index int32 (P,) (row in the record),
   point_to_voxel int32 (P,), voxel_coords int32 (V, 3) sorted, voxel_feats f32 (V, 6),
   transform f32 (4, 4), scene_index, num_segments, level_counts (voxels per encoder level),
-  geometry (host kernel maps, 'pairs' engine) and the `extras(index)` arrays.
+  geometry (host kernel maps, 'pairs' engine), the `extras(index)` arrays and the
+  `views(record, element, rng)` arrays (drawn from `rng` after the augmentation).
   """
   points = _scene_points(record, rng, config, train,
                          train if augment_scene is None else augment_scene)
   element = _voxelized(points, index, config)
   if extras is not None:
     element.update(extras(index))
+  if views is not None:
+    element.update(views(record, element, rng))
   return element
 
 
@@ -238,6 +245,7 @@ class _Batches:
   augment: bool
   process_index: int
   process_count: int
+  views: Optional[SceneViews] = None
 
   @property
   def global_batch(self) -> int:
@@ -272,7 +280,7 @@ class _Batches:
                                             rng, self.config, self.extras, self.augment))
       else:
         elements.append(process_scene(self.source[index], index, rng, self.config,
-                                      self.train, self.extras, self.augment))
+                                      self.train, self.extras, self.augment, self.views))
     slots = self.local_batch // self.num_packs
     return packing.pack_batch(elements, self.num_packs, slots, self.config.geometry)
 
@@ -290,7 +298,8 @@ def batches_per_epoch(num_records: int, config: PipelineConfig, train: bool,
 def make_dataset(source: Any, config: PipelineConfig, *, seed: int, train: bool,
                  num_packs: int, extras: Optional[SceneExtras] = None,
                  augment: Optional[bool] = None, process_index: Optional[int] = None,
-                 process_count: Optional[int] = None) -> grain.MapDataset:
+                 process_count: Optional[int] = None,
+                 views: Optional[SceneViews] = None) -> grain.MapDataset:
   """Random access to this process's packs of each batch (training: endless; evaluation: one
   pass; a process whose share of a short last batch is empty gets empty packs).
 
@@ -299,6 +308,7 @@ def make_dataset(source: Any, config: PipelineConfig, *, seed: int, train: bool,
   extras: optional function of the record index adding `segment_*` arrays (per super-voxel,
     e.g. distillation targets), run in the input workers.
   augment: apply config.augment (default: `train`); an ordered pass may be augmented too.
+  views: optional `SceneViews` adding each scene's posed views (not with mixup).
   """
   if len(source) == 0:
     raise InputError("data source", "the split has no scenes",
@@ -310,8 +320,11 @@ def make_dataset(source: Any, config: PipelineConfig, *, seed: int, train: bool,
     raise InputError("data.batch_size", f"the per-process batch of {local_batch} scenes does "
                      f"not split over {num_packs} local devices",
                      f"use a batch size that is a multiple of {num_packs * count}")
+  if views is not None and train and config.mixup:
+    raise InputError("data", "posed views cannot be drawn for mixed scenes (mixup)",
+                     "train without mixup, or without views")
   batches = _Batches(source, config, seed, train, local_batch, num_packs, extras,
-                     train if augment is None else augment, index, count)
+                     train if augment is None else augment, index, count, views)
   if batches.per_epoch == 0:
     raise InputError("data.batch_size", f"the split has {len(source)} scene(s), fewer than "
                      f"one batch of {config.batch_size}", "lower data.batch_size or add scenes")
@@ -324,7 +337,8 @@ def make_iterator(source: Any, config: PipelineConfig, *, seed: int, train: bool
                   extras: Optional[SceneExtras] = None, augment: Optional[bool] = None,
                   worker_count: int = 0, read_threads: int = 2, prefetch: int = 4,
                   process_index: Optional[int] = None,
-                  process_count: Optional[int] = None) -> grain.IterDataset:
+                  process_count: Optional[int] = None,
+                  views: Optional[SceneViews] = None) -> grain.IterDataset:
   """Batches start .. start + num_batches of `make_dataset` (None: to the end; training
   streams are endless), each a list of `num_packs` ragged packs.
 
@@ -334,7 +348,7 @@ def make_iterator(source: Any, config: PipelineConfig, *, seed: int, train: bool
   """
   dataset = make_dataset(source, config, seed=seed, train=train, num_packs=num_packs,
                          extras=extras, augment=augment, process_index=process_index,
-                         process_count=process_count)
+                         process_count=process_count, views=views)
   stop = None if num_batches is None else start + num_batches
   stream = dataset[start:stop].to_iter_dataset(
       grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=prefetch))

@@ -80,7 +80,7 @@ class RunData:
              start: int = 0, num_batches: int | None = None, augment: bool | None = None,
              invariance: Mapping[str, float] | None = None,
              extras: pipeline.SceneExtras | None = None, mixup: bool = False,
-             source=None) -> DeviceLoader:
+             source=None, views: pipeline.SceneViews | None = None) -> DeviceLoader:
     """(host, device) batches start.. of a stream of `split` (see `pipeline.make_iterator`).
 
     train: a shuffled stream of whole epochs (training crop applied); otherwise one ordered
@@ -91,6 +91,7 @@ class RunData:
     mixup: (train) mix a second scene into each (`pipeline.PipelineConfig.mixup`).
     source: records to read instead of the split's (same length and order, e.g. with their
       labels thinned); the capacity policy is the split's.
+    views: draws each scene's posed views (`pipeline.SceneViews`).
     """
     config = dataclasses.replace(self.pipeline_config, mixup=mixup)
     if invariance:
@@ -99,7 +100,7 @@ class RunData:
     stream = pipeline.make_iterator(
         self.source(split) if source is None else source, config, seed=seed, train=train, num_packs=jax.local_device_count(),
         start=start, num_batches=num_batches, extras=extras, worker_count=self.num_workers,
-        augment=train if augment is None else augment)
+        augment=train if augment is None else augment, views=views)
     return DeviceLoader(stream, self.policy("train" if train else "eval"), self.spec,
                         self.mesh, fields)
 

@@ -13,9 +13,11 @@ linear head (PointDC's distillation head g).
   out["voxel_projection"]  f32 [G, C, projection_dim]  unit rows of the projection head
   net = VoxelNet(spec, cluster_dim=64)                       # SoftClu / CluRender
   out["voxel_cluster_logits"]  f32 [G, C, cluster_dim]  the cluster head's logits
+  net = VoxelNet(spec, cluster_dim=64, color_head=True)      # CluRender's rendering branch
+  out["voxel_colors"]  f32 [G, C, 3]  RGB in (0, 1) per voxel (`ColorHead`)
 
 Parameters live under 'encoder' and the heads' names ('align_head', 'class_head',
-'projection_head', 'cluster_head'), so a phase starts from another phase's (or another run's)
+'projection_head', 'cluster_head', 'color_head'), so a phase starts from another phase's (or another run's)
 network by taking its 'encoder' subtree.
 """
 
@@ -48,6 +50,7 @@ class VoxelNet(nn.Module):
     projection_dim: width of a projection head on the voxels (COARSE3D's: linear, masked
       BatchNorm, LeakyReLU, linear, L2-normalised; 0 = none).
     cluster_dim: clusters of SoftClu's cluster head (`ClusterHead`; 0 = none).
+    color_head: add CluRender's colour head (`ColorHead`).
     axis_name: device axis for cross-device BatchNorm (None outside shard_map / pmap).
     dtype: compute dtype of the encoder ('float32' or 'bfloat16'); outputs are float32.
   """
@@ -58,6 +61,7 @@ class VoxelNet(nn.Module):
   class_dim: int = 0
   projection_dim: int = 0
   cluster_dim: int = 0
+  color_head: bool = False
   axis_name: str | None = None
   dtype: Any = "float32"
 
@@ -89,7 +93,19 @@ class VoxelNet(nn.Module):
       out["voxel_cluster_logits"] = ClusterHead(self.cluster_dim, self.axis_name,
                                                 name="cluster_head")(
                                                     voxel_feats, batch[geo.mask_key(0)], train)
+    if self.color_head:
+      out["voxel_colors"] = ColorHead(name="color_head")(voxel_feats)
     return out
+
+
+class ColorHead(nn.Module):
+  """CluRender's colour head: linear -> ReLU -> linear -> sigmoid, per voxel: [G, C, F] ->
+  [G, C, 3] RGB in (0, 1) (the paper names a head on the features and gives no layers)."""
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    h = nn.relu(nn.Dense(max(x.shape[-1] // 2, 1))(x))
+    return nn.sigmoid(nn.Dense(3)(h))
 
 
 class ProjectionHead(nn.Module):

@@ -98,6 +98,7 @@ class Phase:
       a prototype bank), their initial values; checkpointed with the state.
     source: the training records (None: the train split's); e.g. the split with its labels
       thinned to a few points.
+    views: draws each training scene's posed views (`pipeline.SceneViews`; None: none).
   """
   name: str
   epochs: int
@@ -113,6 +114,7 @@ class Phase:
   start_arrays: Mapping[str, np.ndarray] | None = None
   model_state: Mapping[str, Any] | None = None
   source: Any = None
+  views: Any = None
 
 
 def _minutes(seconds: float) -> str:
@@ -202,7 +204,8 @@ class _EpochLoop:
     loader = ctx.data.loader(ctx.config.data.train_split, train=True,
                              seed=phase_seed(ctx.config.seed, phase.name), fields=phase.fields,
                              start=start, num_batches=total, invariance=phase.invariance,
-                             extras=phase.extras, mixup=phase.mixup, source=phase.source)
+                             extras=phase.extras, mixup=phase.mixup, source=phase.source,
+                             views=phase.views)
     every = int(ctx.config.eval.every_epochs)
     began = time.perf_counter()
     with loader:

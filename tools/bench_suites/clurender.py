@@ -1,37 +1,38 @@
-"""CluRender's cost on a real scan: the SoftClu train step against the rendering it would add.
+"""CluRender's cost on a real scan: the training step with rendering against the step without.
 
-On ScanNet scene0000_00 (the mini set's posed scan: its raw mesh vertices, voxelised at 5 cm,
-and its first 8 posed frames at 320x240), side by side in one process:
-- the SoftClu train step: res16fpn18 + the cluster head (J = 64), both transport terms (25
-  Sinkhorn iterations each), Adam, one scene ('jit' step);
-- the rendering branch alone: splatting the voxels with per-voxel colours into the 8 views
-  (r = 4 px, K = 128), 2,048 covered pixels per view, and the RGB+XY transport loss (100
-  Sinkhorn iterations) or the sliced Wasserstein distance (1,000 directions), forward and
-  backward (gradients for the colours and the voxel positions); every voxel splatted into
-  every view, or each view's voxels first gathered into a capacity sized from the host count
-  of the voxels it sees (`max_points`, a rung of the capacity ladder);
-- XLA's cost analysis of the rendering branch (FLOPs, bytes) and a roofline time for one
-  H100 SXM (3.35 TB/s, 989 dense bf16 TFLOP/s).
-The ratio (step + rendering) / step estimates a CluRender step against a SoftClu step; the
-two are not fused into one step yet (the training step does not render).
+On ScanNet scene0000_00 (the mini set's posed scan: its raw mesh vertices with their 60 posed
+frames), through the training pipeline (5 cm voxels, no augmentation; `views.ViewSampler`
+draws 8 of the frames at 320x240 and the voxels each can see), side by side in one process on
+the same padded batch, the 'jit' train step of `method.make_loss_fn` (res16fpn18, the cluster
+head J = 64 with both transport terms, Adam):
+- SoftClu: clurender.views = 0;
+- CluRender: the same plus the colour head splatted into the 8 views (r = 4 px, K = 128, each
+  view's visible voxels only) and the image loss on 2,048 covered pixels a view: the paper's
+  RGB+XY transport (100 Sinkhorn iterations) or the code's sliced Wasserstein distance (1,000
+  directions).
+Per step: the median wall time, XLA's cost analysis (FLOPs, bytes) and a roofline time for one
+H100 SXM (3.35 TB/s, 989 dense bf16 TFLOP/s); the ratios are CluRender / SoftClu. XLA's cost
+analysis counts the body of a loop once, and every Sinkhorn here is a loop, so the bytes of
+the other iterations are added: each log-domain iteration reads its [n, m] f32 cost matrix
+twice (one soft-min per marginal), so (iterations - 1) x 2 x n x m x 4 bytes per problem (the
+forward pass; the plans carry no gradient). That assumes the matrix is read from HBM each time;
+an H100's 50 MB L2 would hold a 2,048-pixel view's 16 MB and make it cheaper.
 """
 
 from __future__ import annotations
 
-import os
-
 import jax
 import jax.numpy as jnp
 import numpy as np
-from PIL import Image
 
-from bench_suites.sparse_engine import _timed, packed_batch  # pylint: disable=protected-access
+from bench_suites.sparse_engine import _timed  # pylint: disable=protected-access
 from jaxseg import config_defaults
-from jaxseg.data import capacity
+from jaxseg.data import capacity, packing, pipeline
+from jaxseg.data.augment import AugmentConfig
 from jaxseg.data.sharding import data_mesh, to_global_arrays
-from jaxseg.io import frames
-from jaxseg.methods.clurender import image_loss, method, splatting
-from jaxseg.methods.pointdc import projection
+from jaxseg.io import mmdet3d
+from jaxseg.methods.clurender import method
+from jaxseg.methods.clurender.views import ViewSampler
 from jaxseg.models.voxel_net import VoxelNet, geometry_spec, net_fields
 from jaxseg.testing import scannet_mini_root
 from jaxseg.train import optim
@@ -42,70 +43,23 @@ _SIZE = (320, 240)
 _H100_BYTES_PER_S, _H100_FLOPS = 3.35e12, 989e12
 
 
-def _scan(voxel_size: float):
-  """(voxel cells int32 [V, 3], voxel centres f32 [V, 3] metres, mean colours f32 [V, 3],
-  world-to-camera f32 [8, 4, 4], intrinsics f32 [3, 3] at 320x240, photos f32 [8, H, W, 3])."""
-  root = scannet_mini_root()
-  cloud = np.fromfile(os.path.join(root, "points", "scene0000_00.bin"),
-                      np.float32).reshape(-1, 6)
-  cells = np.floor(cloud[:, :3] / voxel_size).astype(np.int64)
-  cells, inverse = np.unique(cells, axis=0, return_inverse=True)
-  inverse = inverse.reshape(-1)
-  counts = np.bincount(inverse)
-  centres = np.stack([np.bincount(inverse, cloud[:, i]) for i in range(3)], -1) / counts[:, None]
-  colours = np.stack([np.bincount(inverse, cloud[:, 3 + i]) for i in range(3)],
-                     -1) / counts[:, None] / 255.0
-  posed = os.path.join(root, "posed", "scene0000_00")
-  ids = sorted(f[:-4] for f in os.listdir(posed) if f.endswith(".jpg"))[:8]
-  first = Image.open(os.path.join(posed, ids[0] + ".jpg"))
-  intrinsics = frames.scale_intrinsics(frames.read_intrinsics(os.path.join(posed, "intrinsic.txt")),
-                                       (first.width, first.height), _SIZE)
-  poses = np.stack([frames.read_matrix(os.path.join(posed, i + ".txt"), fix="") for i in ids])
-  photos = np.stack([np.asarray(Image.open(os.path.join(posed, i + ".jpg")).resize(
-      _SIZE, Image.BILINEAR), np.float32) / 255.0 for i in ids])
-  w2c = np.asarray(projection.world_to_camera(poses.astype(np.float32)))
-  cells = cells - cells.min(0)
-  order = np.lexsort(cells.T[::-1])
-  return (cells[order].astype(np.int32), centres[order].astype(np.float32),
-          colours[order].astype(np.float32), w2c, intrinsics, photos)
-
-
-def _softclu_step(cells, colours, repeats):
+def _batch(num_views: int):
+  """The padded batch of scene0000_00 with `num_views` drawn views (capacities on the ladder)
+  and its geometry spec."""
+  scene = mmdet3d.read_mmdet3d_scene(scannet_mini_root(), "scene0000_00")
+  record = {"name": b"scene0000_00", "coords": scene.coords, "colors": scene.colors,
+            "labels": np.zeros(scene.num_points, np.int32),
+            "segments": np.zeros(scene.num_points, np.int32), "num_segments": 1,
+            "frames": scene.frames}
   spec = geometry_spec("res16fpn18")
-  feats = np.concatenate([colours, np.zeros_like(colours)], -1)
-  batch, _, _ = packed_batch([cells], spec, [feats], num_packs=len(jax.devices()))
-  c = config_defaults.clurender_config()
-
-  def loss_fn(params, model_state, batch, extra, axis_name):
-    del extra
-    net = VoxelNet(spec, axis_name=axis_name, cluster_dim=int(c.clusters))
-    out, updates = net.apply({"params": params, **model_state}, batch, train=True,
-                             mutable=["batch_stats"])
-    scene = jnp.where(batch["level0_mask"], 0, -1)
-    losses, present = jax.vmap(lambda l, f, x, s: method.scene_losses(l, f, x, s, 1, c))(
-        out["voxel_cluster_logits"], out["voxel_features"], batch["voxel_coords"], scene)
-    return jnp.sum(losses), jnp.sum(present).astype(jnp.float32), (updates, {})
-
-  fields = net_fields(spec)
-  batch = {k: v for k, v in batch.items() if k in fields}
-  net = VoxelNet(spec, cluster_dim=int(c.clusters))
-  variables = jax.jit(lambda b: net.init(jax.random.key(0), b, train=False))(
-      {k: jnp.asarray(v[:1]) for k, v in batch.items()})
-  mesh = data_mesh()
-  tx = optim.make_optimizer({"name": "adam", "lr": 1e-3, "weight_decay": 1e-4})
-  state = replicate(TrainState.create(variables["params"],
-                                      {"batch_stats": variables["batch_stats"]}, tx), mesh)
-  step = make_train_step(loss_fn, mesh, "jit", donate=False)
-  device_batch = to_global_arrays(batch, mesh)
-  cost = step.lower(state, device_batch, {}).compile().cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  holder = {"state": state}
-
-  def run_step():
-    holder["state"], metrics = step(holder["state"], device_batch, {})
-    return metrics["loss"]
-
-  return _timed(run_step, repeats=repeats), _roofline(cost)
+  config = pipeline.PipelineConfig(voxel_size=0.05, augment=AugmentConfig.none(),
+                                   geometry=spec)
+  element = pipeline.process_scene(record, 0, np.random.default_rng(0), config, train=True,
+                                   views=ViewSampler(num_views, _SIZE))
+  packs = packing.pack_batch([element], 1, 1, spec)
+  needs = packing.batch_needs(packs)
+  signature = {q: capacity.rungs(q, max(1, n))[-1] for q, n in needs.items()}
+  return packing.pad_packs(packs, signature, spec), spec, needs
 
 
 def _roofline(cost) -> dict:
@@ -116,51 +70,82 @@ def _roofline(cost) -> dict:
                                     2)}
 
 
-def _render_loss(kind: str, w2c, intrinsics, photos, pixels: int, max_points: int | None):
-  directions = image_loss.projection_directions(jax.random.key(1), 1000)
+def _sinkhorn_loop_bytes(batch, c) -> float:
+  """Bytes of the Sinkhorn iterations XLA's cost analysis leaves out (module docstring)."""
+  voxels = int(np.sum(batch["level0_mask"]))
+  per_iteration = 2 * 4.0
+  total = (len(tuple(c.terms)) * (int(c.sinkhorn_iterations) - 1) * per_iteration * voxels
+           * int(c.clusters))
+  if int(c.views) > 0 and c.image_loss == "rgbxy_ot":
+    views = int(np.sum(batch["view_valid"]))
+    total += (views * (int(c.render.ot_iterations) - 1) * per_iteration
+              * int(c.render.pixels) ** 2)
+  return total
 
-  def loss(points, colours):
-    total = jnp.zeros((), jnp.float32)
-    for view in range(w2c.shape[0]):
-      image, coverage = splatting.render_view(points, colours, jnp.ones(len(points), bool),
-                                              w2c[view], intrinsics, _SIZE,
-                                              max_points=max_points)
-      rendered, real, valid = image_loss.pixel_samples(image, coverage, photos[view],
-                                                       jax.random.key(view), pixels)
-      if kind == "rgbxy_ot":
-        total += image_loss.rgbxy_ot_loss(rendered, real, valid)
-      else:
-        total += image_loss.sliced_wasserstein(rendered, real, directions)
-    return total
 
-  return jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
+def _step(batch, spec, c, repeats: int) -> dict:
+  """Median seconds and cost of the 'jit' train step for clurender config `c`."""
+  render = int(c.views) > 0
+  fields = net_fields(spec) + ("voxel_coords", "point_scene", "scene_index")
+  if render:
+    fields += ("point_coords",) + method.VIEW_FIELDS
+  host = {k: batch[k] for k in dict.fromkeys(fields)}
+  net = VoxelNet(spec, cluster_dim=int(c.clusters), color_head=render)
+  variables = jax.jit(lambda b: net.init(jax.random.key(0), b, train=False))(
+      {k: jnp.asarray(host[k]) for k in net_fields(spec)})
+  mesh = data_mesh()
+  tx = optim.make_optimizer({"name": "adam", "lr": 1e-3, "weight_decay": 1e-4})
+  state = replicate(TrainState.create(variables["params"],
+                                      {"batch_stats": variables["batch_stats"]}, tx), mesh)
+  network = lambda **heads: VoxelNet(spec, **heads)   # pylint: disable=unnecessary-lambda-assignment
+  step = make_train_step(method.make_loss_fn(network, c), mesh, "jit", donate=False)
+  device = to_global_arrays(host, mesh)
+  cost = step.lower(state, device, {}).compile().cost_analysis()
+  cost = dict(cost[0] if isinstance(cost, (list, tuple)) else cost)
+  loop_bytes = _sinkhorn_loop_bytes(batch, c)
+  cost["bytes accessed"] = float(cost.get("bytes accessed", 0.0)) + loop_bytes
+  cost = {**_roofline(cost), "sinkhorn_loop_gbytes_added": round(loop_bytes / 1e9, 2)}
+  holder = {"state": state}
+
+  def run_step():
+    holder["state"], metrics = step(holder["state"], device, {})
+    return metrics["loss"]
+
+  return {"step_s": round(_timed(run_step, repeats=repeats), 3), **cost}
 
 
 def run(quick: bool) -> dict:
   repeats = 1 if quick else 3
-  cells, centres, colours, w2c, intrinsics, photos = _scan(0.05)
   views = 2 if quick else 8
-  w2c, photos = w2c[:views], photos[:views]
-  pixels = 512 if quick else 2048
-  step_s, step_cost = _softclu_step(cells, colours, repeats)
-  print({"softclu_step_s": step_s, **step_cost}, flush=True)
-  seen = max(int(np.sum(splatting.in_view(centres, np.ones(len(centres), bool), w2c[v],
-                                             intrinsics, _SIZE))) for v in range(views))
-  cap = capacity.rungs("points", seen)[-1]
+  batch, spec, needs = _batch(views)
+  c = config_defaults.clurender_config()
+  if quick:
+    c.render.pixels, c.render.ot_iterations = 512, 30
+  c.views = 0
+  softclu = _step(batch, spec, c, repeats)
+  print({"softclu": softclu}, flush=True)
   rows = []
-  for kind, max_points in (("rgbxy_ot", None), ("rgbxy_ot", cap), ("sliced_wasserstein", cap)):
-    fn = _render_loss(kind, w2c, intrinsics, photos, pixels, max_points)
-    seconds = _timed(fn, centres, colours, repeats=repeats)
-    cost = fn.lower(centres, colours).compile().cost_analysis()
-    cost = _roofline(cost[0] if isinstance(cost, (list, tuple)) else cost)
-    rows.append({"image_loss": kind, "points_per_view": max_points or len(centres),
-                 "render_and_loss_fwd_bwd_s": round(seconds, 3),
-                 "estimated_step_ratio": round((step_s + seconds) / step_s, 2), **cost,
-                 "estimated_h100_roofline_step_ratio": round(
-                     (step_cost["h100_roofline_ms"] + cost["h100_roofline_ms"])
-                     / step_cost["h100_roofline_ms"], 2)})
-    print(rows[-1], flush=True)
-  return {"scene": "scene0000_00 (mini set, raw mesh vertices)", "voxel_size_m": 0.05,
-          "voxels": int(len(cells)), "most_voxels_in_one_view": seen, "views": views, "image_size": list(_SIZE),
-          "pixels_per_view": pixels, "softclu_step_s": round(step_s, 3),
-          "softclu_step_cost": step_cost, "rendering": rows}
+  for kind, pixels in (("rgbxy_ot", c.render.pixels), ("rgbxy_ot", c.render.pixels // 2),
+                       ("sliced_wasserstein", c.render.pixels)):
+    c.views, c.image_loss = views, kind
+    row = {"image_loss": kind, "pixels_per_view": int(pixels),
+           **_step(batch, spec, _with_pixels(c, pixels), repeats)}
+    row["step_ratio"] = round(row["step_s"] / softclu["step_s"], 2)
+    row["h100_roofline_step_ratio"] = round(row["h100_roofline_ms"]
+                                            / softclu["h100_roofline_ms"], 2)
+    rows.append(row)
+    print(row, flush=True)
+  return {"scene": "scene0000_00 (mini set, raw mesh vertices, its posed frames)",
+          "h100_roofline": "max(FLOPs / 989 TFLOP/s, bytes / 3.35 TB/s), Sinkhorn loop bytes "
+                           "added (module docstring)",
+          "voxel_size_m": 0.05, "voxels": int(needs["voxels0"]),
+          "most_voxels_in_one_view": int(needs["view_points"]),
+          "view_points_capacity": int(batch["view_rows"].shape[-1]), "views": views,
+          "image_size": list(_SIZE), "softclu_step": softclu, "clurender_steps": rows}
+
+
+def _with_pixels(c, pixels: int):
+  """A copy of the clurender config `c` comparing `pixels` pixels a view."""
+  c = c.copy_and_resolve_references()
+  c.render.pixels = int(pixels)
+  return c

@@ -1,5 +1,6 @@
 """CluRender (IJCV 2024) / SoftClu (BMVC 2022): unsupervised pre-training by Sinkhorn soft
-clustering; the differentiable point renderer and image losses of its rendering branch."""
+clustering plus differentiable point rendering into the scenes' posed frames (`method`); the
+loss, renderer, image losses and view sampling are its modules."""
 
 from jaxseg.methods import METHODS, Method
 from jaxseg.methods.clurender import method

@@ -2,7 +2,7 @@
 
   rendered, photo = pixel_samples(image, coverage, photo_rgb, key, count)   # [M, 5] each
   rgbxy_ot_loss(rendered, photo)                   # the paper's (Eq. 17-18), OTT-JAX
-  sliced_wasserstein(rendered, photo, directions)  # the code's SlicedWassersteinDistance
+  sliced_wasserstein(rendered, photo, directions, valid)  # the code's SlicedWassersteinDistance
 
 A pixel is a point in RGB+XY space: its colour in [0, 1] and its position divided by the
 image's longer side (so both lie in [0, 1]). Both losses compare the same M pixel positions,
@@ -29,7 +29,7 @@ def pixel_samples(image: jax.Array, coverage: jax.Array, photo: jax.Array, key: 
     coverage: f32 [H, W]; photo: f32 [H, W, 3] in [0, 1].
   Returns:
     rendered f32 [M, 5] (un-premultiplied colour, x, y), photo f32 [M, 5], valid bool [M]
-    (False when fewer pixels are covered than asked).
+    (False when fewer pixels are covered than asked; the valid rows come first).
   """
   height, width = coverage.shape
   image, coverage, photo = map(jnp.asarray, (image, coverage, photo))
@@ -79,10 +79,21 @@ def projection_directions(key: jax.Array, count: int = 1000, dim: int = 5) -> ja
   return directions / jnp.linalg.norm(directions, axis=-1, keepdims=True)
 
 
-def sliced_wasserstein(rendered: jax.Array, photo: jax.Array, directions: jax.Array) -> jax.Array:
+def sliced_wasserstein(rendered: jax.Array, photo: jax.Array, directions: jax.Array,
+                       valid: jax.Array | None = None) -> jax.Array:
   """Sliced 2-Wasserstein distance squared between two equal-size pixel sets [M, D]: the mean
   over directions [P, D] of the mean squared difference of the sorted projections. f32 [].
-  Every row counts: draw no more pixels than the render covers (`pixel_samples`' valid)."""
+
+  valid: bool [M] (None: all), the valid rows first (as `pixel_samples` returns them). An
+  invalid row is replaced by a copy of valid row (i mod n_valid) in both sets, i.e. the valid
+  pixels drawn again (sampling with replacement); no valid row gives 0.
+  """
+  if valid is not None:
+    count = jnp.sum(valid)
+    position = jnp.arange(valid.shape[0])
+    pick = jnp.where(valid, position, position % jnp.maximum(count, 1))
+    rendered, photo = rendered[pick], photo[pick]
   a = jnp.sort(rendered @ directions.T, axis=0)
   b = jnp.sort(photo @ directions.T, axis=0)
-  return jnp.mean((a - b) ** 2)
+  distance = jnp.mean((a - b) ** 2)
+  return distance if valid is None else jnp.where(count > 0, distance, 0.0)

@@ -1,21 +1,30 @@
-"""SoftClu pre-training (CluRender's clustering branch) on the voxel encoders.
+"""CluRender pre-training on the voxel encoders: SoftClu's soft clustering plus rendering.
 
-One phase ('softclu', `clurender.epochs`): the encoder and SoftClu's cluster head
-(`models.voxel_net.ClusterHead`, `clurender.clusters` = J) trained by `softclu.cluster_loss` on
-every scene of the batch (its voxels' centres on the unit sphere and their encoder features),
-averaged over the scenes. No augmentation unless `data.augment` asks for it (the reference
-trains without). The encoder is then evaluated like every unsupervised network (Hungarian-
-matched clustering, super-voxel pooling, linear probe), and `init=<this run>` starts PointDC,
-GrowSP or COARSE3D from it.
+One phase ('softclu', `clurender.epochs`). Per scene of the batch the loss is
+  L = L_c + weight x sum_v L_r(v)                                   (the paper: weight 1)
+  L_c: `softclu.cluster_loss` of SoftClu's cluster head (`models.voxel_net.ClusterHead`,
+       `clurender.clusters` = J) on the voxels' centres (unit sphere) and encoder features;
+  L_r(v): for each of the `clurender.views` posed views drawn for the scene this step
+       (`views.ViewSampler`, in the input workers), the colour head's (`ColorHead`) colours at
+       the voxel centres are splatted into the view (`splatting.render_view`) and the
+       rendered pixels compared with the photo's (`clurender.image_loss`: the paper's RGB+XY
+       transport or the code's sliced Wasserstein distance, `image_loss`).
+The loss is averaged over the scenes; scenes without frames (or views=0: SoftClu alone, which
+is all the reference code trains) contribute L_c only. Each view renders only the voxels the
+host found in its frustum (`view_rows`, padded to a capacity of the batch's ladder). No
+augmentation unless `data.augment` asks for it (the reference trains without).
 
-The rendering branch (`splatting`, `image_loss`) is not part of this phase yet: its pieces
-are built and tested, but batches do not carry posed frames.
+The encoder is then evaluated like every unsupervised network (Hungarian-matched clustering,
+super-voxel pooling, linear probe), and `init=<this run>` starts PointDC, GrowSP or COARSE3D
+from it.
 """
 
 from __future__ import annotations
 
 import time
+from typing import Callable
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -23,8 +32,11 @@ import ml_collections
 from jaxseg.eval.report import ScalarWriter
 from jaxseg.logging_utils import get_logger
 from jaxseg.methods import TrainOutcome, with_encoder_of
-from jaxseg.methods.clurender import softclu
+from jaxseg.errors import InputError
+from jaxseg.methods.clurender import image_loss, softclu, splatting
+from jaxseg.methods.clurender.views import ViewSampler
 from jaxseg.methods.scenes import voxel_scene_slots
+from jaxseg.data.tfds_builders import record_text
 from jaxseg.models.voxel_net import encoder_variables
 from jaxseg.train import trainer
 from jaxseg.train.context import RunContext
@@ -49,7 +61,73 @@ def config_problems(config: ml_collections.ConfigDict) -> list[str]:
                     f"{list(softclu.TERMS)}")
   if float(c.epsilon) <= 0 or int(c.sinkhorn_iterations) < 1:
     problems.append("clurender.epsilon must be > 0 and clurender.sinkhorn_iterations >= 1")
+  if int(c.views) < 0:
+    problems.append(f"clurender.views={c.views} must be >= 0 (0: SoftClu alone)")
+  if c.image_loss not in IMAGE_LOSSES:
+    problems.append(f"clurender.image_loss={c.image_loss!r} must be one of {list(IMAGE_LOSSES)}")
+  r = c.render
+  if len(tuple(r.image_size)) != 2 or min(int(v) for v in r.image_size) < 1:
+    problems.append(f"clurender.render.image_size={tuple(r.image_size)} must be (width, height)")
+  if float(r.radius) <= 0 or int(r.points_per_pixel) < 1 or int(r.pixels) < 2:
+    problems.append("clurender.render needs radius > 0, points_per_pixel >= 1 and pixels >= 2")
+  if not 0.0 <= float(r.lam) <= 1.0 or float(r.ot_epsilon) <= 0 or float(r.weight) < 0:
+    problems.append("clurender.render needs 0 <= lam <= 1, ot_epsilon > 0 and weight >= 0")
   return problems
+
+
+IMAGE_LOSSES = ("rgbxy_ot", "sliced_wasserstein")
+
+
+def voxel_centres(point_coords: jax.Array, point_to_voxel: jax.Array,
+                  num_voxels: int) -> jax.Array:
+  """f32 [C, 3]: the mean of each voxel's points (padding points point at row C and are
+  dropped; a voxel without points gets 0). point_coords [P, 3], point_to_voxel int32 [P]."""
+  sums = jax.ops.segment_sum(point_coords, point_to_voxel, num_segments=num_voxels + 1)
+  counts = jax.ops.segment_sum(jnp.ones(point_to_voxel.shape, jnp.float32), point_to_voxel,
+                               num_segments=num_voxels + 1)
+  return (sums / jnp.maximum(counts, 1.0)[:, None])[:num_voxels]
+
+
+def view_losses(colors: jax.Array, centres: jax.Array, views: dict[str, jax.Array],
+                r: ml_collections.ConfigDict, kind: str) -> jax.Array:
+  """The image loss of every view of one pack.
+
+  Args:
+    colors: f32 [C, 3] the colour head's output; centres: f32 [C, 3] voxel centres (pipeline
+      coordinates); views: the pack's view_* fields ([Z, N_r, ...], `jaxseg.data.packing`);
+    r: the clurender.render config; kind: clurender.image_loss.
+  Returns:
+    f32 [Z, N_r]: L_r of each valid view (0 for invalid ones).
+  """
+  num_voxels = colors.shape[0]
+  size = tuple(int(v) for v in r.image_size)
+  slots, per_scene = views["view_valid"].shape
+
+  def one(view):
+    rows, seed = view["view_rows"], view["view_seed"]
+    image, coverage = splatting.render_view(
+        jnp.take(centres, rows, axis=0, mode="fill", fill_value=0.0),
+        jnp.take(colors, rows, axis=0, mode="fill", fill_value=0.0), rows < num_voxels,
+        view["view_world_to_camera"], view["view_intrinsics"], size, radius=float(r.radius),
+        points_per_pixel=int(r.points_per_pixel), eta=float(r.eta),
+        min_depth=float(r.min_depth))
+    key = jax.random.key(seed)
+    photo = view["view_images"].astype(jnp.float32) / 255.0
+    rendered, real, covered = image_loss.pixel_samples(image, coverage, photo, key,
+                                                       int(r.pixels))
+    if kind == "rgbxy_ot":
+      loss = image_loss.rgbxy_ot_loss(rendered, real, covered, lam=float(r.lam),
+                                      epsilon=float(r.ot_epsilon),
+                                      iterations=int(r.ot_iterations))
+    else:
+      directions = image_loss.projection_directions(jax.random.fold_in(key, 1),
+                                                    int(r.projections))
+      loss = image_loss.sliced_wasserstein(rendered, real, directions, covered)
+    return jnp.where(view["view_valid"], loss, 0.0)
+
+  flat = {k: v.reshape((slots * per_scene,) + v.shape[2:]) for k, v in views.items()}
+  # One view at a time keeps the fragments of a single view in memory.
+  return jax.lax.map(one, flat).reshape(slots, per_scene)
 
 
 def scene_losses(logits: jax.Array, features: jax.Array, coords: jax.Array, scene: jax.Array,
@@ -76,12 +154,18 @@ def scene_losses(logits: jax.Array, features: jax.Array, coords: jax.Array, scen
   return jax.vmap(one)(jnp.arange(num_slots, dtype=jnp.int32))
 
 
-def _loss_fn(ctx: RunContext):
-  c = ctx.config.clurender
+VIEW_FIELDS = ("view_images", "view_world_to_camera", "view_intrinsics", "view_valid",
+               "view_rows", "view_seed")
+
+
+def make_loss_fn(network: Callable[..., nn.Module], c: ml_collections.ConfigDict):
+  """The step's loss (`jaxseg.train.parallel`) for the clurender config section `c`;
+  `network(axis_name=..., cluster_dim=..., color_head=...)` builds the VoxelNet."""
+  render = int(c.views) > 0
 
   def loss_fn(params, model_state, batch, extra, axis_name):
     del extra
-    net = ctx.net(axis_name=axis_name, cluster_dim=int(c.clusters))
+    net = network(axis_name=axis_name, cluster_dim=int(c.clusters), color_head=render)
     out, new_vars = net.apply({"params": params, **model_state}, batch, train=True,
                               mutable=["batch_stats"])
     scene = voxel_scene_slots(batch)
@@ -89,29 +173,72 @@ def _loss_fn(ctx: RunContext):
     losses, present = jax.vmap(lambda l, f, x, s: scene_losses(l, f, x, s, num_slots, c))(
         out["voxel_cluster_logits"], out["voxel_features"], batch["voxel_coords"], scene)
     count = jnp.sum(present).astype(jnp.float32)
-    return jnp.sum(losses), count, (new_vars, {})
+    metrics = {"cluster_loss": jnp.sum(losses)}
+    if render:
+      num_voxels = out["voxel_features"].shape[1]
+      centres = jax.vmap(lambda x, p: voxel_centres(x, p, num_voxels))(
+          batch["point_coords"], batch["point_to_voxel"])
+      per_view = jax.vmap(lambda col, cen, v: view_losses(col, cen, v, c.render,
+                                                          c.image_loss))(
+          out["voxel_colors"], centres, {k: batch[k] for k in VIEW_FIELDS})
+      metrics["render_loss"] = jnp.sum(per_view)
+      metrics["rendered_views"] = jnp.sum(batch["view_valid"]).astype(jnp.float32)
+      losses = losses + float(c.render.weight) * jnp.sum(per_view, axis=-1)
+    return jnp.sum(losses), count, (new_vars, metrics)
 
   return loss_fn
+
+
+def view_sampler(ctx: RunContext) -> ViewSampler | None:
+  """The training split's view sampler (None with clurender.views = 0); logs how many scenes
+  have posed frames. InputError when none has."""
+  c = ctx.config.clurender
+  if not int(c.views):
+    return None
+  source = ctx.data.source(ctx.config.data.train_split)
+  names = [record_text(source[i]["name"]) for i in range(len(source))
+           if len(source[i]["frames"]["poses"])]
+  if not names:
+    raise InputError(ctx.config.data.train_split, f"none of the {len(source)} training scenes "
+                     "has posed RGB-D frames to render into", "prepare the dataset with "
+                     "data.with_frames=True (and data.frames_root where the frames live "
+                     "apart), or set --config.clurender.views=0 to train SoftClu alone")
+  _LOG.info("rendering: %d of %d training scenes have posed frames (%s%s); the others train "
+            "on clustering only", len(names), len(source), ", ".join(names[:4]),
+            ", ..." if len(names) > 4 else "")
+  r = c.render
+  return ViewSampler(int(c.views), tuple(int(v) for v in r.image_size), int(r.max_views),
+                     float(r.radius), float(r.min_depth))
 
 
 def train(ctx: RunContext, resume: bool, writer: ScalarWriter,
           validate: trainer.Validate | None = None) -> TrainOutcome:
   """Runs SoftClu pre-training; returns the encoder."""
   config, c = ctx.config, ctx.config.clurender
-  variables, provenance = with_encoder_of(config.init,
-                                          ctx.init_variables(cluster_dim=int(c.clusters)))
-  _LOG.info("SoftClu: %d epochs, %d clusters, terms %s, Sinkhorn epsilon %g x %d iterations, "
-            "parallel mode %s on %d devices", c.epochs, c.clusters, tuple(c.terms), c.epsilon,
-            c.sinkhorn_iterations, config.parallel.mode, jax.device_count())
+  render = int(c.views) > 0
+  variables, provenance = with_encoder_of(
+      config.init, ctx.init_variables(cluster_dim=int(c.clusters), color_head=render))
+  views = view_sampler(ctx) if int(c.epochs) else None
+  _LOG.info("%s: %d epochs, %d clusters, terms %s, Sinkhorn epsilon %g x %d iterations%s, "
+            "parallel mode %s on %d devices", "CluRender" if render else "SoftClu", c.epochs,
+            c.clusters, tuple(c.terms), c.epsilon, c.sinkhorn_iterations,
+            f"; {c.views} views of {tuple(c.render.image_size)} per scene, {c.image_loss}"
+            if render else "; no rendering", config.parallel.mode, jax.device_count())
+  fields = ctx.net_fields + ("voxel_coords", "point_scene", "scene_index")
+  if render:
+    fields += ("point_coords",) + VIEW_FIELDS
   phase = trainer.Phase(
       name=PHASE, epochs=int(c.epochs), optimizer=c.optimizer,
-      optimizer_key="clurender.optimizer", loss_fn=_loss_fn(ctx),
-      fields=tuple(dict.fromkeys(ctx.net_fields + ("voxel_coords", "point_scene",
-                                                    "scene_index"))))
+      optimizer_key="clurender.optimizer", loss_fn=make_loss_fn(ctx.net, c),
+      fields=tuple(dict.fromkeys(fields)), views=views)
   start = time.perf_counter()
   variables, _ = trainer.run_phase(ctx, phase, variables, resume=resume, writer=writer,
                                    validate=validate)
-  provenance["training"] = (f"SoftClu, {c.epochs} epochs, {c.clusters} clusters, terms "
-                            f"{'+'.join(c.terms)}; no rendering")
-  return TrainOutcome(encoder_variables(variables), "SoftClu (CluRender clustering branch)",
-                      provenance, {PHASE: time.perf_counter() - start})
+  rendering = (f"rendering {c.views} views per scene ({c.image_loss})" if render
+               else "no rendering")
+  provenance["training"] = (f"{'CluRender' if render else 'SoftClu'}, {c.epochs} epochs, "
+                            f"{c.clusters} clusters, terms {'+'.join(c.terms)}; {rendering}")
+  name = ("CluRender (SoftClu + rendering)" if render
+          else "SoftClu (CluRender clustering branch)")
+  return TrainOutcome(encoder_variables(variables), name, provenance,
+                      {PHASE: time.perf_counter() - start})

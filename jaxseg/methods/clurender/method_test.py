@@ -38,6 +38,12 @@ def test_config_problems_name_the_key():
   assert method.config_problems(config) == []
   config.clurender.terms = ("rgb",)
   config.clurender.clusters = 1
+  config.clurender.views = -1
+  config.clurender.image_loss = "l2"
+  config.clurender.render.lam = 2.0
   problems = method.config_problems(config)
   assert any("clurender.terms" in p for p in problems)
   assert any("clurender.clusters=1" in p for p in problems)
+  assert any("clurender.views=-1" in p for p in problems)
+  assert any("clurender.image_loss='l2'" in p for p in problems)
+  assert any("lam" in p for p in problems)

@@ -79,12 +79,12 @@ def in_view(points: jax.Array, valid: jax.Array, world_to_camera: jax.Array,
   """bool [N]: valid points in front of the camera whose disk reaches the image (the points
   `render_view` can draw); count them on the host to size its `max_points`."""
   width, height = size
-  view = projection.project_points(points, valid, world_to_camera[None], intrinsics, size,
-                                   min_depth=min_depth)
-  u, v = view.pixels[0, :, 0], view.pixels[0, :, 1]
+  pixels, _, front = projection.camera_pixels(points, valid, world_to_camera, intrinsics,
+                                              min_depth=min_depth)
+  u, v = pixels[:, 0], pixels[:, 1]
   reach = radius + 0.5
-  return (valid & (view.depth[0] > min_depth) & (u >= -reach) & (u < width - 1 + reach)
-          & (v >= -reach) & (v < height - 1 + reach))
+  return (front & (u >= -reach) & (u < width - 1 + reach) & (v >= -reach)
+          & (v < height - 1 + reach))
 
 
 def render_view(points: jax.Array, colors: jax.Array, valid: jax.Array,
@@ -121,11 +121,9 @@ def render_view(points: jax.Array, colors: jax.Array, valid: jax.Array,
     colors = jnp.take(colors, rows, axis=0, mode="fill", fill_value=0.0)
     valid = rows < seen.shape[0]
   num_points = points.shape[0]
-  view = projection.project_points(points, valid, world_to_camera[None], intrinsics, size,
-                                   min_depth=min_depth)
-  depth = view.depth[0]
-  front = valid & (depth > min_depth)
-  key, rho = _fragments(view.pixels[0], front, size, radius, sigma)
+  pixels, depth, front = projection.camera_pixels(points, valid, world_to_camera, intrinsics,
+                                                  min_depth=min_depth)
+  key, rho = _fragments(pixels, front, size, radius, sigma)
   num_fragments = key.size
   point_of = jnp.broadcast_to(jnp.arange(num_points, dtype=jnp.int32)[:, None], key.shape)
   sort_depth = jnp.broadcast_to(jax.lax.stop_gradient(jnp.where(front, depth, 0.0))[:, None],

@@ -43,7 +43,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-def _frame_fields(frames: Mapping[str, Any] | Frames) -> dict[str, Any]:
+def frame_fields(frames: Mapping[str, Any] | Frames) -> dict[str, Any]:
   """The fields of a record's `frames` dict or of a `Frames` as plain numpy / str values."""
   get = (lambda k: getattr(frames, k)) if isinstance(frames, Frames) else frames.__getitem__
   return {"poses": np.asarray(get("poses"), np.float32).reshape(-1, 4, 4),
@@ -202,7 +202,7 @@ def teacher_point_features(teacher: Teacher, frames: Mapping[str, Any] | Frames,
   if views_per_batch < 1:
     raise InputError(None, f"views_per_batch={views_per_batch} must be at least 1",
                      "set cmd.views_per_batch to a positive number of views")
-  fields = _frame_fields(frames)
+  fields = frame_fields(frames)
   views = select_views(fields["poses"], max_views)
   if not len(views):
     raise InputError(None, "no frame with a finite camera pose",

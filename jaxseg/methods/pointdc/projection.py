@@ -118,6 +118,37 @@ def _depth_agrees(cam: jax.Array, safe_z: jax.Array, depth: jax.Array, front: ja
   return ~has_reading | (jnp.abs(reading - depth) < tolerance)
 
 
+def _camera_pixels(points, valid, world_to_camera, intrinsics, min_depth):
+  """Camera coordinates f32 (V, N, 3), pixels f32 (V, N, 2) (0 behind the camera), finite and
+  in-front masks bool (V, N) of N points in V views."""
+  points = jnp.asarray(points, jnp.float32)
+  valid = jnp.asarray(valid, bool)
+  transform = jnp.asarray(world_to_camera, jnp.float32)
+  safe_points = jnp.where(valid[:, None], points, 0.0)
+  cam = jnp.einsum("vij,nj->vni", transform[:, :3, :3], safe_points, precision=_HIGHEST)
+  cam = cam + transform[:, None, :3, 3]
+  z = cam[..., 2]
+  finite = jnp.isfinite(cam).all(-1) & valid[None, :]
+  front = finite & (z > min_depth)
+  safe_z = jnp.where(front, z, 1.0)
+  uv = _image_coords(jnp.where(front[..., None], cam, 0.0), safe_z, intrinsics)
+  return cam, uv, finite, front
+
+
+def camera_pixels(points: jax.Array, valid: jax.Array, world_to_camera: jax.Array,
+                  intrinsics: jax.Array, *, min_depth: float = 1e-3
+                  ) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """Where N points land in one view, without any visibility test (a renderer's input).
+
+  Args: points f32 (N, 3), valid bool (N,), world_to_camera f32 (4, 4), intrinsics f32 (3, 3).
+  Returns: pixels f32 (N, 2) (column, row), depth f32 (N,) (camera z), front bool (N,) (valid,
+    finite and deeper than min_depth).
+  """
+  cam, uv, _, front = _camera_pixels(points, valid, world_to_camera[None], intrinsics,
+                                     min_depth)
+  return uv[0], cam[0, :, 2], front[0]
+
+
 def project_points(points: jax.Array, valid: jax.Array, world_to_camera: jax.Array,
                    intrinsics: jax.Array, image_size: tuple[int, int], *,
                    occlusion_tolerance: float | jax.Array = 0.05, zbuffer_stride: int = 1,
@@ -151,17 +182,10 @@ def project_points(points: jax.Array, valid: jax.Array, world_to_camera: jax.Arr
   if zbuffer_stride < 1:
     raise InputError(None, f"zbuffer_stride={zbuffer_stride} must be at least 1",
                      "use 1 for a per-pixel z-buffer or a larger cell size in pixels")
-  points = jnp.asarray(points, jnp.float32)
-  valid = jnp.asarray(valid, bool)
-  transform = jnp.asarray(world_to_camera, jnp.float32)
-  safe_points = jnp.where(valid[:, None], points, 0.0)
-  cam = jnp.einsum("vij,nj->vni", transform[:, :3, :3], safe_points, precision=_HIGHEST)
-  cam = cam + transform[:, None, :3, 3]
+  cam, uv, finite, front = _camera_pixels(points, valid, world_to_camera, intrinsics,
+                                          min_depth)
   z = cam[..., 2]
-  finite = jnp.isfinite(cam).all(-1) & valid[None, :]
-  front = finite & (z > min_depth)
   safe_z = jnp.where(front, z, 1.0)
-  uv = _image_coords(jnp.where(front[..., None], cam, 0.0), safe_z, intrinsics)
   candidate = front & _inside(uv, width, height)
   col, row = _pixel_index(uv, width, height)
   depth_z = jnp.where(finite, z, 0.0)
