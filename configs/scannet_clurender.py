@@ -32,6 +32,8 @@ def get_config(variant: str = "demo"):
   common.no_augmentation(data)
   config = common.base_config(name=f"scannet_clurender_{variant}", data=data)
   config.method = "clurender"
+  # CluRender pre-trains on xyz alone: the colour head must predict colour from geometry.
+  config.model.input_colors = False
   config.mode = "train"
   if variant == "demo":
     config.clurender.epochs = 12

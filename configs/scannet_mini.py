@@ -34,7 +34,7 @@ $JAXSEG_SCANNET_MINI): the README's results table.
 5 cm voxels (GrowSP's ScanNet setting; the scans are 50,000-point subsets) and a shortened
 schedule: CMD 100 epochs; SVC 5 warm-up + 15 epochs re-clustering every 5; GrowSP 10 fixed +
 20 growing epochs, a round every 5, without mixup; COARSE3D 20 epochs, contrast from epoch 2;
-SoftClu and CluRender 20 epochs without augmentation (40 one-step epochs on the 3
+SoftClu and CluRender 20 epochs without augmentation (30 one-step epochs on the 3
 posed scans).
 """
 
@@ -95,12 +95,13 @@ def get_config(variant: str = "svc"):
     config.coarse3d.contrast_start_epoch = 2
   if variant.startswith(("softclu", "clurender")):
     config.method = "clurender"
-    config.clurender.epochs = 40 if posed else 20
+    config.clurender.epochs = 30 if posed else 20
     # softclu: the clustering branch alone; clurender: plus rendering into the posed frames
     # (of the 18 labelled scans only scene0000_00 has them in posed/; the *_posed variants
     # train on the 3 posed scans, every one with frames, one batch of 3 a step, and are
     # evaluated on the 18 labelled scans by a separate eval run).
     config.clurender.views = 8 if variant.startswith("clurender") else 0
+    config.model.input_colors = False     # xyz-only input, as CluRender pre-trains
     config.eval.after_training = not posed
     common.no_augmentation(config.data)
   if variant == "cmd":   # Distillation only.

@@ -353,6 +353,9 @@ def base_config(*, name: str, data: ml_collections.ConfigDict) -> ml_collections
       # pairs: kernel maps built on the host as compacted pair lists (the default);
       # dense: built on the device, dense-offset convs (the reference; no host work).
       "engine": "pairs",
+      # False: the colour channels of the input voxel features are zeroed (xyz-only input, as
+      # CluRender pre-trains; its colour head must then predict colour from geometry).
+      "input_colors": True,
       # jnp.searchsorted method of the dense engine: scan (CPU) | sort (often GPU/TPU) | ...
       "search_method": "scan",
   }

@@ -57,7 +57,8 @@ class Segmenter:
     spec = model_spec(self.config.model)
     self._pipeline = pipeline.config_from_data(self.config.data, spec)
     self._net = VoxelNet(spec, encoder=self.config.model.name,
-                         out_dim=self.config.model.out_dim, dtype=self.config.model.dtype)
+                         out_dim=self.config.model.out_dim, dtype=self.config.model.dtype,
+                         input_colors=bool(self.config.model.get("input_colors", True)))
     self._fields = net_fields(spec)
     self._policy = capacity.CapacityPolicy(name="inference")
 

@@ -51,6 +51,7 @@ class VoxelNet(nn.Module):
       BatchNorm, LeakyReLU, linear, L2-normalised; 0 = none).
     cluster_dim: clusters of SoftClu's cluster head (`ClusterHead`; 0 = none).
     color_head: add CluRender's colour head (`ColorHead`).
+    input_colors: False zeroes the colour channels of the input features (xyz-only input).
     axis_name: device axis for cross-device BatchNorm (None outside shard_map / pmap).
     dtype: compute dtype of the encoder ('float32' or 'bfloat16'); outputs are float32.
   """
@@ -62,6 +63,7 @@ class VoxelNet(nn.Module):
   projection_dim: int = 0
   cluster_dim: int = 0
   color_head: bool = False
+  input_colors: bool = True
   axis_name: str | None = None
   dtype: Any = "float32"
 
@@ -75,7 +77,10 @@ class VoxelNet(nn.Module):
     if encoder.level_kernels() != self.spec.level_kernels:
       raise ValueError(f"the batch was built for kernels {self.spec.level_kernels}, the "
                        f"encoder needs {encoder.level_kernels()}")
-    voxel_feats = encoder(geo.from_batch(batch, self.spec), batch["voxel_feats"], train)
+    inputs = batch["voxel_feats"]
+    if not self.input_colors:   # channels 0-2 are the colour (`jaxseg.data.voxelize`)
+      inputs = inputs.at[..., :3].set(0.0)
+    voxel_feats = encoder(geo.from_batch(batch, self.spec), inputs, train)
     out = {"voxel_features": voxel_feats,
            "features": gather_point_features(voxel_feats, batch["point_to_voxel"],
                                              batch["point_mask"])}
@@ -100,7 +105,9 @@ class VoxelNet(nn.Module):
 
 class ColorHead(nn.Module):
   """CluRender's colour head: linear -> ReLU -> linear -> sigmoid, per voxel: [G, C, F] ->
-  [G, C, 3] RGB in (0, 1) (the paper names a head on the features and gives no layers)."""
+  [G, C, 3] RGB in (0, 1). The paper's (phi_beta) is a Point-Transformer U-Net over xyz and
+  the encoder features ending in an MLP and a sigmoid; here the features already come from
+  the encoder's U-Net, and the head is the final MLP."""
 
   @nn.compact
   def __call__(self, x: jnp.ndarray) -> jnp.ndarray:

@@ -19,14 +19,32 @@ import ml_collections
 from jaxseg.eval import evaluate, supervised
 from jaxseg.eval.run_report import write_run_report
 from jaxseg.inference import bundle
+from jaxseg.logging_utils import get_logger
 from jaxseg.methods import get_method
 from jaxseg.models.voxel_net import encoder_variables
+from jaxseg.train import restore
 from jaxseg.train.context import RunContext
-from jaxseg.train.restore import load_run
+
+_LOG = get_logger("modes.evaluation")
+
+
+def _input_of_run(config: ml_collections.ConfigDict) -> None:
+  """Evaluating another run's network: its input features as it was trained (the colour
+  channels or not, `model.input_colors`)."""
+  run = restore.run_config(config.eval.checkpoint) if config.eval.checkpoint not in (
+      "", "random") else None
+  if run is None:
+    return
+  trained = run.get("model", {}).get("input_colors", True)
+  if bool(trained) != bool(config.model.input_colors):
+    _LOG.info("the network of %s was trained with model.input_colors=%s; evaluating it so",
+              config.eval.checkpoint, trained)
+    config.model.input_colors = bool(trained)
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, resume: bool = False) -> None:
   del resume  # Evaluation keeps no state between runs.
+  _input_of_run(config)
   ctx = RunContext.from_config(config, workdir)
   start, primitives = time.perf_counter(), None
   if config.eval.features == "raw_descriptors":
@@ -36,11 +54,14 @@ def run(config: ml_collections.ConfigDict, workdir: str, resume: bool = False) -
     name, variables = "Randomly initialised network", ctx.init_variables()
     provenance = {"features": f"randomly initialised {config.model.name} (seed {config.seed})"}
   else:
-    method = get_method(config.method)
     source = config.eval.checkpoint or workdir
+    # Another run's network is read as its own method saved it (e.g. a SoftClu run evaluated
+    # from the PointDC config of the same scans).
+    method = get_method((config.eval.checkpoint and restore.run_method(source))
+                        or config.method)
     name = f"{method.title} network of {source}"
-    variables, arrays = load_run(source, method.network_phases,
-                                 arrays=method.primitives_key is not None)
+    variables, arrays = restore.load_run(source, method.network_phases,
+                                         arrays=method.primitives_key is not None)
     provenance = {"method": method.title, "features": f"network of the run {source}"}
     if method.supervised:         # scored by its classifier head
       results = {name: supervised.evaluate(ctx, variables)}

@@ -63,7 +63,8 @@ class RunContext:
     class_dim, projection_dim; none by default)."""
     model = self.config.model
     return VoxelNet(self.data.spec, encoder=model.name, out_dim=model.out_dim,
-                    axis_name=axis_name, dtype=model.dtype, **heads)
+                    axis_name=axis_name, dtype=model.dtype,
+                    input_colors=bool(model.get("input_colors", True)), **heads)
 
   def init_variables(self, seed: int | None = None, **heads: int) -> dict[str, Any]:
     """Fresh variables ({'params', 'batch_stats'}) of `net(**heads)` from a tiny dummy

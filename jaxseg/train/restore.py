@@ -63,7 +63,7 @@ def load_run(path: str, phases: Sequence[str], *, arrays: bool = True
   return jax.tree.map(np.asarray, variables), host
 
 
-def _run_config(path: str) -> dict[str, Any] | None:
+def run_config(path: str) -> dict[str, Any] | None:
   """The config.json of the run `path` belongs to (in `path` or up to two folders above, for
   a checkpoint folder); None when there is none or it cannot be read."""
   folder = os.path.abspath(path)
@@ -81,14 +81,14 @@ def _run_config(path: str) -> dict[str, Any] | None:
 
 def run_method(path: str) -> str | None:
   """The method ('pointdc', 'growsp', ...) of the run `path`, from its config.json."""
-  config = _run_config(path)
+  config = run_config(path)
   return None if config is None else str(config.get("method", "pointdc"))
 
 
 def distilled_teacher(path: str) -> str | None:
   """The teacher a PointDC run distilled from, read from its config.json (in `path` or up to
   two folders above, for a checkpoint folder); None when it did not distil or is unknown."""
-  config = _run_config(path)
+  config = run_config(path)
   try:
     if (config is not None and config.get("method", "pointdc") == "pointdc"
         and config.get("init", "") == "" and config.get("cmd", {}).get("epochs", 0)):

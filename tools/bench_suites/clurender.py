@@ -11,12 +11,17 @@ head J = 64 with both transport terms, Adam):
   RGB+XY transport (100 Sinkhorn iterations) or the code's sliced Wasserstein distance (1,000
   directions).
 Per step: the median wall time, XLA's cost analysis (FLOPs, bytes) and a roofline time for one
-H100 SXM (3.35 TB/s, 989 dense bf16 TFLOP/s); the ratios are CluRender / SoftClu. XLA's cost
-analysis counts the body of a loop once, and every Sinkhorn here is a loop, so the bytes of
-the other iterations are added: each log-domain iteration reads its [n, m] f32 cost matrix
-twice (one soft-min per marginal), so (iterations - 1) x 2 x n x m x 4 bytes per problem (the
-forward pass; the plans carry no gradient). That assumes the matrix is read from HBM each time;
-an H100's 50 MB L2 would hold a 2,048-pixel view's 16 MB and make it cheaper.
+H100 SXM (3.35 TB/s, 989 dense bf16 TFLOP/s); the ratios are CluRender / SoftClu.
+
+XLA's cost analysis counts the body of a loop once. Two kinds of loop matter here:
+- Every Sinkhorn is a loop, so the bytes of its other iterations are added. Each log-domain
+  iteration reads its [n, m] f32 cost matrix twice (one soft-min per marginal). That is
+  (iterations - 1) x 2 x n x m x 4 bytes per problem, in the forward pass only (the plans
+  carry no gradient). It assumes the matrix is read from HBM each time; an H100's 50 MB L2
+  would hold a 2,048-pixel view's 16 MB and make it cheaper.
+- The step renders its views in a loop (`lax.map`). So CluRender's roofline is SoftClu's
+  plus the number of views times the cost of one view. That cost is the forward and backward
+  pass of one view's render and image loss, measured alone, with its Sinkhorn loop added.
 """
 
 from __future__ import annotations
@@ -71,16 +76,29 @@ def _roofline(cost) -> dict:
 
 
 def _sinkhorn_loop_bytes(batch, c) -> float:
-  """Bytes of the Sinkhorn iterations XLA's cost analysis leaves out (module docstring)."""
+  """Bytes of SoftClu's Sinkhorn iterations XLA's cost analysis leaves out (module
+  docstring)."""
   voxels = int(np.sum(batch["level0_mask"]))
-  per_iteration = 2 * 4.0
-  total = (len(tuple(c.terms)) * (int(c.sinkhorn_iterations) - 1) * per_iteration * voxels
-           * int(c.clusters))
-  if int(c.views) > 0 and c.image_loss == "rgbxy_ot":
-    views = int(np.sum(batch["view_valid"]))
-    total += (views * (int(c.render.ot_iterations) - 1) * per_iteration
-              * int(c.render.pixels) ** 2)
-  return total
+  return (len(tuple(c.terms)) * (int(c.sinkhorn_iterations) - 1) * 8.0 * voxels
+          * int(c.clusters))
+
+
+def _per_view_cost(batch, c) -> dict:
+  """XLA's cost of one view's render and image loss, forward and backward (as the step runs
+  it: `method.view_losses` on a single view), its Sinkhorn iterations added."""
+  num_voxels = batch["voxel_feats"].shape[1]
+  centres = method.voxel_centres(jnp.asarray(batch["point_coords"][0]),
+                                 jnp.asarray(batch["point_to_voxel"][0]), num_voxels)[None]
+  one = {k: jnp.asarray(batch[k][:1, :1, :1]) for k in method.VIEW_FIELDS}
+  grad = jax.jit(jax.grad(lambda colours: jnp.sum(method.view_losses(
+      colours, centres, one, c.render, c.image_loss))))
+  cost = grad.lower(jnp.full((1, num_voxels, 3), 0.5, jnp.float32)).compile().cost_analysis()
+  cost = dict(cost[0] if isinstance(cost, (list, tuple)) else cost)
+  if c.image_loss == "rgbxy_ot":
+    cost["bytes accessed"] = (float(cost.get("bytes accessed", 0.0))
+                              + (int(c.render.ot_iterations) - 1) * 8.0
+                              * int(c.render.pixels) ** 2)
+  return _roofline(cost)
 
 
 def _step(batch, spec, c, repeats: int) -> dict:
@@ -100,11 +118,13 @@ def _step(batch, spec, c, repeats: int) -> dict:
   network = lambda **heads: VoxelNet(spec, **heads)   # pylint: disable=unnecessary-lambda-assignment
   step = make_train_step(method.make_loss_fn(network, c), mesh, "jit", donate=False)
   device = to_global_arrays(host, mesh)
-  cost = step.lower(state, device, {}).compile().cost_analysis()
-  cost = dict(cost[0] if isinstance(cost, (list, tuple)) else cost)
-  loop_bytes = _sinkhorn_loop_bytes(batch, c)
-  cost["bytes accessed"] = float(cost.get("bytes accessed", 0.0)) + loop_bytes
-  cost = {**_roofline(cost), "sinkhorn_loop_gbytes_added": round(loop_bytes / 1e9, 2)}
+  cost = {}
+  if not render:
+    cost = step.lower(state, device, {}).compile().cost_analysis()
+    cost = dict(cost[0] if isinstance(cost, (list, tuple)) else cost)
+    loop_bytes = _sinkhorn_loop_bytes(batch, c)
+    cost["bytes accessed"] = float(cost.get("bytes accessed", 0.0)) + loop_bytes
+    cost = {**_roofline(cost), "sinkhorn_loop_gbytes_added": round(loop_bytes / 1e9, 2)}
   holder = {"state": state}
 
   def run_step():
@@ -128,16 +148,20 @@ def run(quick: bool) -> dict:
   for kind, pixels in (("rgbxy_ot", c.render.pixels), ("rgbxy_ot", c.render.pixels // 2),
                        ("sliced_wasserstein", c.render.pixels)):
     c.views, c.image_loss = views, kind
+    config = _with_pixels(c, pixels)
     row = {"image_loss": kind, "pixels_per_view": int(pixels),
-           **_step(batch, spec, _with_pixels(c, pixels), repeats)}
+           **_step(batch, spec, config, repeats), "per_view": _per_view_cost(batch, config)}
     row["step_ratio"] = round(row["step_s"] / softclu["step_s"], 2)
+    row["h100_roofline_ms"] = round(softclu["h100_roofline_ms"]
+                                    + views * row["per_view"]["h100_roofline_ms"], 2)
     row["h100_roofline_step_ratio"] = round(row["h100_roofline_ms"]
                                             / softclu["h100_roofline_ms"], 2)
     rows.append(row)
     print(row, flush=True)
   return {"scene": "scene0000_00 (mini set, raw mesh vertices, its posed frames)",
           "h100_roofline": "max(FLOPs / 989 TFLOP/s, bytes / 3.35 TB/s), Sinkhorn loop bytes "
-                           "added (module docstring)",
+                           "added; CluRender: SoftClu's + views x one view's (module "
+                           "docstring)",
           "voxel_size_m": 0.05, "voxels": int(needs["voxels0"]),
           "most_voxels_in_one_view": int(needs["view_points"]),
           "view_points_capacity": int(batch["view_rows"].shape[-1]), "views": views,

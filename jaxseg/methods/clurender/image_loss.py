@@ -14,9 +14,14 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax.ad_checkpoint import checkpoint_name
 from ott.geometry import geometry
 from ott.problems.linear import linear_problem
 from ott.solvers.linear import sinkhorn
+
+
+# The name of the transport plan for `jax.checkpoint` policies (kept, not recomputed).
+OT_PLAN = "rgbxy_ot_plan"
 
 
 def pixel_samples(image: jax.Array, coverage: jax.Array, photo: jax.Array, key: jax.Array,
@@ -68,7 +73,8 @@ def rgbxy_ot_loss(rendered: jax.Array, photo: jax.Array, valid: jax.Array | None
   geom = geometry.Geometry(cost_matrix=jax.lax.stop_gradient(cost), epsilon=epsilon)
   solver = sinkhorn.Sinkhorn(min_iterations=iterations, max_iterations=iterations,
                              inner_iterations=iterations)
-  plan = solver(linear_problem.LinearProblem(geom, a=mass, b=mass)).matrix
+  plan = checkpoint_name(solver(linear_problem.LinearProblem(geom, a=mass, b=mass)).matrix,
+                         OT_PLAN)
   # No valid pixel (nothing covered): no transport, no loss.
   return jnp.where(jnp.any(valid), jnp.sum(cost * jax.lax.stop_gradient(plan)), 0.0)
 

@@ -28,15 +28,17 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
+from jaxseg.data.tfds_builders import record_text
+from jaxseg.errors import InputError
 from jaxseg.eval.report import ScalarWriter
 from jaxseg.logging_utils import get_logger
 from jaxseg.methods import TrainOutcome, with_encoder_of
-from jaxseg.errors import InputError
 from jaxseg.methods.clurender import image_loss, softclu, splatting
 from jaxseg.methods.clurender.views import ViewSampler
+from jaxseg.methods.pointdc.point_features import select_views
 from jaxseg.methods.scenes import voxel_scene_slots
-from jaxseg.data.tfds_builders import record_text
 from jaxseg.models.voxel_net import encoder_variables
 from jaxseg.train import trainer
 from jaxseg.train.context import RunContext
@@ -90,44 +92,53 @@ def voxel_centres(point_coords: jax.Array, point_to_voxel: jax.Array,
 
 def view_losses(colors: jax.Array, centres: jax.Array, views: dict[str, jax.Array],
                 r: ml_collections.ConfigDict, kind: str) -> jax.Array:
-  """The image loss of every view of one pack.
+  """The image loss of every view of a batch.
 
   Args:
-    colors: f32 [C, 3] the colour head's output; centres: f32 [C, 3] voxel centres (pipeline
-      coordinates); views: the pack's view_* fields ([Z, N_r, ...], `jaxseg.data.packing`);
+    colors: f32 [G, C, 3] the colour head's output; centres: f32 [G, C, 3] voxel centres
+      (pipeline coordinates); views: the batch's view_* fields ([G, Z, N_r, ...],
+      `jaxseg.data.packing`);
     r: the clurender.render config; kind: clurender.image_loss.
   Returns:
-    f32 [Z, N_r]: L_r of each valid view (0 for invalid ones).
-  """
-  num_voxels = colors.shape[0]
-  size = tuple(int(v) for v in r.image_size)
-  slots, per_scene = views["view_valid"].shape
+    f32 [G, Z, N_r]: L_r of each valid view (0 for invalid ones).
 
-  def one(view):
-    rows, seed = view["view_rows"], view["view_seed"]
+  Views run one at a time (`lax.map`): an invalid view (empty slot, a scene without frames)
+  skips its work (`lax.cond`), and each view's render is recomputed in the backward pass
+  rather than stored (`jax.checkpoint`, keeping only its transport plan), so the fragments
+  and cost matrices of one view are in memory at a time.
+  """
+  num_voxels = colors.shape[1]
+  size = tuple(int(v) for v in r.image_size)
+  packs, slots, per_scene = views["view_valid"].shape
+
+  def render_and_compare(view):
+    rows, pack = view["view_rows"], view["pack"]
     image, coverage = splatting.render_view(
-        jnp.take(centres, rows, axis=0, mode="fill", fill_value=0.0),
-        jnp.take(colors, rows, axis=0, mode="fill", fill_value=0.0), rows < num_voxels,
+        jnp.take(centres[pack], rows, axis=0, mode="fill", fill_value=0.0),
+        jnp.take(colors[pack], rows, axis=0, mode="fill", fill_value=0.0), rows < num_voxels,
         view["view_world_to_camera"], view["view_intrinsics"], size, radius=float(r.radius),
         points_per_pixel=int(r.points_per_pixel), eta=float(r.eta),
         min_depth=float(r.min_depth))
-    key = jax.random.key(seed)
+    key = jax.random.key(view["view_seed"])
     photo = view["view_images"].astype(jnp.float32) / 255.0
     rendered, real, covered = image_loss.pixel_samples(image, coverage, photo, key,
                                                        int(r.pixels))
     if kind == "rgbxy_ot":
-      loss = image_loss.rgbxy_ot_loss(rendered, real, covered, lam=float(r.lam),
+      return image_loss.rgbxy_ot_loss(rendered, real, covered, lam=float(r.lam),
                                       epsilon=float(r.ot_epsilon),
                                       iterations=int(r.ot_iterations))
-    else:
-      directions = image_loss.projection_directions(jax.random.fold_in(key, 1),
-                                                    int(r.projections))
-      loss = image_loss.sliced_wasserstein(rendered, real, directions, covered)
-    return jnp.where(view["view_valid"], loss, 0.0)
+    directions = image_loss.projection_directions(jax.random.fold_in(key, 1),
+                                                  int(r.projections))
+    return image_loss.sliced_wasserstein(rendered, real, directions, covered)
 
-  flat = {k: v.reshape((slots * per_scene,) + v.shape[2:]) for k, v in views.items()}
-  # One view at a time keeps the fragments of a single view in memory.
-  return jax.lax.map(one, flat).reshape(slots, per_scene)
+  def one(view):
+    return jax.lax.cond(view["view_valid"], render_and_compare,
+                        lambda _: jnp.zeros((), jnp.float32), view)
+
+  flat = {k: v.reshape((packs * slots * per_scene,) + v.shape[3:]) for k, v in views.items()}
+  flat["pack"] = jnp.repeat(jnp.arange(packs, dtype=jnp.int32), slots * per_scene)
+  policy = jax.checkpoint_policies.save_only_these_names(image_loss.OT_PLAN)
+  return jax.lax.map(jax.checkpoint(one, policy=policy), flat).reshape(packs, slots, per_scene)
 
 
 def scene_losses(logits: jax.Array, features: jax.Array, coords: jax.Array, scene: jax.Array,
@@ -178,9 +189,8 @@ def make_loss_fn(network: Callable[..., nn.Module], c: ml_collections.ConfigDict
       num_voxels = out["voxel_features"].shape[1]
       centres = jax.vmap(lambda x, p: voxel_centres(x, p, num_voxels))(
           batch["point_coords"], batch["point_to_voxel"])
-      per_view = jax.vmap(lambda col, cen, v: view_losses(col, cen, v, c.render,
-                                                          c.image_loss))(
-          out["voxel_colors"], centres, {k: batch[k] for k in VIEW_FIELDS})
+      per_view = view_losses(out["voxel_colors"], centres,
+                             {k: batch[k] for k in VIEW_FIELDS}, c.render, c.image_loss)
       metrics["render_loss"] = jnp.sum(per_view)
       metrics["rendered_views"] = jnp.sum(batch["view_valid"]).astype(jnp.float32)
       losses = losses + float(c.render.weight) * jnp.sum(per_view, axis=-1)
@@ -196,8 +206,9 @@ def view_sampler(ctx: RunContext) -> ViewSampler | None:
   if not int(c.views):
     return None
   source = ctx.data.source(ctx.config.data.train_split)
-  names = [record_text(source[i]["name"]) for i in range(len(source))
-           if len(source[i]["frames"]["poses"])]
+  records = (source[i] for i in range(len(source)))
+  names = [record_text(record["name"]) for record in records
+           if len(select_views(np.asarray(record["frames"]["poses"]).reshape(-1, 4, 4), 0))]
   if not names:
     raise InputError(ctx.config.data.train_split, f"none of the {len(source)} training scenes "
                      "has posed RGB-D frames to render into", "prepare the dataset with "

@@ -105,6 +105,17 @@ def test_packed_augmented_views_render_the_photo(room):
       ratios.append(error / baseline)
   # Measured 0.27-0.40 (5 cm voxels, 2 px disks, through gaps between voxels).
   assert max(ratios) < 0.5 and np.mean(ratios) < 0.4, ratios
+  # The host's frustum rows lose nothing: every voxel of the scene splatted gives the same
+  # image.
+  capacity = batch["voxel_feats"].shape[1]
+  bounds = (0, first, first + len(elements[1]["voxel_coords"]))
+  for slot in range(2):
+    scene_rows = np.full(capacity, capacity, np.int32)
+    scene_rows[:bounds[slot + 1] - bounds[slot]] = np.arange(bounds[slot], bounds[slot + 1])
+    every = dict(batch, view_rows=np.broadcast_to(scene_rows, (1, 2, 3, capacity)))
+    culled, _ = _render(batch, slot, 0, colours)
+    whole, _ = _render(every, slot, 0, colours)
+    np.testing.assert_allclose(culled, whole, atol=1e-5)
 
 
 def test_views_are_drawn_from_the_scenes_frames_and_padded(room):
@@ -137,11 +148,22 @@ def test_step_image_loss_prefers_the_scenes_own_colours(room, kind):
   num_voxels = batch["voxel_feats"].shape[1]
   centres = method.voxel_centres(jnp.asarray(batch["point_coords"][0]),
                                  jnp.asarray(batch["point_to_voxel"][0]), num_voxels)
-  fields = {k: jnp.asarray(batch[k][0]) for k in method.VIEW_FIELDS}
-  loss = jax.jit(lambda c: jnp.sum(method.view_losses(c, centres, fields, r, kind)))
+  fields = {k: jnp.asarray(batch[k]) for k in method.VIEW_FIELDS}
+  loss = jax.jit(lambda c: jnp.sum(method.view_losses(c[None], centres[None], fields, r,
+                                                      kind)))
   colours = jnp.asarray(batch["voxel_feats"][0, :, :3] + 0.5)
   shuffled = jnp.asarray(np.random.default_rng(0).permutation(np.asarray(colours)))
   own, other = float(loss(colours)), float(loss(shuffled))
   assert own < 0.5 * other, (own, other)
+  # Two packs in one call: each view reads its own pack's voxels; invalid views give 0.
+  both = {k: jnp.concatenate([v, v]) for k, v in fields.items()}
+  both["view_valid"] = both["view_valid"].at[1, 1, 1].set(False)
+  per_view = np.asarray(jax.jit(lambda c: method.view_losses(
+      c, jnp.stack([centres, centres]), both, r, kind))(jnp.stack([colours, shuffled])))
+  alone = np.asarray(jax.jit(lambda c: method.view_losses(
+      c[None], centres[None], fields, r, kind))(colours))
+  np.testing.assert_allclose(per_view[0], alone[0], rtol=1e-5)
+  assert per_view[1, 1, 1] == 0.0
+  assert per_view[1, 0, 0] > 2 * per_view[0, 0, 0]
   grad = np.asarray(jax.grad(loss)(shuffled))
   assert np.isfinite(grad).all() and np.abs(grad).sum() > 0
