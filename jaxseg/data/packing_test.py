@@ -92,3 +92,61 @@ def test_scenes_split_into_balanced_packs_and_pad_with_sentinels():
     corners = batch[geo.corners_key(1)][g]
     assert corners.min() >= 0 and corners.max() <= signature["voxels1"]
     assert set(batch["scene_index"][g][batch["scene_index"][g] >= 0]) <= set(range(5))
+
+
+def _with_views(element, num_views, rows_per_view, valid):
+  """The element with view_* arrays as `ViewSampler` makes them (rows -1 padded)."""
+  width = max([len(r) for r in rows_per_view], default=0)
+  rows = np.full((num_views, width), -1, np.int32)
+  for v, r in enumerate(rows_per_view):
+    rows[v, :len(r)] = r
+  return dict(element, view_images=np.full((num_views, 2, 3, 3), 7, np.uint8),
+              view_world_to_camera=np.tile(np.eye(4, dtype=np.float32), (num_views, 1, 1)),
+              view_intrinsics=np.tile(np.eye(3, dtype=np.float32), (num_views, 1, 1)),
+              view_valid=np.asarray(valid, bool), view_seed=np.arange(num_views, dtype=np.int32),
+              view_rows=rows)
+
+
+def test_view_rows_follow_their_scene_into_the_pack():
+  """Views of packed scenes: rows shifted by the scene's level-0 offset, -1 padding and empty
+  slots become the C_0 sentinel, and an empty pack gets invalid views."""
+  rng = np.random.default_rng(2)
+  scenes = [ss.random_voxels(rng, (9, 9, 9), n) for n in (120, 80, 60)]
+  base = [ss.scene_element(v, SPEC, np.ones((len(v), 6)), i) for i, v in enumerate(scenes)]
+  elements = [_with_views(base[0], 2, [[0, 5, 119], [3]], [True, True]),
+              _with_views(base[1], 2, [[79, 1]], [True, False]),
+              _with_views(base[2], 2, [], [False, False])]          # a scene without frames
+  packs = packing.pack_batch(elements, 2, 2, SPEC)                  # 1 + 2 scenes
+  signature = capacity.tight(packing.batch_needs(packs))
+  assert signature["view_points"] >= 3
+  batch = packing.pad_packs(packs, signature, SPEC)
+  cap = signature["voxels0"]
+  assert batch["view_rows"].shape == (2, 2, 2, signature["view_points"])
+  assert batch["view_images"].shape == (2, 2, 2, 2, 3, 3)
+  for g, pack in enumerate(packs):
+    indices = [int(i) for i in pack.arrays["scene_index"] if i >= 0]
+    offset = 0
+    for slot, index in enumerate(indices):
+      element = elements[index]
+      want = np.where(element["view_rows"] >= 0, element["view_rows"] + offset, cap)
+      got = batch["view_rows"][g, slot, :, :want.shape[1]]
+      np.testing.assert_array_equal(got, want)
+      assert np.all(batch["view_rows"][g, slot, :, want.shape[1]:] == cap)
+      np.testing.assert_array_equal(batch["view_valid"][g, slot], element["view_valid"])
+      # The rows point at this scene's voxels: their coordinates are the scene's, placed.
+      coords = batch["voxel_coords"][g][got[got < cap]]
+      placed = element["voxel_coords"][want[want < cap] - offset]
+      assert np.all(coords - placed == (coords - placed)[:1])
+      offset += len(element["voxel_coords"])
+    for slot in range(len(indices), 2):                            # empty slots
+      assert not batch["view_valid"][g, slot].any()
+      assert np.all(batch["view_rows"][g, slot] == cap)
+  assert sorted(len([i for i in p.arrays["scene_index"] if i >= 0]) for p in packs) == [1, 2]
+  # A pack without scenes (the filler of a short batch): invalid views, sentinel rows.
+  packs = packing.pack_batch(elements[:1], 2, 2, SPEC)
+  signature = capacity.tight(packing.batch_needs(packs))
+  batch = packing.pad_packs(packs, signature, SPEC)
+  empty = [g for g, p in enumerate(packs) if (p.arrays["scene_index"] < 0).all()]
+  assert len(empty) == 1
+  assert not batch["view_valid"][empty[0]].any()
+  assert np.all(batch["view_rows"][empty[0]] == signature["voxels0"])
