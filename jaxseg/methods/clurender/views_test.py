@@ -60,19 +60,23 @@ def _packed(room, augment: AugmentConfig, sampler, seeds):
                                      config.geometry)
 
 
+@jax.jit
+def _render_rows(point_coords, point_to_voxel, colours, rows, world_to_camera, intrinsics):
+  num_voxels = colours.shape[0]
+  centres = method.voxel_centres(point_coords, point_to_voxel, num_voxels)
+  return splatting.render_view(
+      jnp.take(centres, rows, axis=0, mode="fill", fill_value=0.0),
+      jnp.take(colours, rows, axis=0, mode="fill", fill_value=0.0), rows < num_voxels,
+      world_to_camera, intrinsics, SIZE, radius=2.0, points_per_pixel=16)
+
+
 def _render(batch, slot, view, colours):
   """The step's render of one view of one slot from the padded batch, f32 [H, W, 3] and the
   coverage [H, W]."""
-  num_voxels = batch["voxel_feats"].shape[1]
-  centres = method.voxel_centres(jnp.asarray(batch["point_coords"][0]),
-                                 jnp.asarray(batch["point_to_voxel"][0]), num_voxels)
-  rows = jnp.asarray(batch["view_rows"][0, slot, view])
-  image, coverage = splatting.render_view(
-      jnp.take(centres, rows, axis=0, mode="fill", fill_value=0.0),
-      jnp.take(jnp.asarray(colours), rows, axis=0, mode="fill", fill_value=0.0),
-      rows < num_voxels, jnp.asarray(batch["view_world_to_camera"][0, slot, view]),
-      jnp.asarray(batch["view_intrinsics"][0, slot, view]), SIZE, radius=2.0,
-      points_per_pixel=16)
+  image, coverage = _render_rows(
+      batch["point_coords"][0], batch["point_to_voxel"][0], np.asarray(colours, np.float32),
+      batch["view_rows"][0, slot, view], batch["view_world_to_camera"][0, slot, view],
+      batch["view_intrinsics"][0, slot, view])
   return np.asarray(image), np.asarray(coverage)
 
 
@@ -141,8 +145,8 @@ def test_step_image_loss_prefers_the_scenes_own_colours(room, kind):
   """`method.view_losses` on a packed batch: the voxels' own colours fit their photos far
   better than the same colours shuffled, and the gradient reaches the colours."""
   r = config_defaults.clurender_config().render
-  r.image_size, r.radius, r.points_per_pixel, r.pixels = SIZE, 2.0, 16, 512
-  r.ot_iterations, r.projections = 50, 200
+  r.image_size, r.radius, r.points_per_pixel, r.pixels = SIZE, 2.0, 16, 256
+  r.ot_iterations, r.projections = 30, 100
   sampler = views.ViewSampler(num_views=2, image_size=SIZE, radius=2.0)
   _, batch = _packed(room, AugmentConfig(), sampler, seeds=(3, 4))
   num_voxels = batch["voxel_feats"].shape[1]
