@@ -224,7 +224,8 @@ def view_sampler(ctx: RunContext) -> ViewSampler | None:
 
 def train(ctx: RunContext, resume: bool, writer: ScalarWriter,
           validate: trainer.Validate | None = None) -> TrainOutcome:
-  """Runs SoftClu pre-training; returns the encoder."""
+  """Runs CluRender pre-training (SoftClu alone with clurender.views = 0); returns the
+  encoder."""
   config, c = ctx.config, ctx.config.clurender
   render = int(c.views) > 0
   variables, provenance = with_encoder_of(
