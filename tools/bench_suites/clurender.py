@@ -39,6 +39,7 @@ from jaxseg.io import mmdet3d
 from jaxseg.methods.clurender import method
 from jaxseg.methods.clurender.views import ViewSampler
 from jaxseg.models.voxel_net import VoxelNet, geometry_spec, net_fields
+from jaxseg.ops import pooling
 from jaxseg.testing import scannet_mini_root
 from jaxseg.train import optim
 from jaxseg.train.parallel import make_train_step, replicate
@@ -87,7 +88,7 @@ def _per_view_cost(batch, c) -> dict:
   """XLA's cost of one view's render and image loss, forward and backward (as the step runs
   it: `method.view_losses` on a single view), its Sinkhorn iterations added."""
   num_voxels = batch["voxel_feats"].shape[1]
-  centres = method.voxel_centres(jnp.asarray(batch["point_coords"][0]),
+  centres = pooling.segment_mean(jnp.asarray(batch["point_coords"][0]),
                                  jnp.asarray(batch["point_to_voxel"][0]), num_voxels)[None]
   one = {k: jnp.asarray(batch[k][:1, :1, :1]) for k in method.VIEW_FIELDS}
   grad = jax.jit(jax.grad(lambda colours: jnp.sum(method.view_losses(

@@ -40,6 +40,8 @@ from jaxseg.methods.clurender.views import ViewSampler
 from jaxseg.methods.pointdc.point_features import select_views
 from jaxseg.methods.scenes import voxel_scene_slots
 from jaxseg.models.voxel_net import encoder_variables
+from jaxseg.ops import pooling
+from jaxseg.ops.rows import take_rows
 from jaxseg.train import trainer
 from jaxseg.train.context import RunContext
 
@@ -80,16 +82,6 @@ def config_problems(config: ml_collections.ConfigDict) -> list[str]:
 IMAGE_LOSSES = ("rgbxy_ot", "sliced_wasserstein")
 
 
-def voxel_centres(point_coords: jax.Array, point_to_voxel: jax.Array,
-                  num_voxels: int) -> jax.Array:
-  """f32 [C, 3]: the mean of each voxel's points (padding points point at row C and are
-  dropped; a voxel without points gets 0). point_coords [P, 3], point_to_voxel int32 [P]."""
-  sums = jax.ops.segment_sum(point_coords, point_to_voxel, num_segments=num_voxels + 1)
-  counts = jax.ops.segment_sum(jnp.ones(point_to_voxel.shape, jnp.float32), point_to_voxel,
-                               num_segments=num_voxels + 1)
-  return (sums / jnp.maximum(counts, 1.0)[:, None])[:num_voxels]
-
-
 def view_losses(colors: jax.Array, centres: jax.Array, views: dict[str, jax.Array],
                 r: ml_collections.ConfigDict, kind: str) -> jax.Array:
   """The image loss of every view of a batch.
@@ -114,8 +106,7 @@ def view_losses(colors: jax.Array, centres: jax.Array, views: dict[str, jax.Arra
   def render_and_compare(view):
     rows, pack = view["view_rows"], view["pack"]
     image, coverage = splatting.render_view(
-        jnp.take(centres[pack], rows, axis=0, mode="fill", fill_value=0.0),
-        jnp.take(colors[pack], rows, axis=0, mode="fill", fill_value=0.0), rows < num_voxels,
+        take_rows(centres[pack], rows), take_rows(colors[pack], rows), rows < num_voxels,
         view["view_world_to_camera"], view["view_intrinsics"], size, radius=float(r.radius),
         points_per_pixel=int(r.points_per_pixel), eta=float(r.eta),
         min_depth=float(r.min_depth))
@@ -187,8 +178,9 @@ def make_loss_fn(network: Callable[..., nn.Module], c: ml_collections.ConfigDict
     metrics = {"cluster_loss": jnp.sum(losses)}
     if render:
       num_voxels = out["voxel_features"].shape[1]
-      centres = jax.vmap(lambda x, p: voxel_centres(x, p, num_voxels))(
-          batch["point_coords"], batch["point_to_voxel"])
+      # Voxels sit at the mean of their points (padding points point at row C: dropped).
+      centres = pooling.segment_mean(batch["point_coords"], batch["point_to_voxel"],
+                                     num_voxels)
       per_view = view_losses(out["voxel_colors"], centres,
                              {k: batch[k] for k in VIEW_FIELDS}, c.render, c.image_loss)
       metrics["render_loss"] = jnp.sum(per_view)

@@ -18,7 +18,7 @@ images resized to `image_size`, and builds, per view:
                                               packing shifts them to pack rows and pads M to a
                                               capacity (`packing`, need 'view_points')
 A scene without frames gets N_r invalid views and no rows. Voxels are placed at the mean of
-their points, as the training step places them (`method.voxel_centres`).
+their points, as the training step places them (`pooling.segment_mean`).
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from jaxseg.data.augment import AugmentConfig
 from jaxseg.io import scannet
 from jaxseg.methods.clurender import method, splatting, views
 from jaxseg.methods.pointdc import projection
+from jaxseg.ops import pooling
 from jaxseg.synthetic import generate
 from jaxseg.synthetic.mesh import MeshConfig
 
@@ -63,7 +64,7 @@ def _packed(room, augment: AugmentConfig, sampler, seeds):
 @jax.jit
 def _render_rows(point_coords, point_to_voxel, colours, rows, world_to_camera, intrinsics):
   num_voxels = colours.shape[0]
-  centres = method.voxel_centres(point_coords, point_to_voxel, num_voxels)
+  centres = pooling.segment_mean(point_coords, point_to_voxel, num_voxels)
   return splatting.render_view(
       jnp.take(centres, rows, axis=0, mode="fill", fill_value=0.0),
       jnp.take(colours, rows, axis=0, mode="fill", fill_value=0.0), rows < num_voxels,
@@ -150,7 +151,7 @@ def test_step_image_loss_prefers_the_scenes_own_colours(room, kind):
   sampler = views.ViewSampler(num_views=2, image_size=SIZE, radius=2.0)
   _, batch = _packed(room, AugmentConfig(), sampler, seeds=(3, 4))
   num_voxels = batch["voxel_feats"].shape[1]
-  centres = method.voxel_centres(jnp.asarray(batch["point_coords"][0]),
+  centres = pooling.segment_mean(jnp.asarray(batch["point_coords"][0]),
                                  jnp.asarray(batch["point_to_voxel"][0]), num_voxels)
   fields = {k: jnp.asarray(batch[k]) for k in method.VIEW_FIELDS}
   loss = jax.jit(lambda c: jnp.sum(method.view_losses(c[None], centres[None], fields, r,
