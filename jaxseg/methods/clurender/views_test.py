@@ -154,21 +154,23 @@ def test_step_image_loss_prefers_the_scenes_own_colours(room, kind):
   centres = pooling.segment_mean(jnp.asarray(batch["point_coords"][0]),
                                  jnp.asarray(batch["point_to_voxel"][0]), num_voxels)
   fields = {k: jnp.asarray(batch[k]) for k in method.VIEW_FIELDS}
-  loss = jax.jit(lambda c: jnp.sum(method.view_losses(c[None], centres[None], fields, r,
-                                                      kind)))
-  colours = jnp.asarray(batch["voxel_feats"][0, :, :3] + 0.5)
-  shuffled = jnp.asarray(np.random.default_rng(0).permutation(np.asarray(colours)))
-  own, other = float(loss(colours)), float(loss(shuffled))
-  assert own < 0.5 * other, (own, other)
-  # Two packs in one call: each view reads its own pack's voxels; invalid views give 0.
+  # Two packs of the same scenes in one call, the second pack's view (1, 1) marked invalid.
   both = {k: jnp.concatenate([v, v]) for k, v in fields.items()}
   both["view_valid"] = both["view_valid"].at[1, 1, 1].set(False)
-  per_view = np.asarray(jax.jit(lambda c: method.view_losses(
-      c, jnp.stack([centres, centres]), both, r, kind))(jnp.stack([colours, shuffled])))
-  alone = np.asarray(jax.jit(lambda c: method.view_losses(
-      c[None], centres[None], fields, r, kind))(colours))
-  np.testing.assert_allclose(per_view[0], alone[0], rtol=1e-5)
-  assert per_view[1, 1, 1] == 0.0
-  assert per_view[1, 0, 0] > 2 * per_view[0, 0, 0]
-  grad = np.asarray(jax.grad(loss)(shuffled))
+  per_view = jax.jit(lambda c: method.view_losses(c, jnp.stack([centres, centres]), both, r,
+                                                  kind))
+  colours = jnp.asarray(batch["voxel_feats"][0, :, :3] + 0.5)
+  shuffled = jnp.asarray(np.random.default_rng(0).permutation(np.asarray(colours)))
+  first = np.asarray(per_view(jnp.stack([colours, shuffled])))
+  swapped = np.asarray(per_view(jnp.stack([shuffled, colours])))
+  own, other = first[0].sum(), swapped[0].sum()
+  assert own < 0.5 * other, (own, other)
+  # Each view reads its own pack's voxels; an invalid view gives 0.
+  valid = np.ones(first.shape[1:], bool)
+  valid[1, 1] = False
+  np.testing.assert_allclose(swapped[1][valid], first[0][valid], rtol=1e-5)
+  assert first[1, 1, 1] == 0.0 and swapped[1, 1, 1] == 0.0
+  assert first[1, 0, 0] > 2 * first[0, 0, 0]
+  loss = lambda c: jnp.sum(method.view_losses(c[None], centres[None], fields, r, kind))
+  grad = np.asarray(jax.jit(jax.grad(loss))(shuffled))
   assert np.isfinite(grad).all() and np.abs(grad).sum() > 0
