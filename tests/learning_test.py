@@ -2,8 +2,8 @@
 configs/scannet_growsp.py, seeded) against a randomly initialised network under the same
 evaluation seeds.
 
-Too slow for the default run (PointDC 14.5 minutes on 2 CPU cores under the tests' XLA
-settings, GrowSP about 7): set JAXSEG_SLOW_TESTS=1.
+Too slow for the default run (PointDC 14.5 minutes on 2 CPU cores when these runs still used
+the tests' cheaper XLA code generation, GrowSP about 7): set JAXSEG_SLOW_TESTS=1.
 The default run checks the distillation loss fall on tinier rooms (tests/pointdc_test.py).
 """
 
@@ -15,6 +15,7 @@ import sys
 import pytest
 
 from jaxseg.eval.report import read_scalars
+from tests.processes import training_env
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Stated margins, below what was measured on 2026-12-02 (distillation loss 0.043 -> 0.0048;
@@ -31,7 +32,7 @@ def _main(tmp, workdir, *overrides, config="scannet_svc.py"):
   command = [sys.executable, os.path.join(_ROOT, "experiments", "main.py"), "--config",
              os.path.join(_ROOT, "configs", config), f"--config.workdir={workdir}",
              "--config.eval.linear_probe=False", *overrides]
-  result = subprocess.run(command, cwd=tmp, env=dict(os.environ, JAXSEG_CACHE=str(tmp / "cache")),
+  result = subprocess.run(command, cwd=tmp, env=training_env(tmp / "cache"),
                           capture_output=True, text=True, timeout=1800)
   assert result.returncode == 0, result.stderr[-4000:]
   with open(workdir / "report.json") as f:

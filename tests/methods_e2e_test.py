@@ -18,6 +18,7 @@ import sys
 import pytest
 
 from jaxseg.eval.report import read_scalars
+from tests.processes import training_env
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _FIXED_SHAPES = [
@@ -36,10 +37,8 @@ def _run(tmp, config, workdir, *overrides):
   command = [sys.executable, os.path.join(_ROOT, "experiments", "main.py"), "--config",
              os.path.join(_ROOT, "configs", config), f"--config.workdir={workdir}",
              *_FIXED_SHAPES, *overrides]
-  # Every compiled program goes to the persistent cache, so later runs load them.
-  env = dict(os.environ, JAXSEG_CACHE=str(tmp / "cache"), JAXSEG_XLA_CACHE_MIN_SECONDS="0")
-  result = subprocess.run(command, cwd=tmp, env=env, capture_output=True, text=True,
-                          timeout=900)
+  result = subprocess.run(command, cwd=tmp, env=training_env(tmp / "cache"),
+                          capture_output=True, text=True, timeout=900)
   assert result.returncode == 0, result.stderr[-4000:]
   with open(workdir / "report.json") as f:
     return json.load(f), result.stderr

@@ -32,6 +32,7 @@ from jaxseg.eval.report import read_scalars
 from jaxseg.io.labels import SCANNET_NYU40_IDS
 from jaxseg.supervoxels import api as supervoxels_api
 from jaxseg.train.restore import load_variables
+from tests.processes import training_env
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # 4 train / 2 val rooms at 10 cm, a 1-3 epoch schedule (one step an epoch).
@@ -53,13 +54,7 @@ def _command(workdir, *overrides):
 
 
 def _env(tmp):
-  """The runs' environment: every compiled program goes to the shared persistent cache, so
-  later runs load them; 4 CPU devices with XLA's default code generation. The tests' cheaper
-  code generation (jaxseg/conftest.py) makes these runs slower: their warm training steps
-  take 7-8 s instead of 2.2-2.5 s and the whole run (CMD, SVC, evaluation) 258 s instead of
-  205 s alone on 2 cores (2026-12-02)."""
-  return dict(os.environ, JAXSEG_CACHE=str(tmp / "cache"), JAXSEG_XLA_CACHE_MIN_SECONDS="0",
-              XLA_FLAGS="--xla_force_host_platform_device_count=4")
+  return training_env(tmp / "cache")
 
 
 @pytest.fixture(scope="module")

@@ -1,11 +1,24 @@
-"""Helpers of the tests that start several processes: a free localhost port, and waiting for
-all of them with a deadline so that a hung collective never hangs CI."""
+"""Helpers of the tests that start processes: the environment of a training run, a free
+localhost port, and waiting for several processes with a deadline so that a hung collective
+never hangs CI."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 from typing import Sequence
+
+
+def training_env(cache_dir, **extra: str) -> dict[str, str]:
+  """The environment of a training run started by a test: every compiled program goes to
+  `cache_dir`'s persistent cache (so later runs load them), on 4 CPU devices with XLA's default
+  code generation. The tests' cheaper code generation (jaxseg/conftest.py) suits their many
+  small programs but slows a run's steps: the end-to-end PointDC run's warm training steps took
+  7-8 s with it instead of 2.2-2.5 s, the whole run 258 s instead of 205 s alone on 2 cores
+  (2026-12-02)."""
+  return dict(os.environ, JAXSEG_CACHE=str(cache_dir), JAXSEG_XLA_CACHE_MIN_SECONDS="0",
+              XLA_FLAGS="--xla_force_host_platform_device_count=4", **extra)
 
 
 def free_port() -> int:
