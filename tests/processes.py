@@ -10,7 +10,7 @@ import subprocess
 from typing import Sequence
 
 
-def training_env(cache_dir, **extra: str) -> dict[str, str]:
+def training_env(cache_dir) -> dict[str, str]:
   """The environment of a training run started by a test: every compiled program goes to
   `cache_dir`'s persistent cache (so later runs load them), on 4 CPU devices with XLA's default
   code generation. The tests' cheaper code generation (jaxseg/conftest.py) suits their many
@@ -18,7 +18,7 @@ def training_env(cache_dir, **extra: str) -> dict[str, str]:
   7-8 s with it instead of 2.2-2.5 s, the whole run 258 s instead of 205 s alone on 2 cores
   (2026-12-02)."""
   return dict(os.environ, JAXSEG_CACHE=str(cache_dir), JAXSEG_XLA_CACHE_MIN_SECONDS="0",
-              XLA_FLAGS="--xla_force_host_platform_device_count=4", **extra)
+              XLA_FLAGS="--xla_force_host_platform_device_count=4")
 
 
 def free_port() -> int:

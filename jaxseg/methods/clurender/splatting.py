@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxseg.methods.pointdc import projection
+from jaxseg.ops.rows import take_rows
 
 # Opacity is capped below 1 so that log(1 - a) and its gradient stay finite.
 _MAX_OPACITY = 1.0 - 1e-4
@@ -117,8 +118,7 @@ def render_view(points: jax.Array, colors: jax.Array, valid: jax.Array,
     seen = in_view(points, valid, world_to_camera, intrinsics, size, radius=radius,
                    min_depth=min_depth)
     (rows,) = jnp.nonzero(seen, size=max_points, fill_value=points.shape[0])
-    points = jnp.take(points, rows, axis=0, mode="fill", fill_value=0.0)
-    colors = jnp.take(colors, rows, axis=0, mode="fill", fill_value=0.0)
+    points, colors = take_rows(points, rows), take_rows(colors, rows)
     valid = rows < seen.shape[0]
   num_points = points.shape[0]
   pixels, depth, front = projection.camera_pixels(points, valid, world_to_camera, intrinsics,

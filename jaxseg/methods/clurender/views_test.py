@@ -14,6 +14,7 @@ from jaxseg.io import scannet
 from jaxseg.methods.clurender import method, splatting, views
 from jaxseg.methods.pointdc import projection
 from jaxseg.ops import pooling
+from jaxseg.ops.rows import take_rows
 from jaxseg.synthetic import generate
 from jaxseg.synthetic.mesh import MeshConfig
 
@@ -66,8 +67,7 @@ def _render_rows(point_coords, point_to_voxel, colours, rows, world_to_camera, i
   num_voxels = colours.shape[0]
   centres = pooling.segment_mean(point_coords, point_to_voxel, num_voxels)
   return splatting.render_view(
-      jnp.take(centres, rows, axis=0, mode="fill", fill_value=0.0),
-      jnp.take(colours, rows, axis=0, mode="fill", fill_value=0.0), rows < num_voxels,
+      take_rows(centres, rows), take_rows(colours, rows), rows < num_voxels,
       world_to_camera, intrinsics, SIZE, radius=2.0, points_per_pixel=16)
 
 
