@@ -5,7 +5,9 @@ ScanNet v2, on the voxel encoder.
       The built-in procedural rooms (20 posed frames each) at 5 cm, 12 epochs, 4 views of
       320x240 a scene and step, 1,024 pixels compared a view: pre-training, then the
       unsupervised evaluation (Hungarian-matched clustering, super-voxel pooling, linear
-      probe). A demo. --config.clurender.views=0 trains SoftClu alone.
+      probe). A demo. --config.clurender.views=0 trains SoftClu alone;
+      --config.model.name=dgcnn trains the references' DGCNN backbone on 4,096 farthest-point
+      samples of each scene instead of the voxel encoder.
 
   python experiments/main.py --config configs/scannet_clurender.py:reference \\
       --config.data.root=/data/ScanNet/scans

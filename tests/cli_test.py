@@ -39,7 +39,7 @@ def test_every_bad_value_is_listed_in_one_message(tmp_path):
       "--config.eval.features=rgb": "unknown eval.features 'rgb'",
       "--config.svc.num_clusters=5": "svc.num_clusters=5 is below data.num_classes=20",
       "--config.init=/no/run": "init '/no/run' does not exist",
-      "--config.model.name=dgcnn": "needs a voxel encoder",
+      "--config.model.name=pointnet2": "unknown model.name 'pointnet2'",
       "--config.data.format=lidar": "unknown data.format 'lidar'",
       "--config.teacher.checkpoint=/no/dino.pth": "teacher.checkpoint '/no/dino.pth' does not",
   }

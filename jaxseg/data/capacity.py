@@ -42,7 +42,7 @@ RATIO = 1.25
 
 # (smallest rung, multiple) per kind of quantity; a need's kind is its name's prefix.
 _LADDERS = {"points": (256, 64), "segments": (16, 16), "voxels": (16, 16), "pairs": (8, 8),
-            "children": (8, 8), "view_points": (64, 64)}
+            "children": (8, 8), "view_points": (64, 64), "scene_voxels": (16, 16)}
 
 
 def _ladder(name: str) -> tuple[int, int]:

@@ -24,7 +24,9 @@ Padded batch (P points, S super-voxels, C_l voxels at level l, Z scene slots per
   with posed views (`jaxseg.methods.clurender.views`): view_images u8 [G, Z, N_r, H, W, 3],
   view_world_to_camera f32 [G, Z, N_r, 4, 4], view_intrinsics f32 [G, Z, N_r, 3, 3],
   view_valid bool [G, Z, N_r] (False for empty slots) and view_rows i32 [G, Z, N_r, M] (pack
-  voxel rows each view can see, C_0 on padding; M the capacity of the need 'view_points').
+  voxel rows each view can see, C_0 on padding; M the capacity of the need 'view_points');
+  with `spec.scene_rows`: scene_rows i32 [G, Z, L] (each slot's voxel rows, C_0 on padding; L
+  the capacity of the need 'scene_voxels').
 Points of a pack are ordered by pack-wide super-voxel id (points without one, then padding,
 last), so pooling can treat the ids as sorted.
 """
@@ -160,6 +162,9 @@ def _empty_pack(slots: int, spec: geo.GeometrySpec) -> Pack:
                  "scene_transform": np.tile(np.eye(4, dtype=np.float32), (slots, 1, 1))})
   needs = {"points": 0, "segments": 0}
   needs.update({f"voxels{l}": 0 for l in range(spec.num_levels)})
+  if spec.scene_rows:
+    arrays[geo.SCENE_ROWS] = np.full((slots, 0), -1, np.int32)
+    needs["scene_voxels"] = 0
   if spec.engine == "pairs":
     needs.update({key: 0 for key in band_needs(spec)})
   return Pack(arrays, needs)
@@ -211,12 +216,24 @@ def pack_scenes(elements: Sequence[Mapping[str, Any]], slots: int,
     arrays.update(_pack_views(elements, slots, row_offsets[:, 0]))
     needs["view_points"] = arrays["view_rows"].shape[-1]
   needs.update({f"voxels{l}": int(n) for l, n in enumerate(arrays["level_counts"])})
+  if spec.scene_rows:
+    arrays[geo.SCENE_ROWS] = _scene_rows(level_counts[:, 0], row_offsets[:, 0], slots)
+    needs["scene_voxels"] = arrays[geo.SCENE_ROWS].shape[1]
   if spec.engine == "pairs":
     arrays.update(_pack_geometry(elements, spec, row_offsets))
     for key in band_needs(spec):
       arrays_key = _band_array(key)
       needs[key] = arrays[arrays_key].shape[1]
   return Pack(arrays, needs)
+
+
+def _scene_rows(counts: np.ndarray, offsets: np.ndarray, slots: int) -> np.ndarray:
+  """int32 [slots, max count]: the pack rows of each scene's voxels (offset + 0..count-1),
+  -1 beyond a scene's count and in empty slots."""
+  rows = np.full((slots, int(counts.max())), -1, np.int32)
+  for slot, (count, offset) in enumerate(zip(counts, offsets)):
+    rows[slot, :count] = offset + np.arange(count)
+  return rows
 
 
 def _pack_views(elements, slots: int, voxel_offsets: np.ndarray) -> dict[str, np.ndarray]:
@@ -329,6 +346,10 @@ def pad_pack(pack: Pack, signature: Mapping[str, int], spec: geo.GeometrySpec) -
     out[key] = _pad_rows(a[key], num_segments, 0)
   for key in (k for k in a if k.startswith("view_")):
     out[key] = a[key]
+  if geo.SCENE_ROWS in a:
+    rows = np.full((len(a["scene_index"]), signature["scene_voxels"]), -1, np.int32)
+    rows[:, :a[geo.SCENE_ROWS].shape[1]] = a[geo.SCENE_ROWS]
+    out[geo.SCENE_ROWS] = _sentinel(rows, caps[0])
   if "view_rows" in a:
     rows = np.full(a["view_rows"].shape[:2] + (signature["view_points"],), -1, np.int32)
     rows[..., :a["view_rows"].shape[-1]] = a["view_rows"]

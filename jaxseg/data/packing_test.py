@@ -150,3 +150,33 @@ def test_view_rows_follow_their_scene_into_the_pack():
   assert len(empty) == 1
   assert not batch["view_valid"][empty[0]].any()
   assert np.all(batch["view_rows"][empty[0]] == signature["voxels0"])
+
+
+def test_scene_rows_list_each_slots_voxels():
+  """A spec with scene_rows: each slot lists its scene's pack rows (they hold the scene's
+  voxels, placed), C_0 pads them and fills empty slots; the need is the largest scene."""
+  spec = geo.GeometrySpec(((),), scene_rows=True)
+  rng = np.random.default_rng(3)
+  scenes = [ss.random_voxels(rng, (9, 9, 9), n) for n in (120, 80, 60)]
+  elements = [ss.scene_element(v, spec, np.ones((len(v), 6)), i) for i, v in enumerate(scenes)]
+  packs = packing.pack_batch(elements, 2, 3, spec)                  # 1 + 2 scenes, a slot empty
+  needs = packing.batch_needs(packs)
+  assert needs["scene_voxels"] == 120
+  signature = capacity.tight(needs)
+  batch = packing.pad_packs(packs, signature, spec)
+  cap = signature["voxels0"]
+  assert batch[geo.SCENE_ROWS].shape == (2, 3, signature["scene_voxels"])
+  for g, pack in enumerate(packs):
+    listed = []
+    for slot, index in enumerate(pack.arrays["scene_index"]):
+      rows = batch[geo.SCENE_ROWS][g, slot]
+      if index < 0:
+        assert np.all(rows == cap)
+        continue
+      own = rows[rows < cap]
+      voxels = elements[index]["voxel_coords"]
+      assert len(own) == len(voxels) and np.all(rows[len(own):] == cap)
+      placed = batch["voxel_coords"][g][own]
+      assert np.all(placed - voxels == (placed - voxels)[:1])
+      listed += own.tolist()
+    assert sorted(listed) == list(range(int(batch["level0_mask"][g].sum())))

@@ -38,11 +38,12 @@ def write_run_report(ctx: RunContext, results: Mapping[str, Mapping[str, Any]],
   and logs the metrics and stage times.
 
   provenance: what produced the evaluated features (method, initialisation, teacher only when
-  distillation ran), copied into the report's meta."""
+  distillation ran), copied into the report's meta after the encoder's name."""
   config = ctx.config
   compilations = ctx.compilations.summary()
   meta = {"config": ctx.path("config.json"), "stage_seconds": dict(stage_seconds),
-          "compilations": compilations, **dict(provenance or {}),
+          "compilations": compilations, "encoder": config.model.name,
+          **dict(provenance or {}),
           "devices": [str(d) for d in jax.devices()], "platform": platform.platform(),
           "dataset_dir": ctx.data.handle.data_dir}
   for stage, seconds in stage_seconds.items():

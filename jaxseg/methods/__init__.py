@@ -20,6 +20,7 @@ from typing import Any, Callable, Mapping
 import ml_collections
 import numpy as np
 
+from jaxseg.models.voxel_net import encoder_variables
 from jaxseg.registry import Registry
 
 METHODS = Registry("method")
@@ -94,8 +95,8 @@ def with_encoder_of(init: str, variables: dict[str, Any]) -> tuple[dict[str, Any
   from jaxseg.train import restore  # pylint: disable=g-import-not-at-top
   other = restore.run_method(init)
   loaded = restore.load_variables(init, get_method(other).network_phases if other else ())
-  variables["params"]["encoder"] = loaded["params"]["encoder"]
-  variables["batch_stats"]["encoder"] = loaded["batch_stats"]["encoder"]
+  for collection, tree in encoder_variables(loaded).items():
+    variables.setdefault(collection, {}).update(tree)
   return variables, {"init": f"encoder of the {other or 'unknown-method'} run {init}"}
 
 

@@ -10,7 +10,8 @@ import importlib
 from jaxseg.models.registry import ENCODERS, TEACHERS
 
 # Modules whose import registers encoders in ENCODERS.
-_ENCODER_MODULES = ("jaxseg.models.res16fpn", "jaxseg.models.res16unet", "jaxseg.models.dgcnn")
+_ENCODER_MODULES = ("jaxseg.models.res16fpn", "jaxseg.models.res16unet",
+                    "jaxseg.models.sampled_dgcnn")
 
 
 def get_encoder(name: str):

@@ -1,6 +1,6 @@
-"""DGCNN point encoder (Wang et al. 2019, "Dynamic Graph CNN"), registered as `dgcnn`.
+"""DGCNN point encoder (Wang et al. 2019, "Dynamic Graph CNN") on clouds of P points.
 
-  model = ENCODERS.get("dgcnn")(out_dim=128)
+  model = DGCNN(out_dim=128)
   variables = model.init(key, coords, feats, mask)
   per_point = model.apply(variables, coords, feats, mask, train=False)   # f32 [B, P, 128]
 
@@ -19,17 +19,19 @@ is O(B * P * k * C_out). The EdgeConv outputs are concatenated, lifted to `globa
 over the valid points of each scene, broadcast back and passed through the per-point head.
 LayerNorm (per point) replaces DGCNN's BatchNorm so padding never leaks through batch
 statistics; there is no dropout, so `train` changes nothing and needs no rng.
+
+Training runs it on voxel batches through `jaxseg.models.sampled_dgcnn` (registered as
+`dgcnn`): farthest-point samples of each scene in, features of every voxel out.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxseg.models.registry import ENCODERS
 from jaxseg.ops.knn import knn
 
 
@@ -39,13 +41,14 @@ def _activation(x: jax.Array) -> jax.Array:
 
 class EdgeConv(nn.Module):
   """One EdgeConv layer: x [B, P, C], neighbours int32 [B, P, k], valid bool [B, P, k] ->
-  [B, P, features]."""
+  [B, P, features] (float32 after the LayerNorm)."""
   features: int
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, neighbours, valid):
-    theta = nn.Dense(self.features, name="theta")(x)                  # acts on x_i
-    phi = nn.Dense(self.features, use_bias=False, name="phi")(x)      # acts on x_j - x_i
+    theta = nn.Dense(self.features, dtype=self.dtype, name="theta")(x)        # acts on x_i
+    phi = nn.Dense(self.features, use_bias=False, dtype=self.dtype, name="phi")(x)  # x_j - x_i
     phi_j = jax.vmap(lambda p, idx: p[idx])(phi, neighbours)          # [B, P, k, F]
     edge = (theta - phi)[:, :, None, :] + phi_j
     edge = _activation(nn.LayerNorm(name="norm")(edge))
@@ -53,9 +56,9 @@ class EdgeConv(nn.Module):
     return jnp.max(edge, axis=2)
 
 
-@ENCODERS.register("dgcnn")
 class DGCNN(nn.Module):
-  """DGCNN per-point encoder; see the module docstring for shapes and padding rules."""
+  """DGCNN per-point encoder; see the module docstring for shapes and padding rules. `dtype`
+  is the Dense layers' compute dtype (LayerNorm, graphs and the output stay float32)."""
   out_dim: int = 128
   k: int = 20
   edge_channels: Sequence[int] = (64, 64, 64)
@@ -63,10 +66,11 @@ class DGCNN(nn.Module):
   head_channels: Sequence[int] = (256,)
   dynamic_graph: bool = True
   knn_block_size: int = 1024
+  dtype: Any = jnp.float32
 
   def _graph(self, space, mask):
     """k-NN graph of each scene: space f32 [B, P, C] -> (int32 [B, P, k], bool [B, P, k])."""
-    space = jax.lax.stop_gradient(space)
+    space = jax.lax.stop_gradient(space).astype(jnp.float32)
     idx, sq = jax.vmap(lambda s, m: knn(s, self.k, mask=m, block_size=self.knn_block_size))(
         space, mask)
     return idx, jnp.isfinite(sq)
@@ -82,16 +86,16 @@ class DGCNN(nn.Module):
     layers = []
     for i, channels in enumerate(self.edge_channels):
       graph = self._graph(x, mask) if (i > 0 and self.dynamic_graph) else xyz_graph
-      x = EdgeConv(channels, name=f"edge_conv{i}")(x, *graph)
+      x = EdgeConv(channels, self.dtype, name=f"edge_conv{i}")(x, *graph)
       layers.append(x)
     local = jnp.concatenate(layers, axis=-1)
     lifted = _activation(nn.LayerNorm(name="global_norm")(
-        nn.Dense(self.global_dim, name="global_dense")(local)))
+        nn.Dense(self.global_dim, dtype=self.dtype, name="global_dense")(local)))
     pooled = jnp.max(jnp.where(mask[..., None], lifted, -jnp.inf), axis=1, keepdims=True)
     pooled = jnp.where(jnp.any(mask, axis=1)[:, None, None], pooled, 0.0)
     h = jnp.concatenate([local, jnp.broadcast_to(pooled, lifted.shape)], axis=-1)
     for i, channels in enumerate(self.head_channels):
       h = _activation(nn.LayerNorm(name=f"head_norm{i}")(
-          nn.Dense(channels, name=f"head_dense{i}")(h)))
-    out = nn.Dense(self.out_dim, name="out")(h)
+          nn.Dense(channels, dtype=self.dtype, name=f"head_dense{i}")(h)))
+    out = nn.Dense(self.out_dim, dtype=self.dtype, name="out")(h).astype(jnp.float32)
     return jnp.where(mask[..., None], out, 0.0)

@@ -5,14 +5,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxseg.models import dgcnn  # pylint: disable=unused-import  (registers "dgcnn")
-from jaxseg.models.registry import ENCODERS
+from jaxseg.models import dgcnn
 
 _K = 6
 
 
 def _model(**kwargs):
-  return ENCODERS.get("dgcnn")(out_dim=16, k=_K, edge_channels=(8, 8), global_dim=16,
+  return dgcnn.DGCNN(out_dim=16, k=_K, edge_channels=(8, 8), global_dim=16,
                                head_channels=(16,), knn_block_size=32, **kwargs)
 
 

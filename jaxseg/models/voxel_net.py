@@ -15,6 +15,8 @@ linear head (PointDC's distillation head g).
   out["voxel_cluster_logits"]  f32 [G, C, cluster_dim]  the cluster head's logits
   net = VoxelNet(spec, cluster_dim=64, color_head=True)      # CluRender's rendering branch
   out["voxel_colors"]  f32 [G, C, 3]  RGB in (0, 1) per voxel (`ColorHead`)
+  net = VoxelNet(geometry_spec("dgcnn"), encoder="dgcnn")   # a point encoder on FPS samples
+  out["voxel_sampled"]  bool [G, C]  the voxels the encoder sampled (point encoders only)
 
 Parameters live under 'encoder' and the heads' names ('align_head', 'class_head',
 'projection_head', 'cluster_head', 'color_head'), so a phase starts from another phase's (or another run's)
@@ -71,7 +73,7 @@ class VoxelNet(nn.Module):
   def __call__(self, batch: Mapping[str, jnp.ndarray], train: bool) -> dict[str, jnp.ndarray]:
     """batch: a padded pipeline batch on the devices (`jaxseg.data.packing`): voxel_feats
     [G, C, 6], point_to_voxel int32 [G, P], point_mask bool [G, P] and the geometry fields
-    (`geometry.batch_keys(spec)`)."""
+    (`geometry.batch_keys(spec)`; scene_rows for a point encoder)."""
     encoder = get_encoder(self.encoder)(out_dim=self.out_dim, axis_name=self.axis_name,
                                         dtype=jnp.dtype(self.dtype), name="encoder")
     if encoder.level_kernels() != self.spec.level_kernels:
@@ -80,10 +82,18 @@ class VoxelNet(nn.Module):
     inputs = batch["voxel_feats"]
     if not self.input_colors:   # channels 0-2 are the colour (`jaxseg.data.voxelize`)
       inputs = inputs.at[..., :3].set(0.0)
-    voxel_feats = encoder(geo.from_batch(batch, self.spec), inputs, train)
-    out = {"voxel_features": voxel_feats,
-           "features": gather_point_features(voxel_feats, batch["point_to_voxel"],
-                                             batch["point_mask"])}
+    out = {}
+    if getattr(encoder, "samples_points", False):   # a point encoder (`sampled_dgcnn`)
+      if not self.spec.scene_rows:
+        raise ValueError(f"encoder {self.encoder!r} needs the scene rows in the batch; build "
+                         "the batch with geometry_spec(encoder)")
+      voxel_feats, out["voxel_sampled"] = encoder(batch["voxel_coords"], inputs,
+                                                  batch[geo.SCENE_ROWS], train)
+    else:
+      voxel_feats = encoder(geo.from_batch(batch, self.spec), inputs, train)
+    out["voxel_features"] = voxel_feats
+    out["features"] = gather_point_features(voxel_feats, batch["point_to_voxel"],
+                                            batch["point_mask"])
     if self.head_dim:
       aligned = nn.Dense(self.head_dim, name="align_head")(voxel_feats)
       out["aligned"] = gather_point_features(aligned, batch["point_to_voxel"],
@@ -145,9 +155,11 @@ class ClusterHead(nn.Module):
 
 
 def encoder_variables(variables: Mapping[str, Any]) -> dict[str, Any]:
-  """The encoder part of a network's variables (heads dropped)."""
+  """The encoder part of a network's variables (heads dropped); its batch_stats are empty
+  for an encoder without BatchNorm (`dgcnn`)."""
+  stats = variables.get("batch_stats", {})
   return {"params": {"encoder": variables["params"]["encoder"]},
-          "batch_stats": {"encoder": variables["batch_stats"]["encoder"]}}
+          "batch_stats": {"encoder": stats["encoder"]} if "encoder" in stats else {}}
 
 
 def model_spec(model: Mapping[str, Any]) -> GeometrySpec:
@@ -158,9 +170,12 @@ def model_spec(model: Mapping[str, Any]) -> GeometrySpec:
 
 def geometry_spec(encoder: str, engine: str = "pairs",
                   search_method: str = "scan") -> GeometrySpec:
-  """The geometry spec of a registered voxel encoder (with its default attributes)."""
-  return GeometrySpec(level_kernels=get_encoder(encoder)().level_kernels(), engine=engine,
-                      search_method=search_method)
+  """The geometry spec of a registered encoder (with its default attributes); a point encoder
+  (`samples_points`) gets the scene slots' rows."""
+  cls = get_encoder(encoder)
+  return GeometrySpec(level_kernels=cls().level_kernels(), engine=engine,
+                      search_method=search_method,
+                      scene_rows=getattr(cls, "samples_points", False))
 
 
 # Batch fields the network reads besides the geometry's.

@@ -202,10 +202,6 @@ def _training_problems(config: ml_collections.ConfigDict) -> list[str]:
     problems += get_method(config.method).config_problems(config)
   if not config.eval.seeds:
     problems.append("eval.seeds is empty; give at least one clustering seed")
-  voxel_encoders = [n for n in models.encoder_names() if n != "dgcnn"]
-  if config.mode in TRAINING_MODES + ("eval",) and config.model.name not in voxel_encoders:
-    problems.append(f"mode {config.mode!r} needs a voxel encoder; model.name must be one of "
-                    f"{voxel_encoders}")
   for key in ("init", "eval.checkpoint"):
     path = _value(config, key)
     if path and path != "random" and not os.path.exists(path):

@@ -28,23 +28,30 @@ from jaxseg.train.context import RunContext
 _LOG = get_logger("modes.evaluation")
 
 
-def _input_of_run(config: ml_collections.ConfigDict) -> None:
-  """Evaluating another run's network: its input features as it was trained (the colour
-  channels or not, `model.input_colors`)."""
+# The model keys that make a run's network what it is: an evaluation of that network adopts
+# them from the run's config (encoder, width, and its input features: the colour channels or
+# not).
+_NETWORK_KEYS = {"name": "res16fpn18", "out_dim": 128, "input_colors": True}
+
+
+def _network_of_run(config: ml_collections.ConfigDict) -> None:
+  """Evaluating another run's network: `model.name`, `model.out_dim` and
+  `model.input_colors` as that run trained it."""
   run = restore.run_config(config.eval.checkpoint) if config.eval.checkpoint not in (
       "", "random") else None
   if run is None:
     return
-  trained = run.get("model", {}).get("input_colors", True)
-  if bool(trained) != bool(config.model.input_colors):
-    _LOG.info("the network of %s was trained with model.input_colors=%s; evaluating it so",
-              config.eval.checkpoint, trained)
-    config.model.input_colors = bool(trained)
+  for key, default in _NETWORK_KEYS.items():
+    trained = run.get("model", {}).get(key, default)
+    if trained != config.model[key]:
+      _LOG.info("the network of %s was trained with model.%s=%s; evaluating it so",
+                config.eval.checkpoint, key, trained)
+      config.model[key] = trained
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, resume: bool = False) -> None:
   del resume  # Evaluation keeps no state between runs.
-  _input_of_run(config)
+  _network_of_run(config)
   ctx = RunContext.from_config(config, workdir)
   start, primitives = time.perf_counter(), None
   if config.eval.features == "raw_descriptors":

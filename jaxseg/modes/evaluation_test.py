@@ -1,4 +1,5 @@
-"""Evaluating another run's network uses the input features that run was trained with."""
+"""Evaluating another run's network uses the encoder and input features that run was trained
+with."""
 
 import json
 
@@ -18,20 +19,22 @@ def test_another_runs_input_setting_is_adopted(tmp_path):
   run = tmp_path / "run"
   run.mkdir()
   (run / "config.json").write_text(json.dumps({"method": "clurender",
-                                               "model": {"input_colors": False}}))
+                                               "model": {"input_colors": False,
+                                                         "name": "dgcnn"}}))
   config = _config(str(run), True)
-  evaluation._input_of_run(config)   # pylint: disable=protected-access
-  assert config.model.input_colors is False
+  evaluation._network_of_run(config)   # pylint: disable=protected-access
+  assert config.model.input_colors is False and config.model.name == "dgcnn"
+  assert config.model.out_dim == 128
   # A checkpoint folder inside the run finds the run's config too.
   folder = run / "checkpoints" / "softclu"
   folder.mkdir(parents=True)
   config = _config(str(folder), True)
-  evaluation._input_of_run(config)   # pylint: disable=protected-access
+  evaluation._network_of_run(config)   # pylint: disable=protected-access
   assert config.model.input_colors is False
 
 
 def test_random_and_own_networks_keep_the_config(tmp_path):
   for checkpoint in ("random", "", str(tmp_path)):     # tmp_path: no config.json
     config = _config(checkpoint, False)
-    evaluation._input_of_run(config)   # pylint: disable=protected-access
+    evaluation._network_of_run(config)   # pylint: disable=protected-access
     assert config.model.input_colors is False

@@ -68,10 +68,10 @@ class RunContext:
 
   def init_variables(self, seed: int | None = None, **heads: int) -> dict[str, Any]:
     """Fresh variables ({'params', 'batch_stats'}) of `net(**heads)` from a tiny dummy
-    scene."""
+    scene; batch_stats is empty for a network without BatchNorm."""
     batch = {k: v[:1] for k, v in pipeline.dummy_batch(self.data.pipeline_config).items()
              if k in self.net_fields}
     net = self.net(**heads)
     key = jax.random.key(self.config.seed if seed is None else seed)
     variables = jax.jit(lambda k, b: net.init(k, b, train=False))(key, batch)
-    return {k: v for k, v in variables.items() if k in ("params", "batch_stats")}
+    return {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}

@@ -38,9 +38,9 @@ from jaxseg.methods import TrainOutcome, with_encoder_of
 from jaxseg.methods.clurender import image_loss, softclu, splatting
 from jaxseg.methods.clurender.views import ViewSampler
 from jaxseg.methods.pointdc.point_features import select_views
-from jaxseg.methods.scenes import voxel_scene_slots
+from jaxseg.models.point_voxel import voxel_scene_slots
 from jaxseg.models.voxel_net import encoder_variables
-from jaxseg.ops import pooling
+from jaxseg.ops import clouds, pooling
 from jaxseg.ops.rows import take_rows
 from jaxseg.train import trainer
 from jaxseg.train.context import RunContext
@@ -145,7 +145,7 @@ def scene_losses(logits: jax.Array, features: jax.Array, coords: jax.Array, scen
 
   def one(slot):
     valid = scene == slot
-    xyz = softclu.unit_sphere(coords.astype(jnp.float32), valid)
+    xyz = clouds.unit_sphere(coords.astype(jnp.float32), valid)
     loss, _ = softclu.cluster_loss(
         logits, xyz, features, valid, epsilon=float(c.epsilon),
         iterations=int(c.sinkhorn_iterations), terms=tuple(c.terms),
@@ -171,6 +171,8 @@ def make_loss_fn(network: Callable[..., nn.Module], c: ml_collections.ConfigDict
     out, new_vars = net.apply({"params": params, **model_state}, batch, train=True,
                               mutable=["batch_stats"])
     scene = voxel_scene_slots(batch)
+    if "voxel_sampled" in out:   # a point encoder: the loss sees its samples, as the reference's
+      scene = jnp.where(out["voxel_sampled"], scene, -1)
     num_slots = batch["scene_index"].shape[1]
     losses, present = jax.vmap(lambda l, f, x, s: scene_losses(l, f, x, s, num_slots, c))(
         out["voxel_cluster_logits"], out["voxel_features"], batch["voxel_coords"], scene)

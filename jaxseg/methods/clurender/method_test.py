@@ -6,6 +6,7 @@ import numpy as np
 
 from jaxseg import config_defaults
 from jaxseg.methods.clurender import method, softclu
+from jaxseg.ops import clouds
 
 
 def test_each_scene_of_a_pack_is_its_own_cloud():
@@ -27,7 +28,7 @@ def test_each_scene_of_a_pack_is_its_own_cloud():
     rows = scene == slot
     alone = np.ones(rows.sum(), bool)
     want, _ = softclu.cluster_loss(
-        logits[rows], softclu.unit_sphere(coords[rows].astype(np.float32), alone),
+        logits[rows], clouds.unit_sphere(coords[rows].astype(np.float32), alone),
         features[rows], alone, epsilon=0.05, iterations=200)
     np.testing.assert_allclose(float(losses[slot]), float(want), rtol=1e-5)
 
@@ -47,3 +48,41 @@ def test_config_problems_name_the_key():
   assert any("clurender.views=-1" in p for p in problems)
   assert any("clurender.image_loss='l2'" in p for p in problems)
   assert any("lam" in p for p in problems)
+
+
+class _PointEncoderNet:
+  """Stands in for a VoxelNet on a point encoder: fixed outputs with the `voxel_sampled` mask
+  `sampled_dgcnn` adds."""
+
+  def __init__(self, out):
+    self.out = out
+
+  def apply(self, variables, batch, train, mutable):
+    del batch, train, mutable
+    return self.out, {"batch_stats": variables["batch_stats"]}
+
+
+def test_a_point_encoders_loss_sees_its_samples_only():
+  c = config_defaults.clurender_config()
+  c.epsilon, c.sinkhorn_iterations, c.views = 0.05, 200, 0
+  rng = np.random.default_rng(1)
+  voxels, clusters = 30, 4
+  logits = rng.normal(size=(1, voxels, clusters)).astype(np.float32)
+  features = rng.normal(size=(1, voxels, 8)).astype(np.float32)
+  coords = rng.integers(0, 30, (1, voxels, 3)).astype(np.int32)
+  sampled = rng.random((1, voxels)) < 0.5
+  batch = {"point_scene": np.zeros((1, voxels), np.int32),
+           "point_to_voxel": np.arange(voxels, dtype=np.int32)[None],
+           "point_mask": np.ones((1, voxels), bool), "level0_mask": np.ones((1, voxels), bool),
+           "scene_index": np.array([[0]], np.int32), "voxel_coords": coords}
+  net = _PointEncoderNet({"voxel_cluster_logits": logits, "voxel_features": features,
+                          "voxel_sampled": sampled})
+  loss_fn = method.make_loss_fn(lambda **_: net, c)
+  loss, count, _ = loss_fn({}, {"batch_stats": {}}, batch, None, None)
+  rows = sampled[0]
+  alone = np.ones(rows.sum(), bool)
+  want, _ = softclu.cluster_loss(
+      logits[0][rows], clouds.unit_sphere(coords[0][rows].astype(np.float32), alone),
+      features[0][rows], alone, epsilon=0.05, iterations=200)
+  np.testing.assert_allclose(float(loss), float(want), rtol=1e-5)
+  assert float(count) == 1.0

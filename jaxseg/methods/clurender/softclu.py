@@ -5,8 +5,8 @@
 
 Per cloud, with scores S = softmax(logits) [N, J] over the valid points:
   * centroids: sum_n S[n, j] x_n / pi_j with pi_j = sum_n S[n, j] held constant (no gradient,
-    at least 1e-4), of the xyz (normalised to the unit sphere, `unit_sphere`) and of the unit
-    features (then normalised);
+    at least 1e-4), of the xyz (normalised to the unit sphere, `jaxseg.ops.clouds.unit_sphere`)
+    and of the unit features (then normalised);
   * two transport problems: xyz to the xyz centroids (squared distance) and features to the
     feature centroids (2 - 2 cos), each solved by log-domain Sinkhorn (OTT-JAX) with uniform
     marginals, absolute epsilon 1e-3 and 25 iterations; the targets N x plan (rows sum to 1)
@@ -32,16 +32,6 @@ from jaxseg.ops.sinkhorn import sinkhorn_labels_from_cost
 TERMS = ("xyz", "feature")
 
 
-def unit_sphere(xyz: jax.Array, valid: jax.Array) -> jax.Array:
-  """f32 [N, 3]: valid points centred on their mean and scaled so the farthest lies at 1
-  (the reference's pc_normalize); invalid rows are 0."""
-  weight = valid.astype(jnp.float32)[:, None]
-  safe = jnp.where(valid[:, None], xyz.astype(jnp.float32), 0.0)
-  centred = (safe - jnp.sum(safe * weight, 0) / jnp.maximum(jnp.sum(weight), 1.0)) * weight
-  scale = jnp.max(jnp.sqrt(jnp.sum(centred * centred, -1)))
-  return centred / jnp.maximum(scale, 1e-12)
-
-
 def _orthogonality(centroids: jax.Array) -> jax.Array:
   """mean |C C^T - I| of centroids C [J, D]."""
   gram = centroids @ centroids.T
@@ -57,7 +47,7 @@ def cluster_loss(logits: jax.Array, xyz: jax.Array, features: jax.Array, valid: 
 
   Args:
     logits: f32 [N, J] the cluster head's outputs.
-    xyz: f32 [N, 3] unit-sphere coordinates (`unit_sphere`).
+    xyz: f32 [N, 3] unit-sphere coordinates (`jaxseg.ops.clouds.unit_sphere`).
     features: f32 [N, D] the backbone's point features (normalised here).
     valid: bool [N]; padding rows may hold NaN.
     epsilon, iterations: Sinkhorn's absolute regularisation and iteration count.

@@ -8,6 +8,7 @@ from scipy.special import log_softmax, logsumexp
 import pytest
 
 from jaxseg.methods.clurender import softclu
+from jaxseg.ops import clouds
 from jaxseg.ops.sinkhorn import sinkhorn_labels_from_cost
 
 
@@ -59,7 +60,7 @@ def _cloud(seed, n=40, j=6, d=5):
 @pytest.mark.parametrize("terms", [("xyz", "feature"), ("xyz",)])
 def test_loss_matches_float64_numpy(terms):
   logits, xyz, features, valid = _cloud(0)
-  unit = np.asarray(softclu.unit_sphere(xyz, valid), np.float64)
+  unit = np.asarray(clouds.unit_sphere(xyz, valid), np.float64)
   padded = [np.where(valid[:, None], a, np.nan).astype(np.float32) for a in (logits, features)]
   loss, parts = jax.jit(lambda l, x, f: softclu.cluster_loss(
       l, x, f, valid, epsilon=0.05, iterations=400, terms=terms))(padded[0], unit, padded[1])
@@ -68,18 +69,9 @@ def test_loss_matches_float64_numpy(terms):
   assert set(parts) == {p for t in terms for p in (t, f"{t}_orthogonality")}
 
 
-def test_unit_sphere_is_pc_normalize():
-  _, xyz, _, valid = _cloud(1)
-  centred = xyz[valid] - xyz[valid].mean(0)
-  want = centred / np.linalg.norm(centred, axis=1).max()
-  got = np.asarray(softclu.unit_sphere(xyz.astype(np.float32), valid))
-  np.testing.assert_allclose(got[valid], want, atol=1e-6)
-  assert np.all(got[~valid] == 0)
-
-
 def test_gradient_matches_finite_differences_with_targets_held():
   logits, xyz, features, valid = _cloud(2)
-  unit = np.asarray(softclu.unit_sphere(xyz, valid), np.float64)
+  unit = np.asarray(clouds.unit_sphere(xyz, valid), np.float64)
   grad = np.asarray(jax.grad(lambda l: softclu.cluster_loss(
       l, unit, features, valid, epsilon=0.05, iterations=400)[0])(logits.astype(np.float32)))
   assert np.all(grad[~valid] == 0)
@@ -99,7 +91,7 @@ def test_reference_epsilon_gives_near_hard_targets_moving_toward_equipartition()
   them between nearest-centroid sizes and equipartition (measured: 7-29 points per cluster
   against 6-32 nearest, 15 each after 1,000 iterations); the reference runs the same."""
   _, xyz, _, _ = _cloud(4, n=120, j=8)
-  unit = softclu.unit_sphere(xyz, np.ones(len(xyz), bool))
+  unit = clouds.unit_sphere(xyz, np.ones(len(xyz), bool))
   cost = jnp.sum((unit[:, None] - unit[::15][None]) ** 2, -1)
   nearest = np.bincount(np.argmin(np.asarray(cost), 1), minlength=8)
   spread = {}
@@ -117,7 +109,7 @@ def test_zero_feature_rows_keep_gradients_finite():
   turn the gradient into NaN."""
   logits, xyz, features, valid = _cloud(5)
   features[0] = 0.0
-  unit = softclu.unit_sphere(xyz, valid)
+  unit = clouds.unit_sphere(xyz, valid)
   grads = jax.grad(lambda l, f: softclu.cluster_loss(l, unit, f, valid, epsilon=0.05,
                                                      iterations=50)[0], argnums=(0, 1))(
       logits.astype(np.float32), features.astype(np.float32))

@@ -36,7 +36,7 @@ from jaxseg import losses
 from jaxseg.logging_utils import get_logger
 from jaxseg.methods import TrainOutcome, with_encoder_of
 from jaxseg.methods.coarse3d import contrast, prototypes, weak_labels
-from jaxseg.methods.scenes import voxel_scene_slots
+from jaxseg.models.point_voxel import voxel_scene_slots
 from jaxseg.train import trainer
 from jaxseg.train.context import RunContext
 

@@ -48,12 +48,15 @@ class GeometrySpec:
   engine: 'pairs' or 'dense' (see the module docstring).
   search_method: `jnp.searchsorted` method of the dense engine ('scan' suits CPU, 'sort'
     often GPU/TPU).
+  scene_rows: the batch also lists each scene slot's voxel rows (`SCENE_ROWS`, for encoders
+    that work per scene, `jaxseg.models.sampled_dgcnn`).
   """
   level_kernels: tuple[tuple[int, ...], ...]
   bands: tuple[tuple[int, int], ...] = ((3, 3), (5, 6))
   child_bands: int = 2
   engine: str = "pairs"
   search_method: str = "scan"
+  scene_rows: bool = False
 
   def __post_init__(self):
     if self.engine not in ENGINES:
@@ -79,6 +82,11 @@ class GeometrySpec:
     return dict(self.bands).get(kernel_size, -(-(kernel_size ** 3 // 2) // 4))
 
 
+# int32 [G, Z, L]: the pack rows of each scene slot's voxels, C_0 on padding (L: the capacity
+# of the need 'scene_voxels', the most voxels of one scene).
+SCENE_ROWS = "scene_rows"
+
+
 def mask_key(level: int) -> str:
   return f"level{level}_mask"
 
@@ -101,6 +109,8 @@ def corners_key(level: int) -> str:
 def batch_keys(spec: GeometrySpec) -> tuple[str, ...]:
   """The batch fields `from_batch` reads for `spec`."""
   keys = ["voxel_coords"] + [mask_key(l) for l in range(spec.num_levels)]
+  if spec.scene_rows:
+    keys.append(SCENE_ROWS)
   if spec.engine == "pairs":
     for level, kernels in enumerate(spec.level_kernels):
       keys += [pair_key(level, k, b, p) for k in kernels for b in range(spec.num_bands(k))
