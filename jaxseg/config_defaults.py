@@ -299,9 +299,11 @@ def clurender_config() -> ml_collections.ConfigDict:
           # per pixel, opacity exponent eta, nearest depth in metres.
           "radius": 4.0, "points_per_pixel": 128, "eta": 1.0, "min_depth": 0.1,
           # Covered pixels compared per view; RGB+XY weight lambda (position) and the
-          # transport's absolute epsilon and fixed Sinkhorn iterations; SWD directions.
-          "pixels": 2048, "lam": 0.5, "ot_epsilon": 0.01, "ot_iterations": 100,
-          "projections": 1000,
+          # transport's absolute epsilon, fixed Sinkhorn iterations and over-relaxation
+          # (1 = plain Sinkhorn; 1.5 x 40 iterations is as accurate as 100 plain ones,
+          # `image_loss.rgbxy_ot_loss`); SWD directions.
+          "pixels": 2048, "lam": 0.5, "ot_epsilon": 0.01, "ot_iterations": 40,
+          "ot_relaxation": 1.5, "projections": 1000,
           # L_tot = L_c + weight x sum over views of L_r (the paper: weight 1).
           "weight": 1.0,
       },

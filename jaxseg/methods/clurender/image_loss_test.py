@@ -79,3 +79,24 @@ def test_pixel_samples_draw_covered_pixels_once_each():
   np.testing.assert_allclose(real[:, :3], photo[rows, cols])
   _, _, valid = image_loss.pixel_samples(image, coverage, photo, jax.random.key(1), 20)
   assert np.asarray(valid).sum() == 12
+
+
+def test_over_relaxed_sinkhorn_reaches_the_converged_gradient_in_fewer_iterations():
+  """At the defaults (epsilon 0.01, 40 iterations, omega 1.5) the gradient is that of the
+  converged plan (float64 numpy, 1,000 plain iterations) to 2%, closer than 40 plain
+  iterations get."""
+  rng = np.random.default_rng(3)
+  photo = rng.uniform(0, 1, (128, 5)).astype(np.float32)
+  rendered = np.clip(photo + rng.normal(0, 0.1, photo.shape), 0, 1).astype(np.float32)
+  rendered[:, 3:] = photo[:, 3:]                        # the same pixel positions, as drawn
+  _, plan = _numpy_transport_cost(rendered.astype(np.float64), photo.astype(np.float64), 0.5,
+                                  0.01, iterations=1000)
+  want = 2 * 0.5 * (plan.sum(1)[:, None] * rendered - plan @ photo.astype(np.float64))
+
+  def error(**solver):
+    grad = np.asarray(jax.jit(jax.grad(lambda r: image_loss.rgbxy_ot_loss(r, photo, **solver)))(
+        rendered))
+    return np.linalg.norm(grad - want) / np.linalg.norm(want)
+
+  relaxed, plain = error(), error(relaxation=1.0)
+  assert relaxed < 0.02 and relaxed < 0.5 * plain

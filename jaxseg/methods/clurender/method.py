@@ -76,6 +76,9 @@ def config_problems(config: ml_collections.ConfigDict) -> list[str]:
     problems.append("clurender.render needs radius > 0, points_per_pixel >= 1 and pixels >= 2")
   if not 0.0 <= float(r.lam) <= 1.0 or float(r.ot_epsilon) <= 0 or float(r.weight) < 0:
     problems.append("clurender.render needs 0 <= lam <= 1, ot_epsilon > 0 and weight >= 0")
+  if not 0.0 < float(r.ot_relaxation) < 2.0 or int(r.ot_iterations) < 1:
+    problems.append(f"clurender.render.ot_relaxation={r.ot_relaxation} must lie in (0, 2) "
+                    "(1: plain Sinkhorn) and ot_iterations must be >= 1")
   return problems
 
 
@@ -117,7 +120,8 @@ def view_losses(colors: jax.Array, centres: jax.Array, views: dict[str, jax.Arra
     if kind == "rgbxy_ot":
       return image_loss.rgbxy_ot_loss(rendered, real, covered, lam=float(r.lam),
                                       epsilon=float(r.ot_epsilon),
-                                      iterations=int(r.ot_iterations))
+                                      iterations=int(r.ot_iterations),
+                                      relaxation=float(r.ot_relaxation))
     directions = image_loss.projection_directions(jax.random.fold_in(key, 1),
                                                   int(r.projections))
     return image_loss.sliced_wasserstein(rendered, real, directions, covered)

@@ -2,6 +2,7 @@
 alone (its own rows, its own unit sphere), whatever else the pack holds."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxseg import config_defaults
@@ -9,9 +10,17 @@ from jaxseg.methods.clurender import method, softclu
 from jaxseg.ops import clouds
 
 
+@jax.jit
+def _alone_loss(logits, coords, features):
+  """SoftClu's loss of one scene given alone (its rows only, its own unit sphere)."""
+  alone = jnp.ones(logits.shape[0], bool)
+  return softclu.cluster_loss(logits, clouds.unit_sphere(coords.astype(np.float32), alone),
+                              features, alone, epsilon=0.05, iterations=25)
+
+
 def test_each_scene_of_a_pack_is_its_own_cloud():
   c = config_defaults.clurender_config()
-  c.epsilon, c.sinkhorn_iterations = 0.05, 200
+  c.epsilon, c.sinkhorn_iterations = 0.05, 25
   rng = np.random.default_rng(0)
   voxels, clusters = 40, 5
   scene = np.array([0] * 20 + [1] * 15 + [-1] * 5, np.int32)
@@ -26,10 +35,7 @@ def test_each_scene_of_a_pack_is_its_own_cloud():
   assert float(losses[2]) == 0.0
   for slot in (0, 1):
     rows = scene == slot
-    alone = np.ones(rows.sum(), bool)
-    want, _ = softclu.cluster_loss(
-        logits[rows], clouds.unit_sphere(coords[rows].astype(np.float32), alone),
-        features[rows], alone, epsilon=0.05, iterations=200)
+    want, _ = _alone_loss(logits[rows], coords[rows], features[rows])
     np.testing.assert_allclose(float(losses[slot]), float(want), rtol=1e-5)
 
 
@@ -64,7 +70,7 @@ class _PointEncoderNet:
 
 def test_a_point_encoders_loss_sees_its_samples_only():
   c = config_defaults.clurender_config()
-  c.epsilon, c.sinkhorn_iterations, c.views = 0.05, 200, 0
+  c.epsilon, c.sinkhorn_iterations, c.views = 0.05, 25, 0
   rng = np.random.default_rng(1)
   voxels, clusters = 30, 4
   logits = rng.normal(size=(1, voxels, clusters)).astype(np.float32)
@@ -78,11 +84,8 @@ def test_a_point_encoders_loss_sees_its_samples_only():
   net = _PointEncoderNet({"voxel_cluster_logits": logits, "voxel_features": features,
                           "voxel_sampled": sampled})
   loss_fn = method.make_loss_fn(lambda **_: net, c)
-  loss, count, _ = loss_fn({}, {"batch_stats": {}}, batch, None, None)
+  loss, count, _ = jax.jit(lambda b: loss_fn({}, {"batch_stats": {}}, b, None, None))(batch)
   rows = sampled[0]
-  alone = np.ones(rows.sum(), bool)
-  want, _ = softclu.cluster_loss(
-      logits[0][rows], clouds.unit_sphere(coords[0][rows].astype(np.float32), alone),
-      features[0][rows], alone, epsilon=0.05, iterations=200)
+  want, _ = _alone_loss(logits[0][rows], coords[0][rows], features[0][rows])
   np.testing.assert_allclose(float(loss), float(want), rtol=1e-5)
   assert float(count) == 1.0

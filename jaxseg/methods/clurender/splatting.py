@@ -11,10 +11,13 @@ front to back (Porter-Duff "over"): colour = sum_i rho_i^eta C_i prod_{j<i} (1 -
 `coverage` is the composited opacity, sum_i rho_i^eta prod_{j<i} (1 - rho_j^eta) (0 where no
 point lands; the image is 0 there, with no background colour).
 
-How it runs: every point makes one fragment per pixel offset of its (2R+1)^2 window (R =
-ceil(radius)); fragments are sorted by (pixel, depth) in one sort with int32 pixel keys; a
-fragment's rank within its pixel selects the K nearest, and the transmittance prod (1 - a_j)
-is a segmented scan of log(1 - a_j) that restarts at each pixel. Gradients reach the colours
+How it runs: the points are put in depth order once, so a point's row is its depth rank; every
+point makes one fragment per pixel offset of its (2R+1)^2 window (R = ceil(radius)), keyed by
+pixel * N + row; one sort of these int32 keys orders the fragments by (pixel, depth) with no
+payload (pixel and point decode from the key; two int32 keys when W * H * N passes 2^31). A
+fragment's rank within its pixel selects the K nearest, its weight is computed after the sort
+from its point and pixel, and the transmittance prod (1 - a_j) is a segmented scan of
+log(1 - a_j) that restarts at each pixel. Gradients reach the colours
 and, through the splat weights, the points' positions (the depth order and the coverage test
 are piecewise constant, as in every point rasteriser). The paper compares the squared distance
 with r ("||p - l||^2 > r"); here the disk has radius r pixels, and the paper gives no sigma:
@@ -35,30 +38,35 @@ from jaxseg.ops.rows import take_rows
 _MAX_OPACITY = 1.0 - 1e-4
 
 
-def _fragments(pixels: jax.Array, front: jax.Array, size: tuple[int, int], radius: float,
-               sigma: float) -> tuple[jax.Array, jax.Array]:
-  """Every point's candidate pixels.
+def _fragment_pixels(pixels: jax.Array, front: jax.Array, size: tuple[int, int],
+                     radius: float) -> jax.Array:
+  """Every point's candidate pixels: int32 [N, F] (row * W + column, or W * H where the
+  fragment is dropped: off the image, outside the disk or not splatted), F = (2R+1)^2.
 
-  Args:
-    pixels: f32 [N, 2] (column, row) projections; front: bool [N] points to splat.
-  Returns:
-    key int32 [N, F] (row * W + column, or W * H where the fragment is dropped: off the image,
-    outside the disk or not splatted), weight f32 [N, F] the Gaussian rho; F = (2R+1)^2.
-  """
+  pixels: f32 [N, 2] (column, row) projections; front: bool [N] points to splat."""
   width, height = size
   reach = int(math.ceil(radius))
   steps = jnp.arange(-reach, reach + 1, dtype=jnp.int32)
   offsets = jnp.stack(jnp.meshgrid(steps, steps, indexing="xy"), -1).reshape(-1, 2)   # [F, 2]
-  centre = jnp.floor(jax.lax.stop_gradient(pixels) + 0.5).astype(jnp.int32)           # [N, 2]
-  target = centre[:, None, :] + offsets[None]                                           # [N, F, 2]
+  pixels = jax.lax.stop_gradient(pixels)
+  target = jnp.floor(pixels + 0.5).astype(jnp.int32)[:, None, :] + offsets[None]     # [N, F, 2]
   delta = pixels[:, None, :] - target.astype(jnp.float32)
-  distance2 = jnp.sum(delta * delta, axis=-1)
   inside = ((target[..., 0] >= 0) & (target[..., 0] < width) & (target[..., 1] >= 0)
             & (target[..., 1] < height))
-  keep = front[:, None] & inside & (jax.lax.stop_gradient(distance2) <= radius * radius)
-  key = jnp.where(keep, target[..., 1] * width + target[..., 0], width * height)
-  weight = jnp.where(keep, jnp.exp(-distance2 / (2.0 * sigma * sigma)), 0.0)
-  return key.astype(jnp.int32), weight
+  keep = front[:, None] & inside & (jnp.sum(delta * delta, axis=-1) <= radius * radius)
+  return jnp.where(keep, target[..., 1] * width + target[..., 0], width * height)
+
+
+def _sorted_fragments(pixel: jax.Array, num_pixels: int) -> tuple[jax.Array, jax.Array]:
+  """The fragments int32 [N, F] (pixel of point n's f-th fragment, num_pixels where dropped;
+  points in depth order) sorted by (pixel, point): (pixel, point) int32 [N * F] each."""
+  num_points = pixel.shape[0]
+  point = jnp.broadcast_to(jnp.arange(num_points, dtype=jnp.int32)[:, None], pixel.shape)
+  if (num_pixels + 1) * num_points <= 2**31 - 1:       # one int32 key: pixel * N + point
+    key = jax.lax.sort((pixel * num_points + point).reshape(-1))
+    return key // num_points, key % num_points
+  pixel, point = jax.lax.sort((pixel.reshape(-1), point.reshape(-1)), num_keys=2)
+  return pixel, point
 
 
 def _segment_exclusive_cumsum(values: jax.Array, starts: jax.Array) -> jax.Array:
@@ -120,27 +128,33 @@ def render_view(points: jax.Array, colors: jax.Array, valid: jax.Array,
     (rows,) = jnp.nonzero(seen, size=max_points, fill_value=points.shape[0])
     points, colors = take_rows(points, rows), take_rows(colors, rows)
     valid = rows < seen.shape[0]
-  num_points = points.shape[0]
   pixels, depth, front = projection.camera_pixels(points, valid, world_to_camera, intrinsics,
                                                   min_depth=min_depth)
-  key, rho = _fragments(pixels, front, size, radius, sigma)
-  num_fragments = key.size
-  point_of = jnp.broadcast_to(jnp.arange(num_points, dtype=jnp.int32)[:, None], key.shape)
-  sort_depth = jnp.broadcast_to(jax.lax.stop_gradient(jnp.where(front, depth, 0.0))[:, None],
-                                key.shape)
-  key, _, order = jax.lax.sort(
-      (key.reshape(-1), sort_depth.reshape(-1), jnp.arange(num_fragments, dtype=jnp.int32)),
-      num_keys=2)
+  # Depth order once (stable: equal depths keep their row order); dropped points go last.
+  by_depth = jnp.argsort(jax.lax.stop_gradient(jnp.where(front, depth, jnp.inf))).astype(
+      jnp.int32)
+  pixels, front, colors = take_rows(pixels, by_depth), front[by_depth], take_rows(colors,
+                                                                                  by_depth)
+  pixel, point = _sorted_fragments(_fragment_pixels(pixels, front, size, radius),
+                                   width * height)
+  num_fragments = pixel.shape[0]
   position = jnp.arange(num_fragments, dtype=jnp.int32)
-  starts = jnp.concatenate([jnp.ones(1, bool), key[1:] != key[:-1]])
+  starts = jnp.concatenate([jnp.ones(1, bool), pixel[1:] != pixel[:-1]])
   rank = position - jax.lax.cummax(jnp.where(starts, position, 0))
-  used = (key < width * height) & (rank < points_per_pixel)
-  opacity = jnp.where(used, jnp.minimum(rho.reshape(-1)[order] ** eta, _MAX_OPACITY), 0.0)
+  used = (pixel < width * height) & (rank < points_per_pixel)
+  # The Gaussian weight of each fragment, from its point's projection and its pixel's centre
+  # (zero offset where unused, so that no NaN of a padding row reaches a gradient).
+  centre = jnp.stack([pixel % width, pixel // width], -1).astype(jnp.float32)
+  delta = jnp.where(used[:, None], take_rows(pixels, point) - centre, 0.0)
+  rho = jnp.exp(-jnp.sum(delta * delta, axis=-1) / (2.0 * sigma * sigma))
+  opacity = jnp.where(used, jnp.minimum(rho ** eta, _MAX_OPACITY), 0.0)
   transmittance = jnp.exp(_segment_exclusive_cumsum(jnp.log1p(-opacity), starts))
   weight = opacity * transmittance
-  fragment_colors = jnp.take(colors.astype(jnp.float32), point_of.reshape(-1)[order], axis=0)
-  safe = jnp.where(used, key, width * height)
+  fragment_colors = take_rows(colors.astype(jnp.float32), point)
+  # Unused fragments weigh 0; the dropped ones sit in the extra last segment.
   image = jax.ops.segment_sum(weight[:, None] * jnp.where(used[:, None], fragment_colors, 0.0),
-                              safe, num_segments=width * height + 1)[:-1]
-  coverage = jax.ops.segment_sum(weight, safe, num_segments=width * height + 1)[:-1]
+                              pixel, num_segments=width * height + 1,
+                              indices_are_sorted=True)[:-1]
+  coverage = jax.ops.segment_sum(weight, pixel, num_segments=width * height + 1,
+                                 indices_are_sorted=True)[:-1]
   return image.reshape(height, width, -1), coverage.reshape(height, width)

@@ -130,13 +130,17 @@ def test_real_scan_renders_like_its_photo():
   w2c = projection.world_to_camera(pose[None].astype(np.float32))[0]
   colors = cloud[:, 3:] / 255.0
   shuffled = colors[np.random.default_rng(0).permutation(len(colors))]
-  render = jax.jit(lambda c: splatting.render_view(cloud[:, :3], c, np.ones(len(c), bool), w2c,
-                                                   intrinsics, size, radius=4.0))
-  image, coverage = render(colors)
-  wrong, _ = render(shuffled)
+  valid = np.ones(len(cloud), bool)
+  # The points this view can reach, as the training step culls them (`max_points`).
+  seen = int(np.sum(jax.jit(lambda p: splatting.in_view(p, valid, w2c, intrinsics, size))(
+      cloud[:, :3])))
+  render = jax.jit(lambda p, c: splatting.render_view(p, c, valid, w2c, intrinsics, size,
+                                                      radius=4.0, max_points=seen))
+  image, coverage = render(cloud[:, :3], colors)
+  wrong, _ = render(cloud[:, :3], shuffled)
   covered = np.asarray(coverage) > 0.5
   assert covered.mean() > 0.3
-  error = np.abs(np.asarray(image) / np.asarray(coverage)[..., None] - photo)[covered].mean()
-  error_shuffled = np.abs(np.asarray(wrong) / np.asarray(coverage)[..., None]
-                          - photo)[covered].mean()
+  alpha = np.asarray(coverage)[covered][:, None]
+  error = np.abs(np.asarray(image)[covered] / alpha - photo[covered]).mean()
+  error_shuffled = np.abs(np.asarray(wrong)[covered] / alpha - photo[covered]).mean()
   assert error < 0.6 * error_shuffled, (error, error_shuffled)
