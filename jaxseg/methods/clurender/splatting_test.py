@@ -144,3 +144,18 @@ def test_real_scan_renders_like_its_photo():
   error = np.abs(np.asarray(image)[covered] / alpha - photo[covered]).mean()
   error_shuffled = np.abs(np.asarray(wrong)[covered] / alpha - photo[covered]).mean()
   assert error < 0.6 * error_shuffled, (error, error_shuffled)
+
+
+@pytest.mark.parametrize("num_pixels", [100, 2**31 // 50])    # one int32 key; two int32 keys
+def test_fragments_sort_by_pixel_then_depth_rank(num_pixels):
+  """Both sorts of the fragments order them as numpy's lexsort of (pixel, point), dropped
+  fragments (pixel = num_pixels) last."""
+  rng = np.random.default_rng(5)
+  pixel = rng.integers(0, 100, (50, 9)).astype(np.int32)
+  pixel[rng.random(pixel.shape) < 0.3] = num_pixels
+  got_pixel, got_point = jax.jit(splatting._sorted_fragments, static_argnums=1)(  # pylint: disable=protected-access
+      pixel, num_pixels)
+  point = np.broadcast_to(np.arange(50)[:, None], pixel.shape).reshape(-1)
+  order = np.lexsort((point, pixel.reshape(-1)))
+  np.testing.assert_array_equal(got_pixel, pixel.reshape(-1)[order])
+  np.testing.assert_array_equal(got_point, point[order])
