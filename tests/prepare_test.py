@@ -93,6 +93,12 @@ def test_default_synthetic_dataset_is_generated_read_and_stored(tmp_path):
   np.testing.assert_array_equal(record["segments"], scene.segments)
   assert len(record["frames"]["poses"]) == 2
   np.testing.assert_allclose(record["frames"]["poses"], scene.frames.poses)
+  # The build lists the scenes with posed frames (every built-in room has them).
+  folder = os.path.dirname(os.path.dirname(summary["dataset_dir"]))   # <folder>/<builder>/<version>
+  with open(os.path.join(folder, "jaxseg_sources.json")) as f:
+    posed = json.load(f)["posed_scenes"]
+  assert posed["train"] == [source[i]["name"].decode() for i in range(len(source))]
+  assert len(posed["val"]) == 1
   # The second run reuses the dataset instead of building it again.
   again = _prepare(tmp_path, "scannet_svc.py", "--config.data.synthetic.num_train=2",
                    "--config.data.synthetic.num_val=1",

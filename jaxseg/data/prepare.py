@@ -38,7 +38,8 @@ _LOG = get_logger("data.prepare")
 # Which tfds builder stores each input format.
 _BUILDER_KIND = {"synthetic": "synthetic", "scannet": "scannet", "votenet": "scannet",
                  "mmdet3d": "scannet", "s3dis": "s3dis", "custom": "custom"}
-# What a finished dataset was built from: {'settings': key, 'digests': {scene: digest}, ...}.
+# What a finished dataset was built from: {'settings': key, 'digests': {scene: digest}, ...,
+# 'posed_scenes': {tfds split: names of its scenes with a posed frame}}.
 SOURCES_FILE = "jaxseg_sources.json"
 _SHARED = "<shared>"
 
@@ -51,6 +52,7 @@ class DatasetHandle:
   splits: dict[str, str]   # config split name (e.g. 'Area_5') -> tfds split name.
   reader_format: str       # the jaxseg.io format the scenes were read with.
   root: str                # the export root the scenes were read from.
+  folder: str              # the dataset's folder (the builder's data_dir lies below it).
 
   @property
   def data_dir(self) -> str:
@@ -58,10 +60,19 @@ class DatasetHandle:
 
   def source(self, split: str):
     """Random-access records of a config split name (e.g. data.train_split)."""
+    return self.builder.as_data_source(split=self._tfds_split(split))
+
+  def posed_scenes(self, split: str) -> list[str] | None:
+    """Names of the split's scenes with at least one posed frame, as listed when the dataset
+    was built; None for a dataset built before the list existed."""
+    listed = (_read_sources_file(self.folder) or {}).get("posed_scenes")
+    return None if listed is None else list(listed.get(self._tfds_split(split), []))
+
+  def _tfds_split(self, split: str) -> str:
     if split not in self.splits:
       raise InputError(self.data_dir, f"split {split!r} is not in this dataset",
                        f"use one of {sorted(self.splits)}")
-    return self.builder.as_data_source(split=self.splits[split])
+    return self.splits[split]
 
 
 def _tfds_split_name(split: str) -> str:
@@ -226,6 +237,19 @@ def _build(builder: tfds.core.DatasetBuilder, parent: str) -> None:
     raise OSError(code, os.strerror(code), parent) from e
 
 
+def _posed_scenes(builder: tfds.core.DatasetBuilder) -> dict[str, list[str]]:
+  """{tfds split: names of its scenes with at least one finite camera pose}, read back once
+  after a build so that a run rendering into the frames (CluRender) need not decode every
+  record at start-up."""
+  posed = {}
+  for split in builder.info.splits:
+    source = builder.as_data_source(split=split)
+    records = (source[i] for i in range(len(source)))
+    posed[split] = [tfds_builders.record_text(r["name"]) for r in records
+                    if np.isfinite(np.asarray(r["frames"]["poses"]).reshape(-1, 16)).all(1).any()]
+  return posed
+
+
 def _is_prepared(builder: tfds.core.DatasetBuilder) -> bool:
   """builder.is_prepared(), without tfds' warning about a folder that does not exist yet."""
   return os.path.isdir(builder.data_dir) and builder.is_prepared()
@@ -267,7 +291,7 @@ def prepare_dataset(data: ml_collections.ConfigDict) -> DatasetHandle:
                                         max_nn=data.normals.max_nn),
       skip_bad=data.skip_bad)
   handle = functools.partial(DatasetHandle, splits={s: _tfds_split_name(s) for s in splits},
-                             reader_format=fmt, root=root)
+                             reader_format=fmt, root=root, folder=data_dir)
   builder = make(data_dir)
   if _is_prepared(builder) and not data.rebuild:
     _LOG.info("reusing the dataset in %s (source files unchanged; set data.rebuild=True to "
@@ -300,7 +324,8 @@ def _build_into(make, data_dir: str, sources_info: dict[str, Any]) -> None:
   tmp = atomic.make_temp_dir(parent, f".{name}.build-")
   try:
     _build(make(tmp), parent)
-    atomic.write_json(os.path.join(tmp, SOURCES_FILE), sources_info)
+    atomic.write_json(os.path.join(tmp, SOURCES_FILE),
+                      dict(sources_info, posed_scenes=_posed_scenes(make(tmp))))
     atomic.swap_into_place(tmp, data_dir)
   except OSError as e:
     raise _dataset_dir_error(parent, e) from e

@@ -153,6 +153,7 @@ def test_tiny_scene_is_skipped_and_listed(tmp_path):
                                           [0, 0.1, 0, 1, 2, 3]]))
   handle = prepare.prepare_dataset(_data_config(scans, tmp_path / "d", skip_bad=True))
   assert _points(handle) == [2000]
+  assert handle.posed_scenes("all") == []                        # clouds without frames
   with open(os.path.join(handle.data_dir, "skipped_scenes.json")) as f:
     skipped = json.load(f)["all_scenes"]
   assert skipped[0]["scene"] == "tiny.npy" and "no super-voxel" in skipped[0]["error"]

@@ -203,12 +203,15 @@ def view_sampler(ctx: RunContext) -> ViewSampler | None:
   c = ctx.config.clurender
   if not int(c.views):
     return None
-  source = ctx.data.source(ctx.config.data.train_split)
-  records = (source[i] for i in range(len(source)))
-  names = [record_text(record["name"]) for record in records
-           if len(select_views(np.asarray(record["frames"]["poses"]).reshape(-1, 4, 4), 0))]
+  split = ctx.config.data.train_split
+  source = ctx.data.source(split)
+  names = ctx.data.handle.posed_scenes(split)
+  if names is None:   # a dataset built before it listed them: read every record once
+    records = (source[i] for i in range(len(source)))
+    names = [record_text(record["name"]) for record in records
+             if len(select_views(np.asarray(record["frames"]["poses"]).reshape(-1, 4, 4), 0))]
   if not names:
-    raise InputError(ctx.config.data.train_split, f"none of the {len(source)} training scenes "
+    raise InputError(split, f"none of the {len(source)} training scenes "
                      "has posed RGB-D frames to render into", "prepare the dataset with "
                      "data.with_frames=True (and data.frames_root where the frames live "
                      "apart), or set --config.clurender.views=0 to train SoftClu alone")

@@ -1,11 +1,17 @@
 """SoftClu's step loss on a pack of scenes: each scene's loss equals the loss of that scene
-alone (its own rows, its own unit sphere), whatever else the pack holds."""
+alone (its own rows, its own unit sphere), whatever else the pack holds; config checks; the
+view sampler's scenes with posed frames (the built dataset's list, else one read of each
+record)."""
+
+import types
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from jaxseg import config_defaults
+from jaxseg.errors import InputError
 from jaxseg.methods.clurender import method, softclu
 from jaxseg.ops import clouds
 
@@ -89,3 +95,38 @@ def test_a_point_encoders_loss_sees_its_samples_only():
   want, _ = _alone_loss(logits[0][rows], coords[0][rows], features[0][rows])
   np.testing.assert_allclose(float(loss), float(want), rtol=1e-5)
   assert float(count) == 1.0
+
+
+class _Records:
+  """A split's records: `len` is free, reading one is counted."""
+
+  def __init__(self, poses):
+    self.poses, self.reads = poses, 0
+
+  def __len__(self):
+    return len(self.poses)
+
+  def __getitem__(self, i):
+    self.reads += 1
+    return {"name": f"scene{i}".encode(), "frames": {"poses": self.poses[i]}}
+
+
+def _context(records, listed):
+  data = types.SimpleNamespace(source=lambda split: records, handle=types.SimpleNamespace(
+      posed_scenes=lambda split: listed))
+  config = config_defaults.base_config(name="x", data=config_defaults.data_config(
+      fmt="synthetic", num_classes=20, voxel_size=0.05, smoothness_deg=5.0))
+  return types.SimpleNamespace(config=config, data=data)
+
+
+def test_view_sampler_reads_the_built_list_or_else_every_record_once():
+  nan = np.full((1, 4, 4), np.nan, np.float32)
+  records = _Records([np.eye(4, dtype=np.float32)[None], np.zeros((0, 4, 4), np.float32), nan])
+  assert method.view_sampler(_context(records, ["scene0"])) is not None
+  assert records.reads == 0                                   # the dataset listed them
+  assert method.view_sampler(_context(records, None)) is not None
+  assert records.reads == 3                                   # an older dataset: one pass
+  with pytest.raises(InputError, match="none of the 3 training scenes has posed"):
+    method.view_sampler(_context(_Records([nan] * 3), None))
+  with pytest.raises(InputError, match="none of the 3 training scenes has posed"):
+    method.view_sampler(_context(records, []))
