@@ -76,8 +76,10 @@ def config_problems(config: ml_collections.ConfigDict) -> list[str]:
     problems.append("clurender.render needs radius > 0, points_per_pixel >= 1 and pixels >= 2")
   if not 0.0 <= float(r.lam) <= 1.0 or float(r.ot_epsilon) <= 0 or float(r.weight) < 0:
     problems.append("clurender.render needs 0 <= lam <= 1, ot_epsilon > 0 and weight >= 0")
-  if not 0.0 < float(r.ot_relaxation) < 2.0 or int(r.ot_iterations) < 1:
-    problems.append(f"clurender.render.ot_relaxation={r.ot_relaxation} must lie in (0, 2) "
+  # Past 1.5 a fixed count of relaxed iterations can end far from the marginals (at 1.9 the
+  # loss reached inf on 2,048 random pixels with 500 valid).
+  if not 0.0 < float(r.ot_relaxation) <= 1.5 or int(r.ot_iterations) < 1:
+    problems.append(f"clurender.render.ot_relaxation={r.ot_relaxation} must lie in (0, 1.5] "
                     "(1: plain Sinkhorn) and ot_iterations must be >= 1")
   return problems
 

@@ -54,12 +54,14 @@ def test_config_problems_name_the_key():
   config.clurender.views = -1
   config.clurender.image_loss = "l2"
   config.clurender.render.lam = 2.0
+  config.clurender.render.ot_relaxation = 1.9
   problems = method.config_problems(config)
   assert any("clurender.terms" in p for p in problems)
   assert any("clurender.clusters=1" in p for p in problems)
   assert any("clurender.views=-1" in p for p in problems)
   assert any("clurender.image_loss='l2'" in p for p in problems)
   assert any("lam" in p for p in problems)
+  assert any("ot_relaxation=1.9" in p for p in problems)
 
 
 class _PointEncoderNet:

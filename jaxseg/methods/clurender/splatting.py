@@ -14,7 +14,7 @@ point lands; the image is 0 there, with no background colour).
 How it runs: the points are put in depth order once, so a point's row is its depth rank; every
 point makes one fragment per pixel offset of its (2R+1)^2 window (R = ceil(radius)), keyed by
 pixel * N + row; one sort of these int32 keys orders the fragments by (pixel, depth) with no
-payload (pixel and point decode from the key; two int32 keys when W * H * N passes 2^31). A
+payload (pixel and point decode from the key; two int32 keys when (W * H + 1) * N > 2^31 - 1). A
 fragment's rank within its pixel selects the K nearest, its weight is computed after the sort
 from its point and pixel, and the transmittance prod (1 - a_j) is a segmented scan of
 log(1 - a_j) that restarts at each pixel. Gradients reach the colours
