@@ -237,17 +237,19 @@ def _build(builder: tfds.core.DatasetBuilder, parent: str) -> None:
     raise OSError(code, os.strerror(code), parent) from e
 
 
+def scenes_with_poses(source) -> list[str]:
+  """Names of the scenes of a split's records (`DatasetHandle.source`) with at least one
+  finite camera pose; decodes every record once."""
+  records = (source[i] for i in range(len(source)))
+  return [tfds_builders.record_text(r["name"]) for r in records
+          if np.isfinite(np.asarray(r["frames"]["poses"]).reshape(-1, 16)).all(1).any()]
+
+
 def _posed_scenes(builder: tfds.core.DatasetBuilder) -> dict[str, list[str]]:
-  """{tfds split: names of its scenes with at least one finite camera pose}, read back once
-  after a build so that a run rendering into the frames (CluRender) need not decode every
-  record at start-up."""
-  posed = {}
-  for split in builder.info.splits:
-    source = builder.as_data_source(split=split)
-    records = (source[i] for i in range(len(source)))
-    posed[split] = [tfds_builders.record_text(r["name"]) for r in records
-                    if np.isfinite(np.asarray(r["frames"]["poses"]).reshape(-1, 16)).all(1).any()]
-  return posed
+  """{tfds split: `scenes_with_poses`}, read back once after a build so that a run rendering
+  into the frames (CluRender) need not decode every record at start-up."""
+  return {split: scenes_with_poses(builder.as_data_source(split=split))
+          for split in builder.info.splits}
 
 
 def _is_prepared(builder: tfds.core.DatasetBuilder) -> bool:

@@ -28,16 +28,14 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 
-from jaxseg.data.tfds_builders import record_text
+from jaxseg.data.prepare import scenes_with_poses
 from jaxseg.errors import InputError
 from jaxseg.eval.report import ScalarWriter
 from jaxseg.logging_utils import get_logger
 from jaxseg.methods import TrainOutcome, with_encoder_of
 from jaxseg.methods.clurender import image_loss, softclu, splatting
 from jaxseg.methods.clurender.views import ViewSampler
-from jaxseg.methods.pointdc.point_features import select_views
 from jaxseg.models.point_voxel import voxel_scene_slots
 from jaxseg.models.voxel_net import encoder_variables
 from jaxseg.ops import clouds, pooling
@@ -209,9 +207,7 @@ def view_sampler(ctx: RunContext) -> ViewSampler | None:
   source = ctx.data.source(split)
   names = ctx.data.handle.posed_scenes(split)
   if names is None:   # a dataset built before it listed them: read every record once
-    records = (source[i] for i in range(len(source)))
-    names = [record_text(record["name"]) for record in records
-             if len(select_views(np.asarray(record["frames"]["poses"]).reshape(-1, 4, 4), 0))]
+    names = scenes_with_poses(source)
   if not names:
     raise InputError(split, f"none of the {len(source)} training scenes "
                      "has posed RGB-D frames to render into", "prepare the dataset with "
