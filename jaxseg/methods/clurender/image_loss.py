@@ -1,7 +1,7 @@
 """CluRender's image losses between a rendered view and its real photo (`clurender.image_loss`).
 
   rendered, photo = pixel_samples(image, coverage, photo_rgb, key, count)   # [M, 5] each
-  rgbxy_ot_loss(rendered, photo)                   # the paper's (Eq. 17-18), OTT-JAX
+  rgbxy_ot_loss(rendered, photo)                   # the paper's (Eq. 17-18), `transport`
   sliced_wasserstein(rendered, photo, directions, valid)  # the code's SlicedWassersteinDistance
 
 A pixel is a point in RGB+XY space: its colour in [0, 1] and its position divided by the
@@ -15,9 +15,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from jax.ad_checkpoint import checkpoint_name
-from ott.geometry import geometry
-from ott.problems.linear import linear_problem
-from ott.solvers.linear import acceleration, sinkhorn
+
+from jaxseg.methods.clurender import transport
 
 
 # The name of the transport plan for `jax.checkpoint` policies (kept, not recomputed).
@@ -51,19 +50,30 @@ def pixel_samples(image: jax.Array, coverage: jax.Array, photo: jax.Array, key: 
 
 
 def rgbxy_cost(rendered: jax.Array, photo: jax.Array, lam: float = 0.5) -> jax.Array:
-  """f32 [M, M]: D(i, j) = lam |x_i - y_j|^2 + (1 - lam) |c_i - c_j|^2 (rows [M, 5] = rgb, xy)."""
-  colour = jnp.sum((rendered[:, None, :3] - photo[None, :, :3]) ** 2, -1)
-  position = jnp.sum((rendered[:, None, 3:] - photo[None, :, 3:]) ** 2, -1)
-  return lam * position + (1.0 - lam) * colour
+  """f32 [M, N]: D(i, j) = lam |x_i - y_j|^2 + (1 - lam) |c_i - c_j|^2 (rows [M, 5] and [N, 5]
+  = rgb, xy), as |r|^2 + |p|^2 - 2 r.p in the weighted norm: one [M, 5] x [5, N] matmul, 10x
+  faster than the broadcast differences on CPU and in the backward pass (float32 cancellation
+  error below 1e-6 on [0, 1] rows, clamped at 0)."""
+  weight = jnp.asarray([1.0 - lam] * 3 + [lam] * 2, jnp.float32)
+  weighted = rendered * weight
+  norms_r = jnp.sum(weighted * rendered, -1)
+  norms_p = jnp.sum(photo * photo * weight, -1)
+  # HIGHEST: a TPU's default bf16 passes would put errors of ~1e-2 into a cost whose
+  # epsilon is 0.01.
+  cross = jnp.matmul(weighted, photo.T, precision=jax.lax.Precision.HIGHEST)
+  return jnp.maximum(norms_r[:, None] + norms_p[None] - 2.0 * cross, 0.0)
 
 
 def rgbxy_ot_loss(rendered: jax.Array, photo: jax.Array, valid: jax.Array | None = None, *,
                   lam: float = 0.5, epsilon: float = 0.01, iterations: int = 40,
-                  relaxation: float = 1.5) -> jax.Array:
+                  relaxation: float = 1.5, solver: str = "auto") -> jax.Array:
   """The paper's fitting loss: sum_ij D(i, j) tau_ij for the entropic transport plan tau
-  between the two pixel sets (uniform marginals over the valid rows, log-domain Sinkhorn with
+  between the two pixel sets (uniform marginals over the valid rows, Sinkhorn with
   `iterations` fixed iterations and absolute `epsilon`; the paper gives neither). The plan is
   held constant in the gradient (the envelope theorem's gradient of the transport cost).
+  `solver`: 'log' is OTT-JAX's log-domain Sinkhorn; 'scaling' runs the same iterates on
+  stored kernels, 2-3x faster on CPU, and falls back to 'log' where float32 cannot hold
+  them; 'auto' is 'scaling' on CPU and 'log' elsewhere (`transport`).
 
   `relaxation` is the over-relaxation weight omega of each potential update (OTT's
   `Momentum`: f <- (1 - omega) f + omega f_sinkhorn; 1 is plain Sinkhorn). On 2,048-pixel
@@ -81,12 +91,9 @@ def rgbxy_ot_loss(rendered: jax.Array, photo: jax.Array, valid: jax.Array | None
   pairs = valid[:, None] & valid[None]
   cost = jnp.where(pairs, rgbxy_cost(rendered, photo, lam), 0.0)
   mass = valid.astype(jnp.float32) / jnp.maximum(jnp.sum(valid), 1)
-  geom = geometry.Geometry(cost_matrix=jax.lax.stop_gradient(cost), epsilon=epsilon)
-  solver = sinkhorn.Sinkhorn(min_iterations=iterations, max_iterations=iterations,
-                             inner_iterations=iterations,
-                             momentum=acceleration.Momentum(value=relaxation))
-  plan = checkpoint_name(solver(linear_problem.LinearProblem(geom, a=mass, b=mass)).matrix,
-                         OT_PLAN)
+  plan = checkpoint_name(transport.transport_plan(
+      jax.lax.stop_gradient(cost), mass, mass, epsilon=epsilon, iterations=iterations,
+      relaxation=relaxation, solver=solver), OT_PLAN)
   # No valid pixel (nothing covered): no transport, no loss.
   return jnp.where(jnp.any(valid), jnp.sum(cost * jax.lax.stop_gradient(plan)), 0.0)
 

@@ -51,6 +51,17 @@ def test_rgbxy_transport_cost_and_gradient_match_numpy():
                                                       iterations=500))
 
 
+def test_rgbxy_cost_matches_float64_differences():
+  rendered, photo = _pixels(5, m=300)
+  photo[:50] = rendered[:50]                              # identical pixels cost 0
+  got = np.asarray(image_loss.rgbxy_cost(rendered, photo, lam=0.3))
+  r, p = rendered.astype(np.float64), photo.astype(np.float64)
+  want = 0.3 * ((r[:, None, 3:] - p[None, :, 3:]) ** 2).sum(-1) + 0.7 * (
+      (r[:, None, :3] - p[None, :, :3]) ** 2).sum(-1)
+  np.testing.assert_allclose(got, want, atol=2e-6)
+  assert got.min() >= 0
+
+
 def test_sliced_wasserstein_matches_numpy_and_ignores_order():
   rendered, photo = _pixels(1)
   directions = np.asarray(image_loss.projection_directions(jax.random.key(0), 64))

@@ -34,7 +34,7 @@ from jaxseg.errors import InputError
 from jaxseg.eval.report import ScalarWriter
 from jaxseg.logging_utils import get_logger
 from jaxseg.methods import TrainOutcome, with_encoder_of
-from jaxseg.methods.clurender import image_loss, softclu, splatting
+from jaxseg.methods.clurender import image_loss, softclu, splatting, transport
 from jaxseg.methods.clurender.views import ViewSampler
 from jaxseg.models.point_voxel import voxel_scene_slots
 from jaxseg.models.voxel_net import encoder_variables
@@ -79,6 +79,9 @@ def config_problems(config: ml_collections.ConfigDict) -> list[str]:
   if not 0.0 < float(r.ot_relaxation) <= 1.5 or int(r.ot_iterations) < 1:
     problems.append(f"clurender.render.ot_relaxation={r.ot_relaxation} must lie in (0, 1.5] "
                     "(1: plain Sinkhorn) and ot_iterations must be >= 1")
+  if r.ot_solver not in transport.SOLVERS:
+    problems.append(f"clurender.render.ot_solver={r.ot_solver!r} must be one of "
+                    f"{list(transport.SOLVERS)}")
   return problems
 
 
@@ -121,7 +124,8 @@ def view_losses(colors: jax.Array, centres: jax.Array, views: dict[str, jax.Arra
       return image_loss.rgbxy_ot_loss(rendered, real, covered, lam=float(r.lam),
                                       epsilon=float(r.ot_epsilon),
                                       iterations=int(r.ot_iterations),
-                                      relaxation=float(r.ot_relaxation))
+                                      relaxation=float(r.ot_relaxation),
+                                      solver=str(r.ot_solver))
     directions = image_loss.projection_directions(jax.random.fold_in(key, 1),
                                                   int(r.projections))
     return image_loss.sliced_wasserstein(rendered, real, directions, covered)

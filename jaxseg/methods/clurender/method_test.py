@@ -55,6 +55,7 @@ def test_config_problems_name_the_key():
   config.clurender.image_loss = "l2"
   config.clurender.render.lam = 2.0
   config.clurender.render.ot_relaxation = 1.9
+  config.clurender.render.ot_solver = "exact"
   problems = method.config_problems(config)
   assert any("clurender.terms" in p for p in problems)
   assert any("clurender.clusters=1" in p for p in problems)
@@ -62,6 +63,7 @@ def test_config_problems_name_the_key():
   assert any("clurender.image_loss='l2'" in p for p in problems)
   assert any("lam" in p for p in problems)
   assert any("ot_relaxation=1.9" in p for p in problems)
+  assert any("ot_solver='exact'" in p for p in problems)
 
 
 class _PointEncoderNet:
