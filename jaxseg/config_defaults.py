@@ -187,6 +187,11 @@ def eval_config() -> ml_collections.ConfigDict:
       # Validate every N epochs during training (clustering scores of the first seed; 0 = off).
       "every_epochs": 0,
       "linear_probe": True,
+      # BatchNorm statistics of the evaluated network: 'running' (its running averages, as
+      # the references evaluate) or 'recalibrate' (pooled over one pass of the training split
+      # in training mode; for short runs, whose running averages are still mostly their
+      # initial values; `jaxseg.eval.batch_norm`).
+      "batch_norm": "running",
       # Pictures of the first N evaluated scenes (ground truth | prediction | errors, top-down
       # and oblique) in <workdir>/renders/ and TensorBoard, after training and in mode eval.
       "render_scenes": 2,

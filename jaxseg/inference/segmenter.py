@@ -152,6 +152,15 @@ def load(path: str) -> Segmenter:
                      "head, and inference reads clustering runs (PointDC, GrowSP) only",
                      "label scans with a PointDC or GrowSP run, or score this one with "
                      "--config.mode=eval")
+  if config.eval.get("batch_norm", "running") != "running":
+    # Its classifier was fitted on features under recalibrated statistics, which only the
+    # bundle its evaluation wrote holds (`jaxseg.eval.batch_norm`).
+    exported = os.path.join(path, "model" + bundle.SUFFIX)
+    if not os.path.isfile(exported):
+      raise InputError(path, "the run was evaluated with recalibrated BatchNorm statistics "
+                       "(eval.batch_norm) and has no model bundle holding them",
+                       "evaluate it again (--config.mode=eval with this workdir)")
+    return load(exported)
   variables, arrays = load_run(path, method.network_phases)
   found = classifier_lib.load(path)
   if found is None:

@@ -19,6 +19,7 @@ from jaxseg import models
 from jaxseg import teachers  # pylint: disable=unused-import  (registers the 2D teachers)
 from jaxseg.data import prepare
 from jaxseg.errors import InputError
+from jaxseg.eval.batch_norm import MODES as BATCH_NORM_MODES
 from jaxseg.eval.passes import FEATURE_KINDS
 from jaxseg.io import files
 from jaxseg.io.sources import FORMATS
@@ -197,6 +198,7 @@ def _training_problems(config: ml_collections.ConfigDict) -> list[str]:
   _choice(problems, "model.search_method", config.model.search_method,
           geometry.SEARCH_METHODS)
   _choice(problems, "eval.features", config.eval.features, FEATURE_KINDS)
+  _choice(problems, "eval.batch_norm", config.eval.batch_norm, BATCH_NORM_MODES)
   _choice(problems, "infer.format", config.infer.format, FORMATS)
   if config.method in method_names():
     problems += get_method(config.method).config_problems(config)

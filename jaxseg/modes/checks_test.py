@@ -54,6 +54,8 @@ def _config(name="scannet_svc.py", **overrides):
     ("init", "/no/run", "init '/no/run' does not exist"),
     ("growsp.primitives", 0, "growsp.primitives must be >= 1, got 0"),
     ("growsp.temperature", 0.0, "growsp.temperature must be a number > 0, got 0.0"),
+    ("eval.batch_norm", "batch", "unknown eval.batch_norm 'batch'; choose one of "
+     "['running', 'recalibrate']"),
 ])
 def test_bad_values_are_refused_with_key_and_range(key, value, expected):
   """cfg_vox_nan_b1, cfg_vox_inf_b1 (every scene one voxel, exit 0), num_classes 0/-3 (k-means

@@ -16,7 +16,7 @@ import time
 
 import ml_collections
 
-from jaxseg.eval import evaluate, supervised
+from jaxseg.eval import batch_norm, evaluate, supervised
 from jaxseg.eval.run_report import write_run_report
 from jaxseg.inference import bundle
 from jaxseg.logging_utils import get_logger
@@ -78,6 +78,10 @@ def run(config: ml_collections.ConfigDict, workdir: str, resume: bool = False) -
     if method.primitives_key in arrays:
       primitives = arrays[method.primitives_key]
       provenance["clustering"] = f"the run's {len(primitives)} primitives merged"
+  if variables is not None and config.eval.features == "model":
+    variables = batch_norm.for_evaluation(ctx, variables)
+    if config.eval.batch_norm != "running":
+      provenance["batch_norm"] = batch_norm.PROVENANCE[config.eval.batch_norm]
   results = {name: evaluate.evaluate(ctx, variables, config.eval.features,
                                      config.eval.linear_probe, primitives=primitives,
                                      final=True)}

@@ -8,7 +8,7 @@ import time
 
 import ml_collections
 
-from jaxseg.eval import evaluate, supervised
+from jaxseg.eval import batch_norm, evaluate, supervised
 from jaxseg.eval.report import ScalarWriter
 from jaxseg.eval.run_report import write_run_report
 from jaxseg.inference import bundle
@@ -29,9 +29,13 @@ def run(config: ml_collections.ConfigDict, workdir: str, resume: bool = False) -
     if method.supervised:     # scored by its classifier head; no bundle (clustering models)
       results[outcome.name] = supervised.evaluate(ctx, outcome.variables)
     else:
-      results[outcome.name] = evaluate.evaluate(ctx, outcome.variables, "model",
+      variables = batch_norm.for_evaluation(ctx, outcome.variables)
+      results[outcome.name] = evaluate.evaluate(ctx, variables, "model",
                                                 config.eval.linear_probe,
                                                 primitives=outcome.primitives, final=True)
-      bundle.export_run(workdir, config, outcome.variables)
+      bundle.export_run(workdir, config, variables)
     seconds["eval"] = time.perf_counter() - start
-  write_run_report(ctx, results, seconds, {"method": method.title, **outcome.provenance})
+  provenance = {"method": method.title, **outcome.provenance}
+  if config.eval.after_training and not method.supervised and config.eval.batch_norm != "running":
+    provenance["batch_norm"] = batch_norm.PROVENANCE[config.eval.batch_norm]
+  write_run_report(ctx, results, seconds, provenance)

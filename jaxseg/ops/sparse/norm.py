@@ -6,6 +6,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+# The collection where train-mode BatchNorm layers sow (count [1], mean [F], var [F]).
+MOMENTS = "batch_moments"
+
 
 class MaskedBatchNorm(nn.Module):
   """BatchNorm over the valid rows of [B, C, F] features; padding rows output zeros.
@@ -46,6 +49,9 @@ class MaskedBatchNorm(nn.Module):
       mean = self._pooled_sum(x) / count
       var = self._pooled_sum(jnp.where(valid, (x - mean) ** 2, 0)) / count
       if not self.is_initializing():
+        # The batch's moments, kept only where the caller makes the collection mutable
+        # (`jaxseg.eval.batch_norm` pools them over a split).
+        self.sow(MOMENTS, "moments", (count, mean, var))
         running_mean.value = self.momentum * running_mean.value + (1 - self.momentum) * mean
         running_var.value = self.momentum * running_var.value + (1 - self.momentum) * var
     else:
