@@ -30,9 +30,15 @@ from jaxseg.train.context import RunContext
 
 _LOG = get_logger("eval.batch_norm")
 MODES = ("running", "recalibrate")
-# What a run report says of a mode other than the references' 'running'.
-PROVENANCE = {"recalibrate": "BatchNorm statistics recalibrated on the training split "
-                             "(eval.batch_norm='recalibrate')"}
+
+
+def provenance(mode: str) -> dict[str, str]:
+  """What a run report says of the BatchNorm statistics `mode` evaluated with: nothing for
+  the references' 'running'."""
+  if mode == "running":
+    return {}
+  return {"batch_norm": "BatchNorm statistics recalibrated on the training split "
+                        f"(eval.batch_norm={mode!r})"}
 
 
 @functools.partial(jax.jit, static_argnames=("net",))

@@ -80,8 +80,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, resume: bool = False) -
       provenance["clustering"] = f"the run's {len(primitives)} primitives merged"
   if variables is not None and config.eval.features == "model":
     variables = batch_norm.for_evaluation(ctx, variables)
-    if config.eval.batch_norm != "running":
-      provenance["batch_norm"] = batch_norm.PROVENANCE[config.eval.batch_norm]
+    provenance.update(batch_norm.provenance(config.eval.batch_norm))
   results = {name: evaluate.evaluate(ctx, variables, config.eval.features,
                                      config.eval.linear_probe, primitives=primitives,
                                      final=True)}

@@ -36,6 +36,6 @@ def run(config: ml_collections.ConfigDict, workdir: str, resume: bool = False) -
       bundle.export_run(workdir, config, variables)
     seconds["eval"] = time.perf_counter() - start
   provenance = {"method": method.title, **outcome.provenance}
-  if config.eval.after_training and not method.supervised and config.eval.batch_norm != "running":
-    provenance["batch_norm"] = batch_norm.PROVENANCE[config.eval.batch_norm]
+  if config.eval.after_training and not method.supervised:
+    provenance.update(batch_norm.provenance(config.eval.batch_norm))
   write_run_report(ctx, results, seconds, provenance)
