@@ -12,6 +12,10 @@ from jaxseg.ops import kmeans as km
 _K = 6
 _ITERS = 8
 _METHODS = ("onehot", "segment_sum")
+# Lloyd with either centroid sum, and Hamerly's bounds (the same iterations, fewer distances).
+_VARIANTS = [dict(algorithm="lloyd", sum_method="onehot"),
+             dict(algorithm="lloyd", sum_method="segment_sum"), dict(algorithm="hamerly")]
+_VARIANT_IDS = ["lloyd-onehot", "lloyd-segment_sum", "hamerly"]
 
 
 def _blobs(n=1500, dim=5, seed=0, std=1.5):
@@ -49,24 +53,24 @@ def _random_rows_init(x, seed=1, k=_K):
   return x[rng.choice(len(x), k, replace=False)]
 
 
-@pytest.mark.parametrize("sum_method", _METHODS)
-def test_lloyd_matches_sklearn_from_same_init(sum_method):
+@pytest.mark.parametrize("variant", _VARIANTS, ids=_VARIANT_IDS)
+def test_lloyd_matches_sklearn_from_same_init(variant):
   x = _blobs()
   init = _random_rows_init(x)
-  ours = km.kmeans(x, _K, num_iters=_ITERS, init=init, chunk_size=256, sum_method=sum_method)
+  ours = km.kmeans(x, _K, num_iters=_ITERS, init=init, chunk_size=256, **variant)
   ref = _sklearn(x, init, _ITERS)
   np.testing.assert_array_equal(ours.assignments, ref.labels_)
   np.testing.assert_allclose(ours.centroids, ref.cluster_centers_, rtol=1e-4, atol=1e-4)
   np.testing.assert_allclose(float(ours.inertia), ref.inertia_, rtol=1e-4)
 
 
-@pytest.mark.parametrize("sum_method", _METHODS)
-def test_weighted_matches_float64_numpy_lloyd(sum_method):
+@pytest.mark.parametrize("variant", _VARIANTS, ids=_VARIANT_IDS)
+def test_weighted_matches_float64_numpy_lloyd(variant):
   x = _blobs(seed=2, std=2.5)
   weights = np.random.default_rng(3).uniform(0.2, 3.0, len(x)).astype(np.float32)
   init = _random_rows_init(x, seed=4)
   ours = km.kmeans(x, _K, num_iters=_ITERS, init=init, weights=weights, chunk_size=300,
-                   sum_method=sum_method)
+                   **variant)
   c, labels, inertia = _np_lloyd(x, init, _ITERS, weights)
   np.testing.assert_array_equal(ours.assignments, labels)
   np.testing.assert_allclose(ours.centroids, c, rtol=1e-5, atol=1e-5)
@@ -181,12 +185,12 @@ def _np_spherical(x, init, iters):
   return c, labels, inertia
 
 
-@pytest.mark.parametrize("sum_method", _METHODS)
-def test_cosine_matches_numpy_spherical_kmeans(sum_method):
+@pytest.mark.parametrize("variant", _VARIANTS, ids=_VARIANT_IDS)
+def test_cosine_matches_numpy_spherical_kmeans(variant):
   x = _blobs(seed=6) + 0.5
   init = _random_rows_init(x, seed=7)
   ours = km.kmeans(x, _K, num_iters=_ITERS, init=init, metric="cosine", chunk_size=200,
-                   sum_method=sum_method)
+                   **variant)
   c, labels, inertia = _np_spherical(x, init, _ITERS)
   np.testing.assert_array_equal(ours.assignments, labels)
   np.testing.assert_allclose(ours.centroids, c, rtol=1e-4, atol=1e-5)
@@ -242,5 +246,7 @@ def test_bad_input_raises_input_error():
     km.kmeans(x, 3, weights=np.ones(3))
   with pytest.raises(InputError, match="sum_method"):
     km.kmeans(x, 3, sum_method="scatter")
+  with pytest.raises(InputError, match="algorithm"):
+    km.kmeans(x, 3, algorithm="elkan")
   with pytest.raises(InputError, match="weight is 0"):
     km.kmeans(x, 3, weights=np.zeros(len(x)))

@@ -5,7 +5,9 @@ and 200,000 x 128 with K = 300 and 20 iterations. Float32 blobs; every library s
 same initial centroids (K distinct random rows) and runs the same number of Lloyd iterations on
 all rows plus the final assignment pass that gives the labels and the inertia:
 - ours: `kmeans(x, k, num_iters, init)` on device-resident rows, timed after one warm-up call
-  with identical shapes (compilation excluded); `sum_method` and `chunk_size` are the defaults.
+  with identical shapes (compilation excluded); `algorithm`, `sum_method` and `chunk_size` are
+  the defaults (on CPU with this many rows, "auto" takes Hamerly's bounds; "ours_lloyd" is the
+  plain Lloyd pass over every row, the previous default).
   "ours" runs on one CPU device; "ours_mesh" shards the rows over one CPU device per core
   (`mesh=`, psum per iteration). XLA runs each device's program on its own thread, while one
   device does not spread this fine-grained loop over the cores; so the suite runs in a child
@@ -13,6 +15,8 @@ all rows plus the final assignment pass that gives the labels and the inertia:
   measured there, side by side with the others).
 - scikit-learn: `KMeans(algorithm="lloyd", n_init=1, tol=0, max_iter=iters, init=init)`. It stops
   early on a strict convergence (no label changes); `iterations` says how many it ran.
+  "sklearn_elkan" is its triangle-inequality variant (`algorithm="elkan"`: K lower bounds a row),
+  the peer of our bounds.
 - faiss (benchmark only, not in requirements.txt; skipped with a note when not importable):
   `faiss.Kmeans(d, k, niter=iters, max_points_per_centroid=<rows>)` trained with
   `init_centroids=init`, plus `index.search(x, 1)` for the final labels and inertia (faiss's own
@@ -73,10 +77,10 @@ def _ours(x, init, k, iters, **options):
   return run
 
 
-def _sklearn(x, init, k, iters):
+def _sklearn(x, init, k, iters, algorithm="lloyd"):
   def run():
     model = KMeans(n_clusters=k, init=init, n_init=1, max_iter=iters, tol=0.0,
-                   algorithm="lloyd").fit(x)
+                   algorithm=algorithm).fit(x)
     return {"iterations": int(model.n_iter_), "inertia": float(model.inertia_),
             "labels": model.labels_}
   return run
@@ -98,12 +102,15 @@ def _faiss(x, init, k, iters, max_points_per_centroid):
 def _contenders(x: np.ndarray, x_dev: jax.Array, init: np.ndarray, k: int, iters: int) -> dict:
   """name -> zero-argument call returning {"iterations", "inertia", "labels"}."""
   sub = {"max_points_per_centroid": _FAISS_DEFAULT_MAX_POINTS}
-  calls = {"ours": _ours(x_dev, init, k, iters)}
+  calls = {"ours": _ours(x_dev, init, k, iters),
+           "ours_lloyd": _ours(x_dev, init, k, iters, algorithm="lloyd")}
   if jax.device_count() > 1:
     mesh = jax.make_mesh((jax.device_count(),), ("data",))
     calls["ours_mesh"] = _ours(x_dev, init, k, iters, mesh=mesh)
+    calls["ours_lloyd_mesh"] = _ours(x_dev, init, k, iters, mesh=mesh, algorithm="lloyd")
   calls["ours_subsample"] = _ours(x_dev, init, k, iters, **sub)
   calls["sklearn"] = _sklearn(x, init, k, iters)
+  calls["sklearn_elkan"] = _sklearn(x, init, k, iters, algorithm="elkan")
   if faiss is not None:
     calls["faiss"] = _faiss(x, init, k, iters, max_points_per_centroid=len(x))
     calls["faiss_subsample"] = _faiss(x, init, k, iters, **sub)
@@ -136,7 +143,8 @@ def _entries(results: dict, seconds: dict) -> dict:
              "inertia": result["inertia"],
              "inertia_rel_diff_vs_sklearn": _rel(result["inertia"], ref["inertia"]),
              "assignment_agreement_vs_sklearn": float(np.mean(result["labels"] == ref["labels"])),
-             "speedup_vs_sklearn": round(seconds["sklearn"] / seconds[name], 2)}
+             "speedup_vs_sklearn": round(seconds["sklearn"] / seconds[name], 2),
+             "speedup_vs_sklearn_elkan": round(seconds["sklearn_elkan"] / seconds[name], 2)}
     if "faiss" in seconds:
       entry["speedup_vs_faiss"] = round(seconds["faiss"] / seconds[name], 2)
     if name.endswith("_subsample"):
