@@ -24,7 +24,7 @@ Hamerly's bounds (`algorithm="hamerly"`, `jaxseg.ops.kmeans_bounds`; "auto" take
 for large inputs) give the same iterations while skipping every row whose nearest centroid
 provably did not change: after the first few iterations an iteration reads three numbers a row
 and the few candidate rows instead of every row (1,000,000 x 128, K = 20, 80 iterations on
-2 CPU devices: 2.4 s against 6.6 s; tools/bench_suites/kmeans.py).
+2 CPU devices: 2.62 s against 6.20 s; tools/bench_suites/kmeans.py).
 Both matmuls run at `precision=HIGHEST` (float32; no TF32 or bf16 passes on accelerators).
 Euclidean rows are centred once on their weighted mean (as scikit-learn does), which keeps the
 float32 expansion accurate away from the origin; the centroids are moved back.
@@ -89,10 +89,10 @@ ONEHOT_MAX_K = 256
 # D = 128: K = 20 fastest at 256 rows; K = 300 at 4096 rows on one device, 256 rows per device
 # on a mesh). Accelerators take large blocks.
 _CPU_CHUNK_ROWS = 256
-# "auto" takes Hamerly's bounds (`kmeans_bounds`) on CPU from this many fit rows: its program
-# compiles ~0.3 s longer, which its faster iterations repay above ~50k rows (measured: 6,000 x
-# 128, K = 20, 80 iterations, 1.35 s first call against Lloyd's 1.03 s; 100,000 rows, 1.86 s
-# against 2.16 s). On GPU/TPU the dense Lloyd pass is cheap and its candidate loop would run
+# "auto" takes Hamerly's bounds (`kmeans_bounds`) on CPU from this many fit rows (after
+# padding): its program compiles ~0.3 s longer, which its faster iterations repay above ~50k
+# rows (a one-off measurement, first call including compilation, 128 dims, K = 20, 80
+# iterations: 6,000 rows 1.35 s against Lloyd's 1.03 s; 100,000 rows 1.86 s against 2.16 s). On GPU/TPU the dense Lloyd pass is cheap and its candidate loop would run
 # serially, so "auto" stays with Lloyd there (not measured: no accelerator was lent).
 HAMERLY_MIN_ROWS = 65_536
 _CPU_WIDE_CHUNK_ROWS = 4096
@@ -534,7 +534,8 @@ def kmeans(x: jax.Array, k: int, *, num_iters: int = 30, metric: Metric = "eucli
       compacted rows, key `fold_in(key, 1)`), then assigns every row.
     algorithm: "lloyd" (every row against every centroid each iteration), "hamerly" (the same
       iterations, skipping the rows whose bounds prove their centroid unchanged:
-      `jaxseg.ops.kmeans_bounds`), or "auto" (hamerly on CPU from HAMERLY_MIN_ROWS rows).
+      `jaxseg.ops.kmeans_bounds`), or "auto" (hamerly on CPU from HAMERLY_MIN_ROWS rows to
+      fit, counted after padding to whole blocks).
 
   Returns:
     KMeansResult(centroids f32 [K, D], assignments int32 [N], inertia f32 []).

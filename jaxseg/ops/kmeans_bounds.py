@@ -20,18 +20,20 @@ Centroid sums are kept up to date from the rows that change centroid (their weig
 subtracted from the old centroid's sum and added to the new one's); each centroid's member
 count is an exact integer, so an empty cluster keeps its previous centroid as `kmeans._update`
 decides from fresh sums. Each such update rounds by about eps * |sum|, which matters when a
-centroid loses most of its rows (its small remaining sum keeps the large one's error): so once
-the rows that entered or left a centroid since its sums were last summed afresh outnumber its
-members, all sums are summed afresh from the assignments (a pass over the rows, rare once the
-rows have settled).
+centroid loses most of its rows or weight (its small remaining sum keeps the large one's
+error): so once the rows that entered or left a centroid since its sums were last summed
+afresh outnumber its members, or their weight exceeds its weight, all sums are summed afresh
+from the assignments (a pass over the rows, rare once the rows have settled).
 
 Data parallel: called inside shard_map with `axis_name`, each device keeps the bounds of its
 own rows and the sum changes are reduced with psum, as `kmeans._fit` does.
 
 Bounds in float32: distances come from the expansion ||x||^2 - 2 <x, c> + ||c||^2, whose
 rounding error is at most about D * eps * (||x||^2 + max ||c||^2); the upper bound is taken
-that much above and the lower bound that much below the computed squared distances, so a
-rounding error can make a row a candidate needlessly but never keeps a row on a stale centroid.
+that much above and the lower bound that much below the computed squared distances, and the
+centroid moves and the bound updates are rounded outwards by a few ulps, so rounding can make
+a row a candidate needlessly rather than keep it on a stale centroid (up to the float32
+rounding of the distances themselves, which plain Lloyd shares).
 Cosine (spherical) k-means runs on unit rows and unit centroids, where the nearest centroid by
 1 - <x, c> is the nearest by Euclidean distance, so the same bounds hold.
 """
@@ -45,16 +47,29 @@ import jax.numpy as jnp
 
 _HIGHEST = jax.lax.Precision.HIGHEST
 _EPS32 = float(jnp.finfo(jnp.float32).eps)
+_SLACK = 4 * _EPS32      # outward rounding of the bound updates
 
 
 def _update(centroids, sums, counts, members, metric):
   """New centroids f32 [K, D] from weighted sums f32 [K, D] and weighted counts f32 [K]; a
-  centroid without members (int32 [K]) stays where it is."""
+  centroid without members (int32 [K]) stays where it is, and so does a cosine centroid whose
+  sum is zero (as `kmeans._update` decides from fresh sums)."""
+  keep = members > 0
   if metric == "cosine":
-    new = sums / jnp.maximum(jnp.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
+    norms = jnp.linalg.norm(sums, axis=1, keepdims=True)
+    new = sums / jnp.maximum(norms, 1e-12)
+    keep &= norms[:, 0] > 0
   else:
     new = sums / jnp.maximum(counts, 1e-30)[:, None]
-  return jnp.where(members[:, None] > 0, new, centroids)
+  return jnp.where(keep[:, None], new, centroids)
+
+
+def _sq_norms(centroids: jax.Array, metric: str) -> jax.Array:
+  """f32 [K] ||c||^2; exactly 1 for cosine, whose centroids are unit vectors, so that the
+  nearest centroid is the one of largest <x, c> as in `kmeans._assign` (ties included)."""
+  if metric == "cosine":
+    return jnp.ones(centroids.shape[:1], centroids.dtype)
+  return jnp.sum(centroids * centroids, axis=1)
 
 
 def _margin(x_sq: jax.Array, c_sq: jax.Array, dim: int) -> jax.Array:
@@ -82,19 +97,20 @@ def _half_gaps(centroids, c_sq):
   """f32 [K] lower bound on half the distance from each centroid to its nearest other one."""
   k, dim = centroids.shape
   sq = c_sq[:, None] - 2.0 * jnp.matmul(centroids, centroids.T, precision=_HIGHEST) + c_sq
-  sq = jnp.where(jnp.eye(k, dtype=bool), jnp.inf, sq - 4.0 * dim * _EPS32 * jnp.max(c_sq))
+  sq = jnp.where(jnp.eye(k, dtype=bool), jnp.inf, sq - 8.0 * dim * _EPS32 * jnp.max(c_sq))
   return 0.5 * jnp.sqrt(jnp.maximum(jnp.min(sq, axis=1), 0.0))
 
 
 def _moves(xb, wb, old, new, changed, k):
   """Changes of the sums f32 [K, D], weighted counts f32 [K] and member counts int32 [K], and
-  the churn int32 [K] (rows in plus rows out), when the rows xb [B, D] (weights wb [B]) where
-  `changed` move from centroid `old` to `new`."""
+  the churn (rows in plus rows out int32 [K], and their weight f32 [K]), when the rows
+  xb [B, D] (weights wb [B]) where `changed` move from centroid `old` to `new`."""
   into, out_of = jnp.where(changed, new, k), jnp.where(changed, old, k)
   moved = lambda v: jax.ops.segment_sum(v, into, k) - jax.ops.segment_sum(v, out_of, k)
   wb = jnp.where(changed, wb, 0.0)
   ones = changed.astype(jnp.int32)
-  churn = jax.ops.segment_sum(ones, into, k) + jax.ops.segment_sum(ones, out_of, k)
+  churn = (jax.ops.segment_sum(ones, into, k) + jax.ops.segment_sum(ones, out_of, k),
+           jax.ops.segment_sum(wb, into, k) + jax.ops.segment_sum(wb, out_of, k))
   return (moved(xb * wb[:, None]), moved(wb), moved(ones)), churn
 
 
@@ -121,16 +137,20 @@ def _totals(x, weights, assign, k, chunk_size, varying):
   return jax.lax.scan(block, zeros, _blocks(chunk_size, x, weights, assign))[0]
 
 
+def _zero_churn(k, dtype):
+  return jnp.zeros((k,), jnp.int32), jnp.zeros((k,), dtype)
+
+
 def _zero_totals(k, dim, dtype):
   return jnp.zeros((k, dim), dtype), jnp.zeros((k,), dtype), jnp.zeros((k,), jnp.int32)
 
 
-def _first_pass(x, weights, centroids, chunk_size, varying):
+def _first_pass(x, weights, centroids, metric, chunk_size, varying):
   """Every (local) row against every centroid, block by block: (assignments int32 [R], upper
   and lower bounds f32 [R]; u = -inf for weight-0 rows, which are never candidates) and the
   local (sums, counts, members)."""
   k, dim = centroids.shape
-  c_sq = jnp.sum(centroids * centroids, axis=1)
+  c_sq = _sq_norms(centroids, metric)
 
   def block(acc, xs):
     xb, wb = xs
@@ -159,15 +179,15 @@ def _compact(need, chunk_size):
   return order, jnp.sum(per_block), rank
 
 
-def _candidate_pass(x, weights, centroids, bounds, need, chunk_size, varying):
+def _candidate_pass(x, weights, centroids, metric, bounds, need, chunk_size, varying):
   """Re-assigns the rows where `need` (bool [R]) against `centroids`, a block of compacted rows
   at a time: the new (assign, upper, lower), the local changes of (sums, counts, members) and
-  the local churn int32 [K] (rows that entered or left each centroid). Results are written to
+  the local churn (rows that entered or left each centroid, int32 [K], and their weight). Results are written to
   compact buffers inside the loop and read back by rank after it (scatters into the [R] arrays
   inside the loop measured 5x slower on CPU)."""
   k, dim = centroids.shape
   num_rows = x.shape[0]
-  c_sq = jnp.sum(centroids * centroids, axis=1)
+  c_sq = _sq_norms(centroids, metric)
   order, count, rank = _compact(need, chunk_size)
   assign = bounds[0]
 
@@ -186,7 +206,7 @@ def _candidate_pass(x, weights, centroids, bounds, need, chunk_size, varying):
     return i + 1, buffers, jax.tree.map(jnp.add, changes, moved)
 
   buffers = tuple(jnp.zeros(order.shape, b.dtype) for b in bounds)
-  zeros = varying((_zero_totals(k, dim, x.dtype), jnp.zeros((k,), jnp.int32)))
+  zeros = varying((_zero_totals(k, dim, x.dtype), _zero_churn(k, x.dtype)))
   blocks = -(-count // chunk_size)
   _, buffers, (changes, churn) = jax.lax.while_loop(
       lambda c: c[0] < blocks, body, (jnp.zeros((), jnp.int32), varying(buffers), zeros))
@@ -208,33 +228,40 @@ def fit(x, weights, centroids, *, num_iters, metric, chunk_size, axis_name):
   else:
     psum = functools.partial(jax.lax.psum, axis_name=axis_name)
     varying = functools.partial(jax.lax.pcast, axis_name=axis_name, to="varying")
-  bounds, totals = _first_pass(x, weights, centroids, chunk_size, varying)
+  bounds, totals = _first_pass(x, weights, centroids, metric, chunk_size, varying)
   totals = psum(totals)
-  churned = jnp.zeros((k,), jnp.int32)
+  churned = _zero_churn(k, x.dtype)
 
   def step(_, carry):
     old, current, (assign, upper, lower), totals, churned = carry
-    shift = jnp.linalg.norm(current - old, axis=1)                         # [K]
+    # Each centroid's move, rounded up (by a few ulps of the centroids' scale).
+    scale = jnp.max(jnp.abs(current)) + jnp.max(jnp.abs(old))
+    shift = (jnp.linalg.norm(current - old, axis=1) * (1 + _SLACK)
+             + _SLACK * jnp.sqrt(float(current.shape[1])) * scale)               # [K]
     if k > 1:     # Each row's other centroids moved at most the largest shift but its own.
       top, top_ids = jax.lax.top_k(shift, 2)
       others = jnp.where(assign == top_ids[0], top[1], top[0])
     else:
       others = jnp.zeros_like(lower)
-    upper = upper + jnp.take(shift, assign)
+    # Both sums rounded outwards (upper is >= 0, or -inf on padding; lower may be +inf).
+    upper = (upper + jnp.take(shift, assign)) * (1 + _SLACK)
     lower = lower - others
-    gaps = _half_gaps(current, jnp.sum(current * current, axis=1))
+    lower = jnp.where(jnp.isinf(lower), lower, lower - _SLACK * (jnp.abs(lower) + others))
+    gaps = _half_gaps(current, _sq_norms(current, metric))
     need = upper > jnp.maximum(lower, jnp.take(gaps, assign))
-    bounds, changes, churn = _candidate_pass(x, weights, current, (assign, upper, lower), need,
-                                             chunk_size, varying)
-    changes, churned = psum(changes), churned + psum(churn)
+    bounds, changes, churn = _candidate_pass(x, weights, current, metric,
+                                             (assign, upper, lower), need, chunk_size, varying)
+    changes = psum(changes)
+    churned = jax.tree.map(jnp.add, churned, psum(churn))
     updated = jax.tree.map(jnp.add, totals, changes)
-    # Sums summed afresh once a centroid's churn outnumbers its members (module docstring).
-    fresh = jnp.any(churned > jnp.maximum(updated[2], 1))
+    # Sums summed afresh once a centroid's churn outnumbers or outweighs its members (module
+    # docstring).
+    fresh = jnp.any((churned[0] > jnp.maximum(updated[2], 1)) | (churned[1] > updated[1]))
     local = jax.lax.cond(fresh, lambda: _totals(x, weights, bounds[0], k, chunk_size, varying),
                          lambda: varying(_zero_totals(k, x.shape[1], x.dtype)))
     summed = psum(local)
     totals = jax.tree.map(lambda a, b: jnp.where(fresh, a, b), summed, updated)
-    churned = jnp.where(fresh, 0, churned)
+    churned = jax.tree.map(lambda c: jnp.where(fresh, 0, c), churned)
     return current, _update(current, *totals, metric), bounds, totals, churned
 
   new = _update(centroids, *totals, metric)

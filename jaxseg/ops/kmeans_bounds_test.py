@@ -107,3 +107,33 @@ def test_auto_takes_bounds_on_large_cpu_inputs_only():
   assert km.resolve_algorithm("auto", km.HAMERLY_MIN_ROWS, None) == "hamerly"
   assert km.resolve_algorithm("auto", km.HAMERLY_MIN_ROWS - 1, None) == "lloyd"
   assert km.resolve_algorithm("lloyd", 10 ** 7, None) == "lloyd"
+
+
+def test_heavy_rows_leaving_a_light_cluster_refresh_its_sums():
+  """Two rows of weight 1e4 leave a centroid that keeps three rows of weight 1: fewer rows
+  moved than remain, but far more weight, so the sums must be summed afresh (without that
+  the centroid was off by 4.6e-4 relative, found in review)."""
+  x = np.array([[0.1234, 0.3], [-0.2345, -0.1], [0.3456, 0.05], [4.5, 0], [-4.5, 0], [6, 0],
+                [-6, 0], [6.1, 0.2], [-6.1, 0.2]], np.float32)
+  weights = np.array([1, 1, 1, 1e4, 1e4, 1e4, 1e4, 1, 1], np.float32)
+  init = np.array([[0, 0], [10, 0], [-10, 0]], np.float32)
+  ours = km.kmeans(x, 3, num_iters=4, init=init, weights=weights, chunk_size=8,
+                   algorithm="hamerly")
+  c, labels = _float64_lloyd(x, init, 4, weights, "euclidean")
+  np.testing.assert_array_equal(ours.assignments, labels)
+  np.testing.assert_allclose(ours.centroids, c, rtol=1e-6, atol=1e-6)
+
+
+def test_cosine_cluster_of_zero_rows_keeps_its_centroid_as_lloyd_does():
+  """All-zero rows with a positive weight stay zero after normalisation; a cosine cluster
+  holding only them has a zero sum and keeps its centroid, in both algorithms."""
+  rng = np.random.default_rng(6)
+  x = np.concatenate([0.3 * rng.normal(size=(200, 3)) + [3, 0, 0], np.zeros((5, 3))]).astype(
+      np.float32)
+  init = np.array([[-1, 0, 0], [1, 0.1, 0], [1, 0, 0.1]], np.float32)   # blob: never c0
+  runs = [km.kmeans(x, 3, num_iters=5, init=init, metric="cosine", chunk_size=16,
+                    algorithm=a) for a in ("hamerly", "lloyd")]
+  np.testing.assert_array_equal(runs[0].assignments, runs[1].assignments)
+  assert np.all(np.asarray(runs[0].assignments)[-5:] == 0)     # the zero rows' own cluster
+  np.testing.assert_allclose(runs[0].centroids, runs[1].centroids, rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(runs[0].centroids[0], init[0], atol=1e-7)
