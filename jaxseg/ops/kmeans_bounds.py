@@ -106,12 +106,13 @@ def _moves(xb, wb, old, new, changed, k):
   the churn (rows in plus rows out int32 [K], and their weight f32 [K]), when the rows
   xb [B, D] (weights wb [B]) where `changed` move from centroid `old` to `new`."""
   into, out_of = jnp.where(changed, new, k), jnp.where(changed, old, k)
-  moved = lambda v: jax.ops.segment_sum(v, into, k) - jax.ops.segment_sum(v, out_of, k)
   wb = jnp.where(changed, wb, 0.0)
   ones = changed.astype(jnp.int32)
-  churn = (jax.ops.segment_sum(ones, into, k) + jax.ops.segment_sum(ones, out_of, k),
-           jax.ops.segment_sum(wb, into, k) + jax.ops.segment_sum(wb, out_of, k))
-  return (moved(xb * wb[:, None]), moved(wb), moved(ones)), churn
+  sums_in, sums_out = (jax.ops.segment_sum(xb * wb[:, None], ids, k) for ids in (into, out_of))
+  weight_in, weight_out = (jax.ops.segment_sum(wb, ids, k) for ids in (into, out_of))
+  rows_in, rows_out = (jax.ops.segment_sum(ones, ids, k) for ids in (into, out_of))
+  return ((sums_in - sums_out, weight_in - weight_out, rows_in - rows_out),
+          (rows_in + rows_out, weight_in + weight_out))
 
 
 def _block_totals(xb, wb, index, k):
@@ -182,9 +183,9 @@ def _compact(need, chunk_size):
 def _candidate_pass(x, weights, centroids, metric, bounds, need, chunk_size, varying):
   """Re-assigns the rows where `need` (bool [R]) against `centroids`, a block of compacted rows
   at a time: the new (assign, upper, lower), the local changes of (sums, counts, members) and
-  the local churn (rows that entered or left each centroid, int32 [K], and their weight). Results are written to
-  compact buffers inside the loop and read back by rank after it (scatters into the [R] arrays
-  inside the loop measured 5x slower on CPU)."""
+  the local churn (rows that entered or left each centroid, int32 [K], and their weight).
+  Results are written to compact buffers inside the loop and read back by rank after it
+  (scatters into the [R] arrays inside the loop measured 5x slower on CPU)."""
   k, dim = centroids.shape
   num_rows = x.shape[0]
   c_sq = _sq_norms(centroids, metric)
