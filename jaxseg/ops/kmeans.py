@@ -24,7 +24,7 @@ Hamerly's bounds (`algorithm="hamerly"`, `jaxseg.ops.kmeans_bounds`; "auto" take
 for large inputs) give the same iterations while skipping every row whose nearest centroid
 provably did not change: after the first few iterations an iteration reads three numbers a row
 and the few candidate rows instead of every row (1,000,000 x 128, K = 20, 80 iterations on
-2 CPU devices: 2.62 s against 6.20 s; tools/bench_suites/kmeans.py).
+2 CPU devices: 2.11 s against 5.50 s; tools/bench_suites/kmeans.py).
 Both matmuls run at `precision=HIGHEST` (float32; no TF32 or bf16 passes on accelerators).
 Euclidean rows are centred once on their weighted mean (as scikit-learn does), which keeps the
 float32 expansion accurate away from the origin; the centroids are moved back.
