@@ -55,7 +55,7 @@ _OLD_BUCKETS = {0.02: ((65536, 131072, 262144, 524288), (1.0, 0.5, 0.25, 0.125))
                 0.05: ((32768, 65536, 131072, 262144), (0.35, 0.1, 0.03, 0.01))}
 
 
-def _scene_voxels(voxel_size: float) -> tuple[np.ndarray, str]:
+def scene_voxels(voxel_size: float) -> tuple[np.ndarray, str]:
   root = scannet_mini_root()
   if root is not None:
     points = np.fromfile(os.path.join(root, "points", "scene0000_00.bin"),
@@ -290,7 +290,7 @@ def run(quick: bool) -> dict:
   rng = np.random.default_rng(0)
   results = {}
   for voxel_size in ((0.05,) if quick else (0.02, 0.05)):
-    voxels, source = _scene_voxels(voxel_size)
+    voxels, source = scene_voxels(voxel_size)
     start = time.perf_counter()
     _, needs, signature = _batch(voxels, spec, np.zeros((len(voxels), 6), np.float32))
     host_s = time.perf_counter() - start
