@@ -25,7 +25,10 @@ Programs:
     suite's network, BatchNorm in training mode) at 5 cm and 2 cm, float32 and bfloat16;
   svc_loss_grad_5cm: the gradient of PointDC's clustering loss on the same scene (VoxelNet with
     Res16FPN18, point features, cosine logits against 20 centroids, cross-entropy on pseudo
-    labels), as the pointdc suite's train step computes it.
+    labels), as the pointdc suite's train step computes it;
+  others: the other hot programs at the pooling, pointdc and clurender suites' sizes (super-voxel
+    mean and max pooling, Sinkhorn labels, the K-means Lloyd fit, one rendered view), to check
+    that their only loops are their iterations.
 """
 
 from __future__ import annotations
@@ -140,6 +143,7 @@ def _worker(out_path: str, quick: bool) -> None:
     result.update(_network(chip, voxel_size, rng))
   result["svc_loss_grad_5cm"] = _svc_loss_grad(chip, rng)
   print("svc_loss_grad_5cm", result["svc_loss_grad_5cm"], flush=True)
+  result["others"] = _other_programs(chip)
   with open(out_path, "w") as f:
     json.dump(result, f)
 
@@ -189,6 +193,43 @@ def run(quick: bool) -> dict:
                     "--quick" if quick else "--full"], check=True, env=env)
     with open(out) as f:
       return json.load(f)
+
+
+
+def _other_programs(chip) -> dict:
+  """Pooling, Sinkhorn, K-means and splatting compiled for the chip at benchmark sizes."""
+  import jax
+  import jax.numpy as jnp
+
+  from jaxseg.methods.clurender import splatting
+  from jaxseg.ops import kmeans, pooling, sinkhorn
+  shape = lambda *s, dtype=jnp.float32: jax.ShapeDtypeStruct(s, dtype)
+  points, ids = shape(1_000_000, 32), shape(1_000_000, dtype=jnp.int32)
+  rows = 98_304   # 100k super-voxels padded to 12 blocks of 8,192 rows
+  programs = {
+      "segment_mean_1M_x_32_into_50k": (lambda f, i: pooling.segment_mean(f, i, 50_000),
+                                        points, ids),
+      "segment_max_1M_x_32_into_50k": (lambda f, i: pooling.segment_max(f, i, 50_000),
+                                       points, ids),
+      "sinkhorn_labels_100k_x_128_k20_100_iterations": (
+          lambda f, p: sinkhorn.sinkhorn_labels(f, p, num_iters=100).labels,
+          shape(100_000, 128), shape(20, 128)),
+      "kmeans_lloyd_98k_x_128_k20_80_iterations": (
+          lambda x, w, c: kmeans._fit_jit(x, w, c, num_iters=80, metric="cosine",
+                                          chunk_size=8192, sum_method="onehot",
+                                          algorithm="lloyd", mesh=None, axis_name=None),
+          shape(rows, 128), shape(rows), shape(20, 128)),
+      "render_view_53k_points_320x240": (
+          lambda p, c, v, w, k: splatting.render_view(p, c, v, w, k, (320, 240),
+                                                      max_points=15_040)[0],
+          shape(53_520, 3), shape(53_520, 3), shape(53_520, dtype=bool), shape(4, 4),
+          shape(3, 3)),
+  }
+  out = {}
+  for name, (fn, *args) in programs.items():
+    out[name] = _compile(fn, *_on_chip(args, chip))
+    print(name, out[name], flush=True)
+  return out
 
 
 if __name__ == "__main__" and len(sys.argv) == 4 and sys.argv[1] == "--worker":
