@@ -6,13 +6,23 @@
 # Usage: bash tools/setup_tpu_compiler.sh      (after bash tools/setup.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ ! -x .venv/bin/python ]; then
+  echo "[setup_tpu_compiler] no .venv here: run bash tools/setup.sh first" >&2
+  exit 1
+fi
+# A libtpu of another release than jax's pin would not load, so no pin is an error.
 pin=$(.venv/bin/python - <<'PY'
 import importlib.metadata as metadata
 pins = [r.split(";")[0].strip() for r in metadata.requires("jax")
         if r.startswith("libtpu") and 'extra == "tpu"' in r]
-print(pins[0] if pins else "libtpu")
+print(pins[0] if pins else "")
 PY
 )
+if [ -z "$pin" ]; then
+  echo "[setup_tpu_compiler] the installed jax names no libtpu for its [tpu] extra;" \
+       "install the libtpu release its notes give into .tpu-compiler/ by hand" >&2
+  exit 1
+fi
 if [ "$(cat .tpu-compiler/.pin 2>/dev/null)" != "$pin" ]; then
   echo "[setup_tpu_compiler] installing $pin into .tpu-compiler/ (about 200 MB)"
   rm -rf .tpu-compiler

@@ -56,6 +56,8 @@ _OLD_BUCKETS = {0.02: ((65536, 131072, 262144, 524288), (1.0, 0.5, 0.25, 0.125))
 
 
 def scene_voxels(voxel_size: float) -> tuple[np.ndarray, str]:
+  """The benchmark scene's voxels int32 [V, 3] (from 0) at `voxel_size` metres, and its name:
+  scene0000_00 of the mini set, else a synthetic surface room (module docstring)."""
   root = scannet_mini_root()
   if root is not None:
     points = np.fromfile(os.path.join(root, "points", "scene0000_00.bin"),
