@@ -11,13 +11,20 @@ keeps their number small:
     with per-quantity weights, e.g. the rows a band width stands for: `packing.need_weights`);
   * otherwise it gets a new signature: its tight one `headroom_rungs` rungs larger, grown to
     hold every earlier signature when that stays within the same bound, so that signatures
-    soon cover the whole dataset and the next batches reuse them.
+    soon cover the whole dataset and the next batches reuse them; then grown, one at a time
+    and nearest first, to hold the batches already waiting behind it (the loader's
+    look-ahead, `upcoming`) whenever the result stays within the bound of both batches, so
+    that a waiting batch that would not have fitted reuses it instead of compiling its own.
 The default headroom (1 rung) is below the slack (2 rungs), so a new signature also serves the
 batches somewhat smaller than the one that made it. With headroom equal to the slack, a new
 signature sits at the reuse bound of its own batch and every smaller batch needs yet another:
 replaying the batches of real runs through both policies (ScanNet mini set, 36 batches; the
 demo, 20; the end-to-end test's rooms, 12), headroom 2 made 8 / 4 / 5 signatures at 1.44x /
 1.33x / 1.43x the tight work, headroom 1 made 3 / 2 / 3 at 1.30x / 1.25x / 1.32x.
+The look-ahead matters at the start of a phase, when the first batches meet an empty or
+foreign history: in the end-to-end test's run (4 rooms, one batch an epoch) the second epoch's
+augmentation made a second signature of the distillation step, one more 15-20 s compilation,
+which the look-ahead of the loader folds into the first.
 The signatures used are written to a JSON file in the work directory, so `--resume` and later
 runs reuse them (and hit the persistent compilation cache; runs of several processes start
 without that history). With several JAX processes, every process takes the maximum of all
@@ -28,7 +35,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import jax
 import numpy as np
@@ -101,13 +108,17 @@ class CapacityPolicy:
       with open(path) as f:
         self.signatures = [dict(s) for s in json.load(f)["signatures"]]
 
-  def choose(self, needs: Mapping[str, int]) -> dict[str, int]:
-    """The signature for a batch with these needs (the same on every JAX process)."""
-    needs = _global_needs(needs)
+  def choose(self, needs: Mapping[str, int],
+             upcoming: Sequence[Mapping[str, int]] = ()) -> dict[str, int]:
+    """The signature for a batch with these needs (the same on every JAX process).
+
+    upcoming: the needs of the batches that follow it, nearest first, when already known;
+      a new signature is grown to hold them where the reuse bound allows (module docstring).
+    """
+    needs, *upcoming = _global_needs([needs, *upcoming])
     cost = lambda s: work(s, self.weights)
-    bound = cost(tight(needs)) * RATIO ** self.slack_rungs
-    fitting = [s for s in self.signatures if set(s) == set(needs) and
-               all(s[q] >= n for q, n in needs.items()) and cost(s) <= bound]
+    bound = self._bound(needs)
+    fitting = self._reusable(needs)
     if fitting:
       return min(fitting, key=cost)
     signature = tight(needs)
@@ -119,6 +130,12 @@ class CapacityPolicy:
         grown = {q: max(v, other[q]) for q, v in grown.items()}
     if cost(grown) <= bound:
       signature = grown
+    for later in upcoming:
+      if (set(later) == set(signature) and not _holds(signature, later) and
+          not self._reusable(later)):
+        candidate = {q: max(v, tight(later)[q]) for q, v in signature.items()}
+        if cost(candidate) <= min(bound, self._bound(later)):
+          signature = candidate
     self.signatures.append(signature)
     _LOG.info("%s capacity signature %d (%.0f%% of the work of the batch's tight one): %s",
               self.name, len(self.signatures), 100 * cost(signature) / cost(tight(needs)),
@@ -127,13 +144,30 @@ class CapacityPolicy:
       atomic.write_json(self.path, {"signatures": self.signatures})
     return signature
 
+  def _bound(self, needs: Mapping[str, int]) -> float:
+    """The most work a signature serving a batch of these needs may have."""
+    return work(tight(needs), self.weights) * RATIO ** self.slack_rungs
 
-def _global_needs(needs: Mapping[str, int]) -> dict[str, int]:
-  """The element-wise maximum of every process's needs (the needs themselves on one)."""
-  names = sorted(needs)
-  if jax.process_count() == 1:
-    return {q: int(needs[q]) for q in names}
-  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-  local = np.asarray([int(needs[q]) for q in names], np.int64)
-  gathered = np.asarray(multihost_utils.process_allgather(local))
-  return dict(zip(names, (int(v) for v in gathered.reshape(-1, len(names)).max(axis=0))))
+  def _reusable(self, needs: Mapping[str, int]) -> list[dict[str, int]]:
+    """The signatures made so far that may serve a batch of these needs."""
+    return [s for s in self.signatures if set(s) == set(needs) and _holds(s, needs) and
+            work(s, self.weights) <= self._bound(needs)]
+
+
+def _holds(signature: Mapping[str, int], needs: Mapping[str, int]) -> bool:
+  return all(signature[q] >= n for q, n in needs.items())
+
+
+def _global_needs(batches: Sequence[Mapping[str, int]]) -> list[dict[str, int]]:
+  """Per batch, the element-wise maximum of every process's needs (the needs themselves on
+  one process). Every process passes the same number of batches with the same names."""
+  names = [sorted(needs) for needs in batches]
+  local = [[int(needs[q]) for q in keys] for needs, keys in zip(batches, names)]
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    flat = np.asarray([v for row in local for v in row], np.int64)
+    gathered = np.asarray(multihost_utils.process_allgather(flat))
+    flat = gathered.reshape(-1, flat.size).max(axis=0)
+    ends = np.cumsum([len(row) for row in local])
+    local = [flat[end - len(row):end].tolist() for row, end in zip(local, ends)]
+  return [dict(zip(keys, (int(v) for v in row))) for keys, row in zip(names, local)]

@@ -61,3 +61,35 @@ def test_default_signature_also_serves_somewhat_smaller_batches():
   at_bound.choose(needs)
   at_bound.choose(smaller)
   assert len(at_bound.signatures) == 2
+
+
+def test_new_signature_grows_to_hold_waiting_batches_within_the_bound():
+  """A batch that would need its own signature after this one reuses this one's when the
+  policy sees it waiting (look-ahead), as long as both batches stay within the reuse bound;
+  a waiting batch far larger gets its own."""
+  first = {"points": 10_000, "voxels0": 5_000}
+  second = {"points": 15_500, "voxels0": 7_400}         # beyond first's headroom rung
+  blind = capacity.CapacityPolicy()
+  blind.choose(first)
+  blind.choose(second)
+  assert len(blind.signatures) == 2
+  seeing = capacity.CapacityPolicy()
+  chosen = seeing.choose(first, upcoming=[second])
+  assert all(chosen[q] >= n for q, n in second.items())
+  assert seeing.choose(second) == chosen and len(seeing.signatures) == 1
+  cost = lambda s: capacity.work(s)
+  assert cost(chosen) <= cost(capacity.tight(first)) * capacity.RATIO ** 2
+
+  huge = {"points": 40_000, "voxels0": 20_000}
+  policy = capacity.CapacityPolicy()
+  assert policy.choose(first, upcoming=[huge, second]) == chosen   # skips the huge one only
+  assert policy.choose(huge) != chosen and len(policy.signatures) == 2
+
+
+def test_waiting_batch_served_by_an_earlier_signature_does_not_grow_the_new_one():
+  small, big = {"points": 4_000, "voxels0": 2_000}, {"points": 10_000, "voxels0": 5_000}
+  policy = capacity.CapacityPolicy()
+  made = policy.choose(small)
+  second = policy.choose(big, upcoming=[{"points": 4_500, "voxels0": 2_100}])
+  assert second == capacity.CapacityPolicy().choose(big)       # not grown for the small one
+  assert policy.choose({"points": 4_500, "voxels0": 2_100}) == made
