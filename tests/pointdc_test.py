@@ -80,6 +80,11 @@ def test_svc_run_writes_report_checkpoints_and_scalars(full_run):
   assert set(report["meta"]["stage_seconds"]) == {"cmd", "svc", "eval"}
   assert "NOT DINO" in report["meta"]["teacher"] and "NOT DINO" in log
   assert report["meta"]["init"] == "cross-modal distillation"
+  # The iterative SVC phase runs the warm-up's train step (`pointdc.cluster`: one loss, one
+  # parameter tree, schedules held in the optimizer state) and loads it from the persistent
+  # cache instead of compiling it; one clustering pass's program repeats too. Phases that
+  # compiled their own steps loaded 1 program.
+  assert report["meta"]["compilations"]["loaded_from_cache"] >= 2
   assert "| PointDC: distillation + SVC (kmeans) | supervoxel_pooled |" in (
       workdir / "report.md").read_text()
   for phase in ("cmd", "svc_warmup", "svc"):

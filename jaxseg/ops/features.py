@@ -68,8 +68,8 @@ def supervoxel_features(point_feats: jax.Array, point_segments: jax.Array,
   return SupervoxelFeatures(l2_normalize(means), counts)
 
 
-def cosine_logits(point_feats: jax.Array, centroids: jax.Array, scale: float,
-                  normalize_features: bool = True) -> jax.Array:
+def cosine_logits(point_feats: jax.Array, centroids: jax.Array, scale: float | jax.Array,
+                  normalize_features: bool | jax.Array = True) -> jax.Array:
   """Logits of the frozen cosine classifier whose weights are the normalised centroids.
 
   Args:
@@ -77,10 +77,14 @@ def cosine_logits(point_feats: jax.Array, centroids: jax.Array, scale: float,
     centroids: f32 [K, D] cluster centroids (normalised here).
     scale: multiplier, e.g. 1 / temperature (Eq. 9) or 1.0 (the reference's classifier).
     normalize_features: True gives scale * cos(f, mu); False gives scale * ||f|| * cos(f, mu),
-      the reference's frozen nn.Linear applied to unnormalised features.
+      the reference's frozen nn.Linear applied to unnormalised features; a bool [] array
+      chooses at run time (one compiled program for both).
 
   Returns:
     f32 [B, P, K] (or [..., K]).
   """
-  feats = l2_normalize(point_feats) if normalize_features else point_feats
+  if isinstance(normalize_features, bool):
+    feats = l2_normalize(point_feats) if normalize_features else point_feats
+  else:
+    feats = jnp.where(normalize_features, l2_normalize(point_feats), point_feats)
   return scale * jnp.einsum("...d,kd->...k", feats, l2_normalize(centroids))

@@ -9,7 +9,11 @@ momentum buffer starts as the first gradient and then runs buf = m * buf + (1 - 
 (optax.sgd has no dampening), and nesterov uses g + m * buf. Adam follows torch.optim.Adam
 with coupled L2 weight decay (g += wd * p before the moments; not AdamW). The 'step' schedule
 is torch's StepLR stepped once per update: the k-th update (k = 0, 1, ...) uses
-lr * decay_factor ** (k // decay_every).
+lr * decay_factor ** (k // decay_every). The constant and step schedules keep their settings
+(lr, decay_every, decay_factor) in the optimizer state as arrays, not in the compiled
+program, so phases whose optimizers differ only in them (PointDC's SVC warm-up at a constant
+rate and its iterative phase with step decay) compile to the same program and the second
+loads it from the persistent compilation cache.
 """
 
 from __future__ import annotations
@@ -58,6 +62,38 @@ def torch_momentum(momentum: float, dampening: float = 0.0,
   return optax.GradientTransformation(init_fn, update_fn)
 
 
+class StepRateState(NamedTuple):
+  """count: int32 [] updates seen; the schedule's settings as arrays: lr f32 [],
+  decay_every int32 [], decay_factor f32 []."""
+  count: jax.Array
+  lr: jax.Array
+  decay_every: jax.Array
+  decay_factor: jax.Array
+
+
+def scale_by_step_rate(lr: float, decay_every: int = 1,
+                       decay_factor: float = 1.0) -> optax.GradientTransformation:
+  """Scales the updates by -lr * decay_factor ** floor(count / decay_every) (torch's StepLR
+  stepped per update; decay_factor 1 is a constant rate), the same values as
+  optax.exponential_decay(staircase=True) under optax.scale_by_learning_rate, with the settings
+  held in the state (see the module docstring)."""
+
+  def init_fn(params):
+    del params
+    return StepRateState(jnp.zeros([], jnp.int32), jnp.asarray(lr, jnp.float32),
+                         jnp.asarray(decay_every, jnp.int32),
+                         jnp.asarray(decay_factor, jnp.float32))
+
+  def update_fn(updates, state, params=None):
+    del params
+    rate = state.lr * jnp.power(state.decay_factor,
+                                jnp.floor(state.count / state.decay_every))
+    updates = jax.tree.map(lambda g: (-rate).astype(g.dtype) * g, updates)
+    return updates, state._replace(count=optax.safe_int32_increment(state.count))
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
 def _number(cfg: Mapping[str, Any], key: str, default: float | None, where: str,
             minimum: float = 0.0, strict: bool = False) -> float:
   """cfg[key] as a float >= minimum (> minimum when strict); InputError otherwise."""
@@ -98,6 +134,18 @@ def make_schedule(cfg: Mapping[str, Any], where: str = "optimizer") -> optax.Sch
                    f"use one of {list(SCHEDULES)}")
 
 
+def _learning_rate(cfg: Mapping[str, Any], where: str) -> optax.GradientTransformation:
+  """The learning-rate scaling of `make_schedule`'s schedule: 'constant' and 'step' with their
+  settings in the state (`scale_by_step_rate`), 'poly' as an optax schedule."""
+  schedule = make_schedule(cfg, where)          # Validates every schedule's settings.
+  if cfg.get("schedule", "constant") == "poly":
+    return optax.scale_by_learning_rate(schedule)
+  if cfg.get("schedule", "constant") == "step":
+    return scale_by_step_rate(float(cfg["lr"]), int(float(cfg["decay_every"])),
+                              float(cfg["decay_factor"]))
+  return scale_by_step_rate(float(cfg["lr"]))
+
+
 def make_optimizer(cfg: Mapping[str, Any], where: str = "optimizer"
                    ) -> optax.GradientTransformation:
   """An optax transformation with torch.optim semantics from a config mapping.
@@ -117,7 +165,7 @@ def make_optimizer(cfg: Mapping[str, Any], where: str = "optimizer"
     raise InputError(where, f"option(s) {unknown} do not apply to {name}",
                      f"use only {list(_KEYS[name])}")
   weight_decay = _number(cfg, "weight_decay", 0.0, where)
-  learning_rate = optax.scale_by_learning_rate(make_schedule(cfg, where))
+  learning_rate = _learning_rate(cfg, where)
   decay = [optax.add_decayed_weights(weight_decay)] if weight_decay else []
   if name == "sgd":
     momentum = _number(cfg, "momentum", 0.0, where)

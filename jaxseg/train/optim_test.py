@@ -7,7 +7,7 @@ import optax
 import pytest
 
 from jaxseg.errors import InputError
-from jaxseg.train.optim import make_optimizer, make_schedule, optimizer_for
+from jaxseg.train.optim import make_optimizer, make_schedule, optimizer_for, scale_by_step_rate
 
 _STEPS = 7
 
@@ -151,3 +151,29 @@ def test_poly_schedule_is_minkowski_polylr_over_the_phase():
     rates.append(-float(updates))
   want = [0.1 * (1 - min(s, 12) / 13) ** 0.9 for s in range(14)]
   np.testing.assert_allclose(rates, want, rtol=1e-5)
+
+
+def test_state_held_rate_equals_optax_schedules_bit_for_bit():
+  rate = scale_by_step_rate(0.03, 5, 0.8)
+  reference = optax.scale_by_learning_rate(optax.exponential_decay(0.03, 5, 0.8,
+                                                                   staircase=True))
+  grads = {"w": jnp.linspace(-1.0, 2.0, 7, dtype=jnp.float32)}
+  state, ref_state = rate.init(grads), reference.init(grads)
+  for _ in range(17):
+    ours, state = rate.update(grads, state)
+    theirs, ref_state = reference.update(grads, ref_state)
+    np.testing.assert_array_equal(np.asarray(ours["w"]), np.asarray(theirs["w"]))
+
+
+def test_constant_and_step_schedules_compile_to_one_program():
+  """Optimizers that differ only in their schedule's settings lower to the same program (the
+  settings are state), so a phase at a constant rate and one with step decay share it."""
+  params = {"w": jnp.ones((3, 2), jnp.float32)}
+  texts = []
+  for schedule in ({"schedule": "constant"},
+                   {"schedule": "step", "decay_every": 7, "decay_factor": 0.8}):
+    tx = make_optimizer({"name": "sgd", "lr": 0.05 if len(texts) else 0.03, "momentum": 0.9,
+                         "weight_decay": 1e-4, **schedule})
+    step = jax.jit(lambda p, s, tx=tx: tx.update(p, s, p))
+    texts.append(step.lower(params, tx.init(params)).as_text())
+  assert texts[0] == texts[1]

@@ -16,6 +16,11 @@ Phases, each with a fresh optimizer as in the reference:
 - 'svc' re-clusters at the start of every `recluster_every`-th epoch and trains the frozen
   classifier whose weights are the normalised centroids (logits = ||f|| cos), with the step
   decay of svc.optimizer.
+Both phases run one loss function on the same parameter tree: the classifier's choice and
+settings come in the step's `extra` as arrays (`_classifier`), the iterative phase carries the
+warm-up's head unused (its gradient is zero), and the optimizers keep their schedules in their
+state (`jaxseg.train.optim`). So the two phases compile to the same program, and the second
+loads it from the persistent compilation cache instead of compiling it again.
 """
 
 from __future__ import annotations
@@ -88,23 +93,29 @@ def cluster_round(ctx: RunContext, variables: Mapping[str, Any], round_index: in
   return {"centroids": centroids.astype(np.float32), "labels": table, "offsets": sv.offsets}
 
 
-def _loss_fn(ctx: RunContext, learned_head: bool):
-  """Cross-entropy (Eq. 11) of a cosine classifier against the pseudo-labels. learned_head:
-  the classifier is params['seg_head'] [K, D] with logits cos(f, w); otherwise the frozen
-  centroids of extra['centroids'] with logits svc.logit_scale * ||f|| cos (or cos, with
-  svc.normalize_features)."""
-  svc = ctx.config.svc
+def _classifier(svc: ml_collections.ConfigDict, learned_head: bool,
+                centroids: np.ndarray) -> dict[str, jax.Array]:
+  """The step's `extra`: which classifier the loss applies and how. learned_head: the
+  learnable params['seg_head'] with logits cos(f, w); otherwise the frozen centroids
+  (f32 [K, D]) with logits svc.logit_scale * ||f|| cos (or cos, with svc.normalize_features)."""
+  return {"centroids": jnp.asarray(centroids, jnp.float32),
+          "learned_head": jnp.asarray(learned_head),
+          "logit_scale": jnp.asarray(1.0 if learned_head else svc.logit_scale, jnp.float32),
+          "normalize_features": jnp.asarray(learned_head or bool(svc.normalize_features))}
+
+
+def _loss_fn(ctx: RunContext):
+  """Cross-entropy (Eq. 11) of the cosine classifier that `extra` describes (`_classifier`)
+  against the pseudo-labels."""
 
   def loss_fn(params, model_state, batch, extra, axis_name):
     net = ctx.net(axis_name=axis_name)
     encoder = {k: v for k, v in params.items() if k != "seg_head"}
     out, updates = net.apply({"params": encoder, **model_state}, batch, train=True,
                              mutable=["batch_stats"])
-    if learned_head:
-      logits = cosine_logits(out["voxel_features"], params["seg_head"], 1.0)
-    else:
-      logits = cosine_logits(out["voxel_features"], extra["centroids"], svc.logit_scale,
-                             normalize_features=svc.normalize_features)
+    head = jnp.where(extra["learned_head"], params["seg_head"], extra["centroids"])
+    logits = cosine_logits(out["voxel_features"], head, extra["logit_scale"],
+                           normalize_features=extra["normalize_features"])
     loss_sum, count, correct = losses.voxel_cross_entropy_loss(
         logits, batch["pseudo_labels"], batch["point_to_voxel"], batch["point_mask"])
     return loss_sum, count, (updates, {"pseudo_label_accuracy": correct})
@@ -112,7 +123,8 @@ def _loss_fn(ctx: RunContext, learned_head: bool):
 
 
 def _with_seg_head(ctx: RunContext, variables: Mapping[str, Any]) -> dict[str, Any]:
-  """Encoder variables plus a learnable [K, D] cosine head, N(0, 1) as torch.randn."""
+  """Encoder variables plus a [K, D] cosine head, N(0, 1) as torch.randn (learnable in the
+  warm-up with svc.warmup_head='learned', unused otherwise)."""
   key = jax.random.key(trainer.phase_seed(ctx.config.seed, "seg_head"))
   head = jax.random.normal(key, (num_clusters(ctx), int(ctx.config.model.out_dim)),
                            jnp.float32)
@@ -140,12 +152,12 @@ def _phase(ctx: RunContext, name: str, epochs: int, recluster_every: int,
     due = recluster_every and epoch % recluster_every == 0 and not resumed_inside
     if due or "labels" not in arrays:
       arrays.update(cluster_round(ctx, trainer.network_variables(state), round_base + epoch))
-    return {"centroids": replicate(jnp.asarray(arrays["centroids"]), ctx.mesh)}
+    return replicate(_classifier(svc, learned_head, arrays["centroids"]), ctx.mesh)
 
   return trainer.Phase(
       name=name, epochs=epochs, optimizer=phase_optimizer(svc, name),
       optimizer_key="svc.optimizer",
-      loss_fn=_loss_fn(ctx, learned_head), fields=ctx.net_fields + ("pseudo_labels",),
+      loss_fn=_loss_fn(ctx), fields=ctx.net_fields + ("pseudo_labels",),
       begin_epoch=begin_epoch, host_fields=trainer.supervoxel_labels(svc.gt_ignore_mask),
       invariance=svc.invariance.to_dict(), start_arrays=start_arrays)
 
@@ -163,17 +175,15 @@ def run(ctx: RunContext, variables: Mapping[str, Any], resume: bool, writer: Sca
   variables, arrays = encoder_variables(variables), None
   if svc.warmup_epochs:
     warmup = _phase(ctx, "svc_warmup", svc.warmup_epochs, 0, None)
-    start_variables = (_with_seg_head(ctx, variables) if svc.warmup_head == "learned"
-                       else variables)
-    variables, arrays = trainer.run_phase(ctx, warmup, start_variables, resume=resume,
-                                          writer=writer, validate=validate)
+    variables, arrays = trainer.run_phase(ctx, warmup, _with_seg_head(ctx, variables),
+                                          resume=resume, writer=writer, validate=validate)
     variables = encoder_variables(variables)
   if svc.epochs:
     # The iterative phase re-clusters at its first epoch; it keeps the warm-up's clustering
     # only when it never re-clusters.
     keep = None if svc.recluster_every else arrays
     iterative = _phase(ctx, "svc", svc.epochs, svc.recluster_every, keep)
-    variables, _ = trainer.run_phase(ctx, iterative, variables, resume=resume, writer=writer,
-                                     validate=validate)
+    variables, _ = trainer.run_phase(ctx, iterative, _with_seg_head(ctx, variables),
+                                     resume=resume, writer=writer, validate=validate)
   _LOG.info("SVC finished in %.1f s", time.perf_counter() - start)
-  return variables
+  return encoder_variables(variables)
