@@ -13,7 +13,7 @@ from typing import Sequence
 def training_env(cache_dir) -> dict[str, str]:
   """The environment of a training run started by a test: every compiled program goes to
   `cache_dir`'s persistent cache (so later runs load them), on 4 CPU devices, with LLVM at
-  optimisation level 1 instead of XLA's default 2.
+  optimisation level 1 instead of XLA's default (3 in this jaxlib).
 
   The tests' cheapest code generation (jaxseg/conftest.py) suits their many small programs but
   slows a run's steps: the end-to-end PointDC run's warm training steps took 7-8 s with it

@@ -13,8 +13,9 @@ keeps their number small:
     hold every earlier signature when that stays within the same bound, so that signatures
     soon cover the whole dataset and the next batches reuse them; then grown, one at a time
     and nearest first, to hold the batches already waiting behind it (the loader's
-    look-ahead, `upcoming`) whenever the result stays within the bound of both batches, so
-    that a waiting batch that would not have fitted reuses it instead of compiling its own.
+    look-ahead, `upcoming`) that no signature made so far serves, whenever the result stays
+    within the bound of this batch and of every waiting batch it was grown for, so that those
+    batches reuse it instead of compiling their own.
 The default headroom (1 rung) is below the slack (2 rungs), so a new signature also serves the
 batches somewhat smaller than the one that made it. With headroom equal to the slack, a new
 signature sits at the reuse bound of its own batch and every smaller batch needs yet another:
@@ -130,12 +131,12 @@ class CapacityPolicy:
         grown = {q: max(v, other[q]) for q, v in grown.items()}
     if cost(grown) <= bound:
       signature = grown
-    for later in upcoming:
+    for later in upcoming:   # Each batch it is grown for must still be able to reuse it.
       if (set(later) == set(signature) and not _holds(signature, later) and
           not self._reusable(later)):
         candidate = {q: max(v, tight(later)[q]) for q, v in signature.items()}
         if cost(candidate) <= min(bound, self._bound(later)):
-          signature = candidate
+          signature, bound = candidate, min(bound, self._bound(later))
     self.signatures.append(signature)
     _LOG.info("%s capacity signature %d (%.0f%% of the work of the batch's tight one): %s",
               self.name, len(self.signatures), 100 * cost(signature) / cost(tight(needs)),

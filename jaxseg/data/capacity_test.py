@@ -93,3 +93,13 @@ def test_waiting_batch_served_by_an_earlier_signature_does_not_grow_the_new_one(
   second = policy.choose(big, upcoming=[{"points": 4_500, "voxels0": 2_100}])
   assert second == capacity.CapacityPolicy().choose(big)       # not grown for the small one
   assert policy.choose({"points": 4_500, "voxels0": 2_100}) == made
+
+
+def test_growing_for_a_second_waiting_batch_never_locks_out_the_first():
+  """Grown for b, then for c only if b can still reuse the result (found by a reviewer's
+  random replays: growing for c pushed the signature past b's bound, and b made its own)."""
+  a, b = {"points": 11_969, "voxels0": 3_322}, {"points": 9_012, "voxels0": 5_251}
+  c = {"points": 17_048, "voxels0": 5_809}
+  policy = capacity.CapacityPolicy()
+  chosen = policy.choose(a, upcoming=[b, c])
+  assert policy.choose(b) == chosen and len(policy.signatures) == 1

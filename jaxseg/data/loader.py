@@ -51,6 +51,8 @@ class DeviceLoader:
                spec: GeometrySpec, mesh: jax.sharding.Mesh,
                fields: Sequence[str] | None = None, prefetch: int = 2, lookahead: int = 2):
     self._stream, self._policy, self._spec, self._mesh = stream, policy, spec, mesh
+    if lookahead < 0:
+      raise ValueError(f"lookahead must be >= 0, got {lookahead}")
     self._lookahead = int(lookahead)
     self._fields = None if fields is None else tuple(fields)
     self._collective = jax.process_count() > 1

@@ -94,6 +94,17 @@ def scale_by_step_rate(lr: float, decay_every: int = 1,
   return optax.GradientTransformation(init_fn, update_fn)
 
 
+def with_schedule_settings(restored: Any, fresh: Any) -> Any:
+  """The optimizer state `restored` (from a checkpoint) with the schedule settings of `fresh`
+  (`tx.init` of the config's optimizer) and its own update counts, so that a resumed run
+  follows the config's learning rate, as the 'poly' schedule (settings in the program) does."""
+  def settings(old, new):
+    if isinstance(old, StepRateState):
+      return old._replace(lr=new.lr, decay_every=new.decay_every, decay_factor=new.decay_factor)
+    return old
+  return jax.tree.map(settings, restored, fresh, is_leaf=lambda x: isinstance(x, StepRateState))
+
+
 def _number(cfg: Mapping[str, Any], key: str, default: float | None, where: str,
             minimum: float = 0.0, strict: bool = False) -> float:
   """cfg[key] as a float >= minimum (> minimum when strict); InputError otherwise."""

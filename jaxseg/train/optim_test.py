@@ -7,7 +7,8 @@ import optax
 import pytest
 
 from jaxseg.errors import InputError
-from jaxseg.train.optim import make_optimizer, make_schedule, optimizer_for, scale_by_step_rate
+from jaxseg.train.optim import (make_optimizer, make_schedule, optimizer_for, scale_by_step_rate,
+                                 with_schedule_settings)
 
 _STEPS = 7
 
@@ -177,3 +178,19 @@ def test_constant_and_step_schedules_compile_to_one_program():
     step = jax.jit(lambda p, s, tx=tx: tx.update(p, s, p))
     texts.append(step.lower(params, tx.init(params)).as_text())
   assert texts[0] == texts[1]
+
+
+def test_resumed_state_takes_the_configs_schedule_and_keeps_its_counts():
+  params = {"w": jnp.ones((3,), jnp.float32)}
+  old = make_optimizer({"name": "sgd", "lr": 0.03, "momentum": 0.9, "schedule": "step",
+                        "decay_every": 2, "decay_factor": 0.5})
+  state = old.init(params)
+  for _ in range(3):
+    _, state = old.update(params, state, params)
+  new = make_optimizer({"name": "sgd", "lr": 0.1, "momentum": 0.9, "schedule": "step",
+                        "decay_every": 4, "decay_factor": 0.8})
+  merged = with_schedule_settings(state, new.init(params))
+  updates, _ = new.update(params, merged, params)
+  momentum = jax.tree.leaves(state)[1]           # the restored buffer, kept
+  expected = -0.1 * 0.8 ** (3 // 4) * (0.9 * np.asarray(momentum) + 1.0)
+  np.testing.assert_allclose(np.asarray(updates["w"]), expected, rtol=1e-6)

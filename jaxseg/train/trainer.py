@@ -30,7 +30,7 @@ from jaxseg.logging_utils import get_logger, progress
 from jaxseg.ops.sparse.geometry import mask_key
 from jaxseg.train.checkpoint import Checkpointer
 from jaxseg.train.context import RunContext
-from jaxseg.train.optim import optimizer_for
+from jaxseg.train.optim import optimizer_for, with_schedule_settings
 from jaxseg.train.parallel import LossFn, make_train_step, replicate
 from jaxseg.train.state import TrainState
 
@@ -168,7 +168,9 @@ def run_phase(ctx: RunContext, phase: Phase, variables: Mapping[str, Any], *, re
                                       tx=tx), ctx.mesh)
   arrays, meta = dict(phase.start_arrays or {}), None
   if checkpointer.latest_step() is not None:
+    fresh = state.opt_state
     state, restored, meta = checkpointer.restore(state)
+    state = state.replace(opt_state=with_schedule_settings(state.opt_state, fresh))
     arrays = dict(restored) if restored else arrays
     _LOG.info("resuming %s from step %d (%s)", phase.name, int(state.step), meta)
   if meta and meta.get("done"):
