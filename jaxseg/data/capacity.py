@@ -134,9 +134,10 @@ class CapacityPolicy:
     for later in upcoming:   # Each batch it is grown for must still be able to reuse it.
       if (set(later) == set(signature) and not _holds(signature, later) and
           not self._reusable(later)):
-        candidate = {q: max(v, tight(later)[q]) for q, v in signature.items()}
-        if cost(candidate) <= min(bound, self._bound(later)):
-          signature, bound = candidate, min(bound, self._bound(later))
+        later_tight, later_bound = tight(later), min(bound, self._bound(later))
+        candidate = {q: max(v, later_tight[q]) for q, v in signature.items()}
+        if cost(candidate) <= later_bound:
+          signature, bound = candidate, later_bound
     self.signatures.append(signature)
     _LOG.info("%s capacity signature %d (%.0f%% of the work of the batch's tight one): %s",
               self.name, len(self.signatures), 100 * cost(signature) / cost(tight(needs)),

@@ -86,8 +86,7 @@ def scale_by_step_rate(lr: float, decay_every: int = 1,
 
   def update_fn(updates, state, params=None):
     del params
-    rate = state.lr * jnp.power(state.decay_factor,
-                                jnp.floor(state.count / state.decay_every))
+    rate = _step_rate(state.lr, state.decay_every, state.decay_factor, state.count)
     updates = jax.tree.map(lambda g: (-rate).astype(g.dtype) * g, updates)
     return updates, state._replace(count=optax.safe_int32_increment(state.count))
 
@@ -122,21 +121,33 @@ def _number(cfg: Mapping[str, Any], key: str, default: float | None, where: str,
   return value
 
 
+def _step_settings(cfg: Mapping[str, Any], where: str) -> tuple[float, int, float]:
+  """(lr, decay_every, decay_factor) of a 'constant' (decay_every 1, decay_factor 1) or 'step'
+  schedule; InputError for a bad value."""
+  lr = _number(cfg, "lr", None, where, strict=True)
+  if cfg.get("schedule", "constant") == "constant":
+    return lr, 1, 1.0
+  decay_every = _number(cfg, "decay_every", None, where, strict=True)
+  if decay_every != int(decay_every):
+    raise InputError(f"{where}.decay_every", f"{cfg['decay_every']!r} is not a whole number of "
+                     "steps", f"set {where}.decay_every to a positive integer")
+  return lr, int(decay_every), _number(cfg, "decay_factor", None, where, strict=True)
+
+
+def _step_rate(lr, decay_every, decay_factor, count):
+  """lr * decay_factor ** floor(count / decay_every): torch's StepLR stepped per update."""
+  return lr * jnp.power(decay_factor, jnp.floor(count / decay_every))
+
+
 def make_schedule(cfg: Mapping[str, Any], where: str = "optimizer") -> optax.Schedule:
   """Learning rate per update count: 'constant' (lr), torch StepLR per update ('step':
   lr * decay_factor ** (count // decay_every)) or MinkowskiEngine's PolyLR per update ('poly',
   GrowSP's: lr * (1 - count / (total_steps + 1)) ** power)."""
-  lr = _number(cfg, "lr", None, where, strict=True)
   schedule = cfg.get("schedule", "constant")
-  if schedule == "constant":
-    return optax.constant_schedule(lr)
-  if schedule == "step":
-    decay_every = _number(cfg, "decay_every", None, where, strict=True)
-    if decay_every != int(decay_every):
-      raise InputError(f"{where}.decay_every", f"{cfg['decay_every']!r} is not a whole number of "
-                       "steps", f"set {where}.decay_every to a positive integer")
-    factor = _number(cfg, "decay_factor", None, where, strict=True)
-    return optax.exponential_decay(lr, int(decay_every), factor, staircase=True)
+  if schedule in ("constant", "step"):
+    settings = _step_settings(cfg, where)
+    return lambda count: _step_rate(*settings, count)
+  lr = _number(cfg, "lr", None, where, strict=True)
   if schedule == "poly":
     power = _number(cfg, "power", 0.9, where)
     total = _number(cfg, "total_steps", None, where, strict=True)
@@ -148,13 +159,9 @@ def make_schedule(cfg: Mapping[str, Any], where: str = "optimizer") -> optax.Sch
 def _learning_rate(cfg: Mapping[str, Any], where: str) -> optax.GradientTransformation:
   """The learning-rate scaling of `make_schedule`'s schedule: 'constant' and 'step' with their
   settings in the state (`scale_by_step_rate`), 'poly' as an optax schedule."""
-  schedule = make_schedule(cfg, where)          # Validates every schedule's settings.
-  if cfg.get("schedule", "constant") == "poly":
-    return optax.scale_by_learning_rate(schedule)
-  if cfg.get("schedule", "constant") == "step":
-    return scale_by_step_rate(float(cfg["lr"]), int(float(cfg["decay_every"])),
-                              float(cfg["decay_factor"]))
-  return scale_by_step_rate(float(cfg["lr"]))
+  if cfg.get("schedule", "constant") in ("constant", "step"):
+    return scale_by_step_rate(*_step_settings(cfg, where))
+  return optax.scale_by_learning_rate(make_schedule(cfg, where))
 
 
 def make_optimizer(cfg: Mapping[str, Any], where: str = "optimizer"

@@ -195,7 +195,6 @@ def run(quick: bool) -> dict:
       return json.load(f)
 
 
-
 def _other_programs(chip) -> dict:
   """Pooling, Sinkhorn, K-means and splatting compiled for the chip at benchmark sizes."""
   import jax
