@@ -260,12 +260,17 @@ def test_quickstart_notebook_runs_top_to_bottom(full_run, tmp_path, monkeypatch)
   """experiments/colab_quickstart.ipynb runs top to bottom (nbclient, a real Jupyter kernel)
   on its smallest settings (JAXSEG_NOTEBOOK_SMOKE=1: the tiny rooms, one clustering epoch from
   a random network), in a copy of the checkout so nothing is written into the repository,
-  with the full run's cache (its dataset and compiled programs): the demo trains and
-  evaluates, the renders are shown, and a .ply is labelled from Python and from the command
-  line with the same labels."""
+  with the full run's cache (its dataset and compiled programs) and capacity signatures (so
+  its batches pad to the full run's shapes and its step and feature passes load the full
+  run's programs instead of compiling their own): the demo trains and evaluates, the renders
+  are shown, and a .ply is labelled from Python and from the command line with the same
+  labels."""
   checkout = tmp_path / "jaxseg"
   for name in ("configs", "experiments"):
     shutil.copytree(os.path.join(_ROOT, name), checkout / name)
+  (checkout / "workdirs" / "colab_demo").mkdir(parents=True)
+  for kind in ("train", "eval"):
+    shutil.copy(full_run[1] / f"capacities_{kind}.json", checkout / "workdirs" / "colab_demo")
   monkeypatch.setenv("JAXSEG_NOTEBOOK_SMOKE", "1")
   for key, value in _env(full_run[0]).items():
     if key.startswith(("JAXSEG_", "XLA_")):

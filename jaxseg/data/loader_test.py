@@ -8,9 +8,10 @@ import pytest
 from jaxseg.data import capacity
 from jaxseg.data import packing
 from jaxseg.data.loader import DeviceLoader
-from jaxseg.data.pipeline import make_iterator
-from jaxseg.data.pipeline_test import CONFIG, _records
+from jaxseg.data.pipeline import PipelineConfig, make_iterator
 from jaxseg.data.sharding import data_mesh
+
+_CONFIG = PipelineConfig(voxel_size=0.25, batch_size=2)
 
 
 class _RecordingPolicy(capacity.CapacityPolicy):
@@ -25,13 +26,14 @@ class _RecordingPolicy(capacity.CapacityPolicy):
 
 
 @pytest.mark.parametrize("lookahead", [0, 2])
-def test_batches_keep_their_order_and_the_policy_sees_the_waiting_ones(lookahead):
-  source = _records([300, 280, 500, 520, 900, 950, 400, 380])
-  stream = lambda: make_iterator(source, CONFIG, seed=0, train=False, num_packs=1,
+def test_batches_keep_their_order_and_the_policy_sees_the_waiting_ones(lookahead,
+                                                                      random_rooms):
+  source = random_rooms([300, 280, 500, 520, 900, 950, 400, 380])
+  stream = lambda: make_iterator(source, _CONFIG, seed=0, train=False, num_packs=1,
                                  process_index=0, process_count=1)
   needs = [packing.batch_needs(packs) for packs in stream()]
   policy = _RecordingPolicy()
-  with DeviceLoader(stream(), policy, CONFIG.geometry, data_mesh(jax.devices()[:1]),
+  with DeviceLoader(stream(), policy, _CONFIG.geometry, data_mesh(jax.devices()[:1]),
                     fields=("voxel_feats",), lookahead=lookahead) as loader:
     out = list(loader)
   assert len(out) == len(needs) == 4

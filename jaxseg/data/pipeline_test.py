@@ -17,25 +17,6 @@ from jaxseg.errors import InputError
 CONFIG = PipelineConfig(voxel_size=0.25, batch_size=2, augment=AugmentConfig(translate=0.5))
 
 
-def _records(sizes, seed=0, normals=()):
-  """Random rooms; rooms whose index is in `normals` carry random unit normals (the others carry
-  zeros and has_normals False, like tfds records of scenes without normals)."""
-  rng = np.random.default_rng(seed)
-  records = []
-  for i, n in enumerate(sizes):
-    unit = rng.normal(size=(n, 3))
-    unit /= np.linalg.norm(unit, axis=1, keepdims=True)
-    records.append({
-        "name": f"room{i}".encode(),
-        "coords": (rng.random((n, 3)) * [3.0, 2.0, 1.0]).astype(np.float32),
-        "colors": rng.integers(0, 256, (n, 3)).astype(np.uint8),
-        "normals": (unit if i in normals else np.zeros((n, 3))).astype(np.float32),
-        "has_normals": np.bool_(i in normals),
-        "labels": rng.integers(-1, 5, n).astype(np.int32),
-        "segments": rng.integers(-1, 6, n).astype(np.int32)})
-  return records
-
-
 def _batches(source, config=CONFIG, num_packs=1, **kwargs):
   """Every batch of a stream, padded to its tight signature (training streams: 2 epochs)."""
   kwargs = {"seed": 0, "train": True, "process_index": 0, "process_count": 1, **kwargs}
@@ -92,8 +73,8 @@ def _check_against_record(batch, pack, slot, record, voxel_size):
                              colour_sums / counts[:, None], atol=1e-5)
 
 
-def test_training_batches_follow_the_records():
-  records = _records([40, 100, 70, 30, 120], normals=(0, 2, 3))
+def test_training_batches_follow_the_records(random_rooms):
+  records = random_rooms([40, 100, 70, 30, 120], normals=(0, 2, 3))
   batches = _batches(records)
   assert len(batches) == 4  # 2 epochs of 2 batches of 2 (one record left out per epoch)
   seen = []
@@ -108,8 +89,8 @@ def test_training_batches_follow_the_records():
   assert len(set(seen[:4])) == 4 and len(set(seen[4:])) == 4 and seen[:4] != seen[4:]
 
 
-def test_mixup_adds_an_unlabelled_second_scene_on_the_first_ones_centre():
-  records = _records([40, 100, 70, 30, 120], normals=(0, 2, 3))
+def test_mixup_adds_an_unlabelled_second_scene_on_the_first_ones_centre(random_rooms):
+  records = random_rooms([40, 100, 70, 30, 120], normals=(0, 2, 3))
   config = dataclasses.replace(CONFIG, mixup=True)
   plain = _batches(records)
   mixed = _batches(records, config)
@@ -145,8 +126,8 @@ def test_mixup_adds_an_unlabelled_second_scene_on_the_first_ones_centre():
       np.testing.assert_array_equal(rows - rows.min(), inverse.reshape(-1))
 
 
-def test_two_packs_split_the_batch_and_the_stream_is_random_access():
-  records = _records([40, 100, 70, 30, 120, 60, 50, 90])
+def test_two_packs_split_the_batch_and_the_stream_is_random_access(random_rooms):
+  records = random_rooms([40, 100, 70, 30, 120, 60, 50, 90])
   config = PipelineConfig(voxel_size=0.25, batch_size=4, augment=AugmentConfig(translate=0.5))
   batches = _batches(records, config=config, num_packs=2)
   for batch in batches:
@@ -158,8 +139,8 @@ def test_two_packs_split_the_batch_and_the_stream_is_random_access():
     np.testing.assert_array_equal(later[key], batches[3][key])
 
 
-def test_seed_fixes_the_stream():
-  records = _records([40, 50, 60, 70], normals=(1,))
+def test_seed_fixes_the_stream(random_rooms):
+  records = random_rooms([40, 50, 60, 70], normals=(1,))
   first, again = _batches(records, seed=3), _batches(records, seed=3)
   other = _batches(records, seed=4)
   for a, b in zip(first, again):
@@ -169,8 +150,8 @@ def test_seed_fixes_the_stream():
              for a, b in zip(first, other))
 
 
-def test_evaluation_is_ordered_unaugmented_uncropped_and_short_at_the_end():
-  records = _records([300, 100, 70])
+def test_evaluation_is_ordered_unaugmented_uncropped_and_short_at_the_end(random_rooms):
+  records = random_rooms([300, 100, 70])
   config = PipelineConfig(voxel_size=0.25, batch_size=2, max_points=50, clip_box=0.01)
   batches = _batches(records, config=config, train=False)
   assert [_scenes(b) for b in batches] == [[(0, 0, 0), (0, 1, 1)], [(0, 0, 2)]]
@@ -182,8 +163,8 @@ def test_evaluation_is_ordered_unaugmented_uncropped_and_short_at_the_end():
   _check_against_record(batches[1], 0, 0, records[2], config.voxel_size)
 
 
-def test_training_crops_large_scenes():
-  records = _records([300, 40], normals=(0,))
+def test_training_crops_large_scenes(random_rooms):
+  records = random_rooms([300, 40], normals=(0,))
   cropped = PipelineConfig(voxel_size=0.25, batch_size=2, max_points=200)
   batch = _batches(records, config=cropped, num_batches=1)[0]
   counts = {index: int((batch["point_mask"][g] & (batch["point_scene"][g] == z)).sum())
@@ -191,8 +172,8 @@ def test_training_crops_large_scenes():
   assert counts == {0: 200, 1: 40}
 
 
-def test_training_clips_to_the_box_then_crops():
-  records = _records([300, 40], normals=(0,))
+def test_training_clips_to_the_box_then_crops(random_rooms):
+  records = random_rooms([300, 40], normals=(0,))
   coords = np.asarray(records[0]["coords"])
   centre = (coords[:, :2].min(0) + coords[:, :2].max(0)) / 2
   half = 0.3 * float(np.max(coords[:, :2].max(0) - coords[:, :2].min(0)))
@@ -206,8 +187,8 @@ def test_training_clips_to_the_box_then_crops():
   assert counts[0] == inside
 
 
-def test_processes_split_the_global_batches():
-  records = _records([30, 40, 50, 60, 70, 80, 90])
+def test_processes_split_the_global_batches(random_rooms):
+  records = random_rooms([30, 40, 50, 60, 70, 80, 90])
   config = PipelineConfig(voxel_size=0.25, batch_size=2, augment=AugmentConfig.none())
   one = [sorted(i for _, _, i in _scenes(b))
          for b in _batches(records, config=config, num_batches=3)]
@@ -240,8 +221,8 @@ def test_config_from_dict():
     PipelineConfig.from_dict({"voxel_size": float("nan")})
 
 
-def test_reads_a_built_arrayrecord_dataset(tmp_path):
-  records = _records([50, 80, 60], normals=(1,))
+def test_reads_a_built_arrayrecord_dataset(tmp_path, random_rooms):
+  records = random_rooms([50, 80, 60], normals=(1,))
   scenes = {r["name"].decode(): Scene(r["name"].decode(), r["coords"], r["colors"],
                                       normals=r["normals"] if r["has_normals"] else None,
                                       labels=r["labels"], segments=r["segments"])

@@ -73,6 +73,7 @@ from jax.sharding import PartitionSpec as P
 
 from jaxseg.errors import InputError
 from jaxseg.ops import kmeans_bounds
+from jaxseg.ops.lloyd import mark_varying, row_blocks, sum_over, update_centroids
 
 Metric = Literal["euclidean", "cosine"]
 SumMethod = Literal["auto", "onehot", "segment_sum"]
@@ -239,20 +240,6 @@ def _accumulate(xb: jax.Array, wb: jax.Array, index: jax.Array, k: int, sum_meth
           jax.ops.segment_sum(wb, index, k))
 
 
-def _blocks(x: jax.Array, weights: jax.Array, chunk_size: int) -> tuple[jax.Array, jax.Array]:
-  """Rows f32 [R, D] and weights [R] as blocks [R / chunk, chunk, D] and [R / chunk, chunk]."""
-  return x.reshape(-1, chunk_size, x.shape[1]), weights.reshape(-1, chunk_size)
-
-
-def _varying(value, axis_name):
-  """Marks a fresh accumulator as varying over the mesh axis inside shard_map."""
-  return value if axis_name is None else jax.lax.pcast(value, axis_name, to="varying")
-
-
-def _reduce(value, axis_name):
-  return value if axis_name is None else jax.lax.psum(value, axis_name)
-
-
 def _lloyd_sums(x, weights, centroids, *, metric, chunk_size, sum_method, axis_name):
   """One pass over the (local) rows: assign each block and accumulate its centroid sums.
 
@@ -274,19 +261,9 @@ def _lloyd_sums(x, weights, centroids, *, metric, chunk_size, sum_method, axis_n
     sums, counts = _accumulate(xb, wb, index, k, sum_method)
     return (carry[0] + sums, carry[1] + counts), None
 
-  init = _varying((jnp.zeros((k, dim), x.dtype), jnp.zeros((k,), x.dtype)), axis_name)
-  (sums, counts), _ = jax.lax.scan(block, init, _blocks(x, weights, chunk_size))
-  return _reduce(sums, axis_name), _reduce(counts, axis_name)
-
-
-def _update(centroids, sums, counts, metric):
-  """New centroids; empty clusters keep the old one."""
-  if metric == "cosine":
-    norms = jnp.linalg.norm(sums, axis=1, keepdims=True)
-    new = sums / jnp.maximum(norms, 1e-12)
-    return jnp.where(norms > 0, new, centroids)
-  new = sums / jnp.maximum(counts, 1e-30)[:, None]
-  return jnp.where(counts[:, None] > 0, new, centroids)
+  init = mark_varying((jnp.zeros((k, dim), x.dtype), jnp.zeros((k,), x.dtype)), axis_name)
+  (sums, counts), _ = jax.lax.scan(block, init, row_blocks(chunk_size, x, weights))
+  return sum_over(sums, axis_name), sum_over(counts, axis_name)
 
 
 def _fit(x, weights, centroids, *, num_iters, metric, chunk_size, sum_method, axis_name):
@@ -295,7 +272,7 @@ def _fit(x, weights, centroids, *, num_iters, metric, chunk_size, sum_method, ax
                            sum_method=sum_method, axis_name=axis_name)
 
   def step(_, c):
-    return _update(c, *sums(x, weights, c), metric)
+    return update_centroids(c, *sums(x, weights, c), metric)
 
   return jax.lax.fori_loop(0, num_iters, step, centroids)
 
@@ -312,8 +289,8 @@ def _assign_all(x, weights, centroids, *, metric, chunk_size, axis_name):
 
   # Per-block inertias summed at the end (a tree reduction): a running float32 sum over
   # thousands of blocks drifts by ~1e-6.
-  _, (labels, inertias) = jax.lax.scan(block, None, _blocks(x, weights, chunk_size))
-  return labels.reshape(-1), _reduce(jnp.sum(inertias), axis_name)
+  _, (labels, inertias) = jax.lax.scan(block, None, row_blocks(chunk_size, x, weights))
+  return labels.reshape(-1), sum_over(jnp.sum(inertias), axis_name)
 
 
 def _on_mesh(fn, mesh, axis_name, in_specs, out_specs):
@@ -364,7 +341,7 @@ def lloyd_step(x: jax.Array, weights: jax.Array, centroids: jax.Array, *,
   sums, counts = _lloyd_sums(x, weights, centroids, metric=metric, chunk_size=chunk,
                              sum_method=resolve_sum_method(sum_method, k, None),
                              axis_name=None)
-  return _update(centroids, sums, counts, metric)
+  return update_centroids(centroids, sums, counts, metric)
 
 
 def _platform(mesh: Mesh | None) -> str:

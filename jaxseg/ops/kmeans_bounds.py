@@ -18,8 +18,8 @@ candidate count without recompiling.
 
 Centroid sums are kept up to date from the rows that change centroid (their weighted rows
 subtracted from the old centroid's sum and added to the new one's); each centroid's member
-count is an exact integer, so an empty cluster keeps its previous centroid as `kmeans._update`
-decides from fresh sums. Each such update rounds by about eps * |sum|, which matters when a
+count is an exact integer, so an empty cluster keeps its previous centroid, as with fresh sums
+(`lloyd.update_centroids`). Each such update rounds by about eps * |sum|, which matters when a
 centroid loses most of its rows or weight (its small remaining sum keeps the large one's
 error): so once the rows that entered or left a centroid since its sums were last summed
 afresh outnumber its members, or their weight exceeds its weight, all sums are summed afresh
@@ -40,28 +40,20 @@ Cosine (spherical) k-means runs on unit rows and unit centroids, where the neare
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
+
+from jaxseg.ops.lloyd import mark_varying, row_blocks, sum_over, update_centroids
 
 _HIGHEST = jax.lax.Precision.HIGHEST
 _EPS32 = float(jnp.finfo(jnp.float32).eps)
 _SLACK = 4 * _EPS32      # outward rounding of the bound updates
 
 
-def _update(centroids, sums, counts, members, metric):
-  """New centroids f32 [K, D] from weighted sums f32 [K, D] and weighted counts f32 [K]; a
-  centroid without members (int32 [K]) stays where it is, and so does a cosine centroid whose
-  sum is zero (as `kmeans._update` decides from fresh sums)."""
-  keep = members > 0
-  if metric == "cosine":
-    norms = jnp.linalg.norm(sums, axis=1, keepdims=True)
-    new = sums / jnp.maximum(norms, 1e-12)
-    keep &= norms[:, 0] > 0
-  else:
-    new = sums / jnp.maximum(counts, 1e-30)[:, None]
-  return jnp.where(keep[:, None], new, centroids)
+def _new_centroids(centroids, totals, metric):
+  """Centroids f32 [K, D] from (sums, counts, members); see `lloyd.update_centroids`."""
+  sums, counts, members = totals
+  return update_centroids(centroids, sums, counts, metric, members)
 
 
 def _sq_norms(centroids: jax.Array, metric: str) -> jax.Array:
@@ -122,11 +114,6 @@ def _block_totals(xb, wb, index, k):
           jax.ops.segment_sum((wb > 0).astype(jnp.int32), index, k))
 
 
-def _blocks(chunk_size, *arrays):
-  """Each array [R, ...] as blocks [R / chunk_size, chunk_size, ...]."""
-  return tuple(a.reshape(-1, chunk_size, *a.shape[1:]) for a in arrays)
-
-
 def _totals(x, weights, assign, k, chunk_size, varying):
   """Local (sums, counts, members) of the rows x [R, D] assigned as `assign` [R], summed block
   by block (a block's scatter stays in cache: 4.6x faster on CPU than one scatter of all
@@ -135,7 +122,7 @@ def _totals(x, weights, assign, k, chunk_size, varying):
     return jax.tree.map(jnp.add, acc, _block_totals(*xs, k)), None
 
   zeros = varying(_zero_totals(k, x.shape[1], x.dtype))
-  return jax.lax.scan(block, zeros, _blocks(chunk_size, x, weights, assign))[0]
+  return jax.lax.scan(block, zeros, row_blocks(chunk_size, x, weights, assign))[0]
 
 
 def _zero_churn(k, dtype):
@@ -160,7 +147,7 @@ def _first_pass(x, weights, centroids, metric, chunk_size, varying):
     return acc, (index, jnp.where(wb > 0, upper, -jnp.inf), lower)
 
   zeros = varying(_zero_totals(k, dim, x.dtype))
-  totals, bounds = jax.lax.scan(block, zeros, _blocks(chunk_size, x, weights))
+  totals, bounds = jax.lax.scan(block, zeros, row_blocks(chunk_size, x, weights))
   return tuple(b.reshape(-1) for b in bounds), totals
 
 
@@ -224,11 +211,8 @@ def fit(x, weights, centroids, *, num_iters, metric, chunk_size, axis_name):
   if num_iters == 0:
     return centroids
   k = centroids.shape[0]
-  if axis_name is None:
-    psum = varying = lambda v: v
-  else:
-    psum = functools.partial(jax.lax.psum, axis_name=axis_name)
-    varying = functools.partial(jax.lax.pcast, axis_name=axis_name, to="varying")
+  psum = lambda value: sum_over(value, axis_name)
+  varying = lambda value: mark_varying(value, axis_name)
   bounds, totals = _first_pass(x, weights, centroids, metric, chunk_size, varying)
   totals = psum(totals)
   churned = _zero_churn(k, x.dtype)
@@ -263,7 +247,7 @@ def fit(x, weights, centroids, *, num_iters, metric, chunk_size, axis_name):
     summed = psum(local)
     totals = jax.tree.map(lambda a, b: jnp.where(fresh, a, b), summed, updated)
     churned = jax.tree.map(lambda c: jnp.where(fresh, 0, c), churned)
-    return current, _update(current, *totals, metric), bounds, totals, churned
+    return current, _new_centroids(current, totals, metric), bounds, totals, churned
 
-  new = _update(centroids, *totals, metric)
+  new = _new_centroids(centroids, totals, metric)
   return jax.lax.fori_loop(1, num_iters, step, (centroids, new, bounds, totals, churned))[1]

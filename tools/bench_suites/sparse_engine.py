@@ -187,8 +187,29 @@ def _network_macs(needs, signature, spec) -> dict:
           for l, v in sorted(per_level.items())}
 
 
+def init_network(batch, spec):
+  """Res16FPN18's initial variables for a device batch built for `spec`."""
+  return jax.jit(lambda b: Res16FPN18().init(jax.random.key(0), geo.from_batch(b, spec),
+                                             b["voxel_feats"], False))(batch)
+
+
+def network_forward(net, spec):
+  """(params, batch_stats, batch) -> the network's training-mode output [G, C, 128]."""
+  def forward(params, stats, batch):
+    out, _ = net.apply({"params": params, "batch_stats": stats}, geo.from_batch(batch, spec),
+                       batch["voxel_feats"], True, mutable=["batch_stats"])
+    return out
+  return forward
+
+
+def network_loss(net, spec):
+  """(params, batch_stats, batch, cotangent) -> sum(output * cotangent), the benchmarks' loss."""
+  forward = network_forward(net, spec)
+  return lambda params, stats, batch, cotangent: jnp.sum(forward(params, stats, batch) *
+                                                          cotangent)
+
+
 def _network(voxels, voxel_size, spec, needs, signature, rng) -> dict:
-  model = Res16FPN18()
   feats = rng.normal(size=(len(voxels), 6)).astype(np.float32)
   host, _, _ = _batch(voxels, spec, feats, signature)
   caps, fractions = _OLD_BUCKETS[voxel_size]
@@ -197,9 +218,8 @@ def _network(voxels, voxel_size, spec, needs, signature, rng) -> dict:
          for l, f in enumerate(fractions)}
   old_host, _, _ = _batch(voxels, spec, feats, {**signature, "voxels0": bucket, **old})
   dense_spec = geo.GeometrySpec(spec.level_kernels, engine="dense")
-  variables = jax.jit(lambda b: model.init(jax.random.key(0), geo.from_batch(b, spec),
-                                           b["voxel_feats"], False))(
-                                               {k: jnp.asarray(v) for k, v in host.items()})
+  variables = init_network({k: jnp.asarray(v) for k, v in host.items()}, spec)
+  stats = variables["batch_stats"]
   rows, costs = {}, {}
   for name, s, h, dtype in (("pairs_f32", spec, host, jnp.float32),
                             ("pairs_bf16", spec, host, jnp.bfloat16),
@@ -209,15 +229,10 @@ def _network(voxels, voxel_size, spec, needs, signature, rng) -> dict:
     net = Res16FPN18(dtype=dtype)
     cot = jnp.asarray(rng.normal(size=batch["voxel_feats"].shape[:2] + (_OUT,)), jnp.float32)
 
-    def forward(params, batch=batch, s=s, net=net):
-      out, _ = net.apply({"params": params, "batch_stats": variables["batch_stats"]},
-                         geo.from_batch(batch, s), batch["voxel_feats"], True,
-                         mutable=["batch_stats"])
-      return out
-
-    def loss(params, forward=forward, cot=cot):
-      return jnp.sum(forward(params) * cot)
-    fwd, train = jax.jit(forward), jax.jit(jax.grad(loss))
+    forward, loss = network_forward(net, s), network_loss(net, s)
+    fwd = jax.jit(lambda params, forward=forward, batch=batch: forward(params, stats, batch))
+    train = jax.jit(jax.grad(lambda params, loss=loss, batch=batch, cot=cot:
+                             loss(params, stats, batch, cot)))
     rows[name] = {"forward_s": _timed(fwd, variables["params"], repeats=2),
                   "forward_backward_s": _timed(train, variables["params"], repeats=2),
                   "capacities": [int(h[geo.mask_key(l)].shape[1]) for l in range(5)]}

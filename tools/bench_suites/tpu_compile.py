@@ -110,17 +110,11 @@ def _network(chip, voxel_size: float, rng) -> dict:
   feats = rng.normal(size=(len(voxels), 6)).astype(np.float32)
   host, _, _ = sparse_engine.packed_batch([voxels], spec, [feats])
   batch = {k: jnp.asarray(v) for k, v in host.items()}
-  variables = jax.jit(lambda b: Res16FPN18().init(
-      jax.random.key(0), geo.from_batch(b, spec), b["voxel_feats"], False))(batch)
+  variables = sparse_engine.init_network(batch, spec)
   cotangent = jax.ShapeDtypeStruct(batch["voxel_feats"].shape[:2] + (128,), jnp.float32)
   out = {}
   for dtype in (jnp.float32, jnp.bfloat16):
-    net = Res16FPN18(dtype=dtype)
-
-    def loss(params, stats, batch, cotangent, net=net):
-      out, _ = net.apply({"params": params, "batch_stats": stats}, geo.from_batch(batch, spec),
-                         batch["voxel_feats"], True, mutable=["batch_stats"])
-      return jnp.sum(out * cotangent)
+    loss = sparse_engine.network_loss(Res16FPN18(dtype=dtype), spec)
     name = f"res16fpn18_{int(voxel_size * 100)}cm_{jnp.dtype(dtype).name}"
     out[name] = {"scene": source, "voxels": len(voxels), **_compile(
         jax.grad(loss), *_on_chip((variables["params"], variables["batch_stats"], batch,
