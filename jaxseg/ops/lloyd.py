@@ -1,7 +1,8 @@
 """What the two forms of Lloyd's iterations share: the plain one (`kmeans`) and the one that
 skips settled rows by Hamerly's bounds (`kmeans_bounds`).
 
-  update_centroids(centroids, sums, counts, metric)   new centroids from the weighted sums
+  update_centroids(centroids, sums, counts, metric, members=None)
+                                                       new centroids from the weighted sums
   row_blocks(chunk_size, x, weights)                   rows as blocks for lax.scan
   mark_varying(value, axis_name)                       a fresh accumulator inside shard_map
   sum_over(value, axis_name)                           psum over the rows' mesh axis
