@@ -152,8 +152,9 @@ class CapacityPolicy:
 
   def _reusable(self, needs: Mapping[str, int]) -> list[dict[str, int]]:
     """The signatures made so far that may serve a batch of these needs."""
+    bound = self._bound(needs)
     return [s for s in self.signatures if set(s) == set(needs) and _holds(s, needs) and
-            work(s, self.weights) <= self._bound(needs)]
+            work(s, self.weights) <= bound]
 
 
 def _holds(signature: Mapping[str, int], needs: Mapping[str, int]) -> bool:

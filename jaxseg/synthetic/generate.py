@@ -109,7 +109,7 @@ def generate_dataset(out_root: str, config: SyntheticConfig = SyntheticConfig(),
                       enumerate(all_ids))
     for category_counts in progress(scenes, desc="synthetic scenes", total=len(all_ids)):
       counts += category_counts
-  finally:   # On an error or Ctrl-C, the scenes not started yet are dropped.
+  finally:
     pool.shutdown(wait=True, cancel_futures=True)
   for split, ids in splits.items():
     with open(os.path.join(out_root, f"scannetv2_{split}.txt"), "w") as f:
