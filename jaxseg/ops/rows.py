@@ -6,6 +6,9 @@
 Rows are in [0, C]; row C is the padding slot: it reads zeros and its writes are dropped.
 (jnp.take wraps negative indices, so padding is never -1.)
 
+  scatter_add_weighted(rows, w, v, C)  rows int [N, K], w [N, K], v [N, F]: sum over k of
+                                     w[:, k] * v scattered at rows[:, k] -> float32 [C, F]
+
 `per_pack(fn, *args)` maps fn over the leading pack axis G of a packed batch.
 
 `take_rows` has a custom VJP whose transpose is `scatter_add_rows`. The scatter's form is
@@ -50,6 +53,46 @@ def scatter_add_rows(rows: jax.Array, values: jax.Array, capacity: int,
   rows, values = rows.reshape(-1), values.reshape(-1, features).astype(jnp.float32)
   return jax.lax.platform_dependent(into, rows, values, cpu=_scatter_windows,
                                     default=_scatter_per_row)
+
+
+# Rows per block of the CPU form of `scatter_add_weighted`: one block's K weighted copies of
+# the values ([block, F] each) stay in cache between the multiply and the scatter.
+_WEIGHTED_BLOCK = 1024
+
+
+def _weighted_per_column(into, rows, weights, values):
+  for k in range(rows.shape[1]):
+    into = _scatter_per_row(into, rows[:, k], weights[:, k:k + 1] * values)
+  return into
+
+
+def _weighted_in_blocks(into, rows, weights, values):
+  """The CPU form: the weighted copies made and scattered one block of rows at a time, ~3x
+  faster than making each [N, F] copy whole (measured at N = 85k, F = 128, K = 8). The rows
+  are padded to whole blocks (padding rows scatter to the dropped row) so that the loop body
+  is the only copy of the K scatters in the program."""
+  capacity, size = into.shape[0], min(_WEIGHTED_BLOCK, rows.shape[0])
+  pad = -rows.shape[0] % size
+  rows = jnp.pad(rows, ((0, pad), (0, 0)), constant_values=capacity)
+  weights, values = (jnp.pad(a, ((0, pad), (0, 0))) for a in (weights, values))
+
+  def block(b, into):
+    r, w, v = (jax.lax.dynamic_slice_in_dim(a, b * size, size) for a in (rows, weights, values))
+    for k in range(r.shape[1]):
+      into = _scatter_windows(into, r[:, k], w[:, k:k + 1] * v)
+    return into
+  return jax.lax.fori_loop(0, rows.shape[0] // size, block, into)
+
+
+def scatter_add_weighted(rows: jax.Array, weights: jax.Array, values: jax.Array,
+                         capacity: int) -> jax.Array:
+  """float32 [capacity, F]: sum over k of weights[:, k, None] * values scattered at rows[:, k]
+  (rows int [N, K] in [0, capacity], row `capacity` dropped; weights [N, K]; values [N, F]),
+  the transpose of a K-tap weighted gather such as trilinear interpolation."""
+  into = jnp.zeros((capacity, values.shape[-1]), jnp.float32)
+  weights, values = weights.astype(jnp.float32), values.astype(jnp.float32)
+  return jax.lax.platform_dependent(into, rows, weights, values, cpu=_weighted_in_blocks,
+                                    default=_weighted_per_column)
 
 
 @jax.custom_vjp

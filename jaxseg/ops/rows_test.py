@@ -67,3 +67,21 @@ def test_the_form_is_chosen_by_the_platform_lowered_for(platform, per_row):
   assert len(scatters) == 1
   assert ("inserted_window_dims = [0]" in scatters[0]) == per_row
   assert ("update_window_dims = [1, 2]" in scatters[0]) == (not per_row)
+
+
+@pytest.mark.parametrize("form", ["_weighted_in_blocks", "_weighted_per_column"])
+@pytest.mark.parametrize("num_rows", [7, rows_lib._WEIGHTED_BLOCK, 2 * rows_lib._WEIGHTED_BLOCK + 5])
+def test_weighted_scatter_matches_numpy_on_every_form_and_block_split(form, num_rows):
+  # Fewer rows than a block, exactly one block, and full blocks plus a tail.
+  rng = np.random.default_rng(num_rows)
+  rows = rng.integers(0, _C + 1, size=(num_rows, 8)).astype(np.int32)   # _C: padding slot.
+  weights = rng.random((num_rows, 8)).astype(np.float32)
+  values = rng.normal(size=(num_rows, _F)).astype(np.float32)
+  want = np.zeros((_C + 1, _F))
+  for k in range(8):
+    np.add.at(want, rows[:, k], weights[:, k:k + 1].astype(np.float64) * values)
+  into = jnp.zeros((_C, _F), jnp.float32)
+  got = jax.jit(getattr(rows_lib, form))(into, rows, weights, values)
+  np.testing.assert_allclose(np.asarray(got), want[:_C], rtol=1e-5, atol=1e-5)
+  public = rows_lib.scatter_add_weighted(rows, weights, values, _C)
+  np.testing.assert_allclose(np.asarray(public), want[:_C], rtol=1e-5, atol=1e-5)

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxseg.errors import InputError
-from jaxseg.ops.rows import per_pack, scatter_add_rows, take_rows
+from jaxseg.ops.rows import per_pack, scatter_add_weighted, take_rows
 from jaxseg.ops.sparse import conv as dense_conv
 from jaxseg.ops.sparse import kernel_map
 from jaxseg.ops.sparse import keys as keys_lib
@@ -277,11 +277,8 @@ def _interpolate_fwd(table, rows, weights):
 
 def _interpolate_bwd(residuals, grad):
   rows, weights, like = residuals
-  grad_table = None   # The 8 corner scatters accumulate in place.
-  for j in range(8):
-    grad_table = scatter_add_rows(rows[:, j], weights[:, j:j + 1] * grad, like.shape[0],
-                                  grad_table)
-  return grad_table.astype(like.dtype), None, None
+  return (scatter_add_weighted(rows, weights, grad, like.shape[0]).astype(like.dtype), None,
+          None)
 
 
 _interpolate.defvjp(_interpolate_fwd, _interpolate_bwd)

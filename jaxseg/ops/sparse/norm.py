@@ -11,7 +11,7 @@ MOMENTS = "batch_moments"
 
 
 class MaskedBatchNorm(nn.Module):
-  """BatchNorm over the valid rows of [B, C, F] features; padding rows output zeros.
+  """BatchNorm over the valid rows of [..., F] features; padding rows output zeros.
 
   Statistics are two-pass (mean, then mean squared deviation) over the valid rows of the whole
   batch; with `axis_name` the sums and counts are added across devices first, so every device
@@ -29,16 +29,18 @@ class MaskedBatchNorm(nn.Module):
   axis_name: str | None = None
 
   def _pooled_sum(self, x: jnp.ndarray) -> jnp.ndarray:
-    total = jnp.sum(x, axis=(0, 1))
+    total = jnp.sum(x, axis=0)
     return total if self.axis_name is None else jax.lax.psum(total, self.axis_name)
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, mask: jnp.ndarray, train: bool) -> jnp.ndarray:
-    """x float [B, C, F], mask bool [B, C] -> [B, C, F] in x's dtype with zero padding rows
+    """x float [..., F], mask bool [...] -> [..., F] in x's dtype with zero padding rows
     (statistics and the normalisation itself in float32; padding rows of x may hold
     anything)."""
-    features, dtype = x.shape[-1], x.dtype
-    valid = mask[..., None]
+    shape, features, dtype = x.shape, x.shape[-1], x.dtype
+    # Rows flattened to [N, F]: XLA:CPU reduces [N, F] over N fast, but the reductions that
+    # autodiff makes of [1, C, F] (over C alone) ran ~10x slower in the backward pass.
+    x, valid = x.reshape(-1, features), mask.reshape(-1, 1)
     x = jnp.where(valid, x, 0).astype(jnp.float32)
     scale = self.param("scale", nn.initializers.ones, (features,), jnp.float32)
     bias = self.param("bias", nn.initializers.zeros, (features,), jnp.float32)
@@ -57,4 +59,4 @@ class MaskedBatchNorm(nn.Module):
     else:
       mean, var = running_mean.value, running_var.value
     y = (x - mean) * (scale * jax.lax.rsqrt(var + self.epsilon)) + bias
-    return jnp.where(valid, y, 0).astype(dtype)
+    return jnp.where(valid, y, 0).astype(dtype).reshape(shape)
