@@ -55,12 +55,13 @@ def scatter_add_rows(rows: jax.Array, values: jax.Array, capacity: int,
                                     default=_scatter_per_row)
 
 
-# Rows per block of the CPU form of `scatter_add_weighted`: one block's K weighted copies of
-# the values ([block, F] each) stay in cache between the multiply and the scatter.
+# Rows per block of the CPU form of `scatter_add_weighted` (at most): one block's K weighted
+# copies of the values ([block, F] each) stay in cache between the multiply and the scatter.
 _WEIGHTED_BLOCK = 1024
 
 
 def _weighted_per_column(into, rows, weights, values):
+  """The accelerator form: K per-row scatters of whole [N, F] weighted copies."""
   for k in range(rows.shape[1]):
     into = _scatter_per_row(into, rows[:, k], weights[:, k:k + 1] * values)
   return into
@@ -68,11 +69,14 @@ def _weighted_per_column(into, rows, weights, values):
 
 def _weighted_in_blocks(into, rows, weights, values):
   """The CPU form: the weighted copies made and scattered one block of rows at a time, ~3x
-  faster than making each [N, F] copy whole (measured at N = 85k, F = 128, K = 8). The rows
-  are padded to whole blocks (padding rows scatter to the dropped row) so that the loop body
-  is the only copy of the K scatters in the program."""
-  capacity, size = into.shape[0], min(_WEIGHTED_BLOCK, rows.shape[0])
-  pad = -rows.shape[0] % size
+  faster than making each [N, F] copy whole (measured at N = 85k, F = 128, K = 8). N splits
+  into equal blocks of at most _WEIGHTED_BLOCK rows, padded by at most one row per block
+  (padding rows scatter to the dropped row), so that the loop body is the only copy of the K
+  scatters in the program."""
+  capacity, num_rows = into.shape[0], rows.shape[0]
+  blocks = -(-num_rows // _WEIGHTED_BLOCK)
+  size = -(-num_rows // blocks)
+  pad = blocks * size - num_rows
   rows = jnp.pad(rows, ((0, pad), (0, 0)), constant_values=capacity)
   weights, values = (jnp.pad(a, ((0, pad), (0, 0))) for a in (weights, values))
 
@@ -81,15 +85,18 @@ def _weighted_in_blocks(into, rows, weights, values):
     for k in range(r.shape[1]):
       into = _scatter_windows(into, r[:, k], w[:, k:k + 1] * v)
     return into
-  return jax.lax.fori_loop(0, rows.shape[0] // size, block, into)
+  return jax.lax.fori_loop(0, blocks, block, into)
 
 
 def scatter_add_weighted(rows: jax.Array, weights: jax.Array, values: jax.Array,
                          capacity: int) -> jax.Array:
   """float32 [capacity, F]: sum over k of weights[:, k, None] * values scattered at rows[:, k]
   (rows int [N, K] in [0, capacity], row `capacity` dropped; weights [N, K]; values [N, F]),
-  the transpose of a K-tap weighted gather such as trilinear interpolation."""
+  the transpose of a K-tap weighted gather such as trilinear interpolation. Weights and
+  values are cast to float32 before they are multiplied."""
   into = jnp.zeros((capacity, values.shape[-1]), jnp.float32)
+  if rows.shape[0] == 0:
+    return into
   weights, values = weights.astype(jnp.float32), values.astype(jnp.float32)
   return jax.lax.platform_dependent(into, rows, weights, values, cpu=_weighted_in_blocks,
                                     default=_weighted_per_column)

@@ -69,19 +69,40 @@ def test_the_form_is_chosen_by_the_platform_lowered_for(platform, per_row):
   assert ("update_window_dims = [1, 2]" in scatters[0]) == (not per_row)
 
 
+_BLOCK = rows_lib._WEIGHTED_BLOCK
+
+
 @pytest.mark.parametrize("form", ["_weighted_in_blocks", "_weighted_per_column"])
-@pytest.mark.parametrize("num_rows", [7, rows_lib._WEIGHTED_BLOCK, 2 * rows_lib._WEIGHTED_BLOCK + 5])
-def test_weighted_scatter_matches_numpy_on_every_form_and_block_split(form, num_rows):
-  # Fewer rows than a block, exactly one block, and full blocks plus a tail.
+@pytest.mark.parametrize("num_rows, taps", [(7, 8), (_BLOCK, 8), (2 * _BLOCK + 5, 8),
+                                            (_BLOCK + 1, 3), (0, 8)])
+def test_weighted_scatter_matches_numpy_on_every_form_and_block_split(form, num_rows, taps):
+  # Fewer rows than a block, exactly one block, full blocks plus a tail, two half blocks of
+  # 3 taps, and no rows; padding (_C) and negative rows are dropped.
   rng = np.random.default_rng(num_rows)
-  rows = rng.integers(0, _C + 1, size=(num_rows, 8)).astype(np.int32)   # _C: padding slot.
-  weights = rng.random((num_rows, 8)).astype(np.float32)
+  rows = rng.integers(0, _C + 1, size=(num_rows, taps)).astype(np.int32)
+  rows[:min(num_rows, 2), 0] = -1
+  weights = rng.random((num_rows, taps)).astype(np.float32)
   values = rng.normal(size=(num_rows, _F)).astype(np.float32)
-  want = np.zeros((_C + 1, _F))
-  for k in range(8):
-    np.add.at(want, rows[:, k], weights[:, k:k + 1].astype(np.float64) * values)
-  into = jnp.zeros((_C, _F), jnp.float32)
-  got = jax.jit(getattr(rows_lib, form))(into, rows, weights, values)
-  np.testing.assert_allclose(np.asarray(got), want[:_C], rtol=1e-5, atol=1e-5)
+  want = np.zeros((_C, _F))
+  for r, w, v in zip(rows, weights.astype(np.float64), values.astype(np.float64)):
+    for k in range(taps):
+      if 0 <= r[k] < _C:
+        want[r[k]] += w[k] * v
   public = rows_lib.scatter_add_weighted(rows, weights, values, _C)
-  np.testing.assert_allclose(np.asarray(public), want[:_C], rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(np.asarray(public), want, rtol=1e-5, atol=1e-5)
+  if num_rows:
+    into = jnp.zeros((_C, _F), jnp.float32)
+    got = jax.jit(getattr(rows_lib, form))(into, rows, weights, values)
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("platform, per_row", [("cpu", False), ("tpu", True), ("cuda", True)])
+def test_weighted_scatter_loops_over_blocks_on_cpu_only(platform, per_row):
+  rows = np.zeros((3000, 8), np.int32)
+  fn = jax.jit(lambda r, w, v: rows_lib.scatter_add_weighted(r, w, v, _C))
+  text = jax.export.export(fn, platforms=[platform])(
+      rows, np.ones((3000, 8), np.float32), np.ones((3000, _F), np.float32)).mlir_module()
+  scatters = [line for line in text.splitlines() if "stablehlo.scatter" in line]
+  assert len(scatters) == 8
+  assert all(("inserted_window_dims = [0]" in line) == per_row for line in scatters)
+  assert ("stablehlo.while" in text) == (not per_row)

@@ -62,26 +62,30 @@ def test_corner_weights_sum_to_one_and_favour_the_nearest_cell():
 
 
 def test_interpolation_gradient_is_the_numpy_transpose():
+  # Two packs (the vmapped path), the first with more rows than a block of the CPU's weighted
+  # scatter.
   rng = np.random.default_rng(4)
-  scenes = [ss.surface_voxels(rng, 30, 1500)]   # > 1 block of the CPU's weighted scatter.
-  host = ss.padded_batch(scenes, [np.zeros((len(scenes[0]), 6), np.float32)], SPEC, slack=1)
+  scenes = [ss.surface_voxels(rng, 30, 1500), ss.random_voxels(rng, (12, 10, 9), 150)]
+  feats = [np.zeros((len(v), 6), np.float32) for v in scenes]
+  host = ss.padded_batch(scenes, feats, SPEC, num_packs=2, slack=1)
   batch = {k: jnp.asarray(v) for k, v in host.items()}
   geometry = jax.jit(lambda b: geo.from_batch(b, SPEC))(batch)
-  coords, valid = host["voxel_coords"][0], host[geo.mask_key(0)][0]
-  cotangent = rng.normal(size=(1, len(valid), 3)).astype(np.float32)
+  cotangent = rng.normal(size=host["voxel_coords"].shape[:2] + (3,)).astype(np.float32)
   for level in (1, 3):
     capacity = host[geo.mask_key(level)].shape[1]
-    y = jnp.zeros((1, capacity, 3), jnp.float32)
+    y = jnp.zeros((2, capacity, 3), jnp.float32)
     _, vjp = jax.vjp(lambda y: geo.interpolate_to_input(y, geometry, level), y)
-    got = np.asarray(vjp(jnp.asarray(cotangent))[0][0])
-    rows = np.asarray(geometry.ancestors[level][0])
-    cell_row = {tuple(c): r for c, r in zip((coords[valid] >> level).tolist(), rows[valid])}
-    want = np.zeros((capacity, 3))
-    stride = 2 ** level
-    for q, g in zip(coords[valid], cotangent[0, valid].astype(np.float64)):
-      base, frac = q // stride, (q % stride) / stride
-      for d in np.ndindex(2, 2, 2):
-        row = cell_row.get(tuple(base + np.asarray(d)))
-        if row is not None:
-          want[row] += np.prod(np.where(np.asarray(d) == 1, frac, 1 - frac)) * g
-    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    got = np.asarray(vjp(jnp.asarray(cotangent))[0])
+    for pack in range(2):
+      coords, valid = host["voxel_coords"][pack], host[geo.mask_key(0)][pack]
+      rows = np.asarray(geometry.ancestors[level][pack])
+      cell_row = {tuple(c): r for c, r in zip((coords[valid] >> level).tolist(), rows[valid])}
+      want = np.zeros((capacity, 3))
+      stride = 2 ** level
+      for q, g in zip(coords[valid], cotangent[pack, valid].astype(np.float64)):
+        base, frac = q // stride, (q % stride) / stride
+        for d in np.ndindex(2, 2, 2):
+          row = cell_row.get(tuple(base + np.asarray(d)))
+          if row is not None:
+            want[row] += np.prod(np.where(np.asarray(d) == 1, frac, 1 - frac)) * g
+      np.testing.assert_allclose(got[pack], want, rtol=1e-4, atol=1e-4)
