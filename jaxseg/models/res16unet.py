@@ -22,6 +22,7 @@ import jax.numpy as jnp
 
 from jaxseg.models import sparse_resnet
 from jaxseg.models.registry import ENCODERS
+from jaxseg.ops.rows import on_rows
 from jaxseg.ops.sparse import geometry as geo
 from jaxseg.ops.sparse.norm import MaskedBatchNorm
 
@@ -85,7 +86,8 @@ class Res16UNet(nn.Module):
       for b in range(self.layers[4 + s]):
         x = sparse_resnet.BasicBlock(features, self.bn_momentum, self.axis_name,
                                      name=f"up{s + 1}_block{b + 1}")(x, levels[level], train)
-    out = nn.Dense(self.out_dim, dtype=self.dtype, param_dtype=jnp.float32, name="final")(x)
+    out = on_rows(nn.Dense(self.out_dim, dtype=self.dtype, param_dtype=jnp.float32,
+                           name="final"), x)
     return jnp.where(levels[0].mask[..., None], out.astype(jnp.float32), 0.0)
 
 

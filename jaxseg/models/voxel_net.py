@@ -33,6 +33,7 @@ import jax.numpy as jnp
 from jaxseg.models import get_encoder
 from jaxseg.models.point_voxel import gather_point_features
 from jaxseg.ops.features import l2_normalize
+from jaxseg.ops.rows import on_rows
 from jaxseg.ops.sparse import geometry as geo
 from jaxseg.ops.sparse.geometry import GeometrySpec
 from jaxseg.ops.sparse.norm import MaskedBatchNorm
@@ -94,25 +95,21 @@ class VoxelNet(nn.Module):
     out["voxel_features"] = voxel_feats
     out["features"] = gather_point_features(voxel_feats, batch["point_to_voxel"],
                                             batch["point_mask"])
-    # The heads act on the voxel rows as one [G * C, F] matrix: XLA:CPU sums a [1, C, F]
-    # gradient over C (a bias's, a BatchNorm's) ~10x slower than a [C, F] one over its rows.
-    rows, mask = voxel_feats.reshape(-1, voxel_feats.shape[-1]), batch[geo.mask_key(0)]
-    per_voxel = lambda y: y.reshape(voxel_feats.shape[:-1] + y.shape[-1:])
+    mask = batch[geo.mask_key(0)]   # The heads see the voxels as rows (`on_rows`).
     if self.head_dim:
-      aligned = per_voxel(nn.Dense(self.head_dim, name="align_head")(rows))
+      aligned = on_rows(nn.Dense(self.head_dim, name="align_head"), voxel_feats)
       out["aligned"] = gather_point_features(aligned, batch["point_to_voxel"],
                                              batch["point_mask"])
     if self.class_dim:
-      out["voxel_logits"] = per_voxel(nn.Dense(self.class_dim, name="class_head")(rows))
+      out["voxel_logits"] = on_rows(nn.Dense(self.class_dim, name="class_head"), voxel_feats)
     if self.projection_dim:
-      out["voxel_projection"] = per_voxel(ProjectionHead(
-          self.projection_dim, self.axis_name, name="projection_head")(rows, mask.reshape(-1),
-                                                                       train))
+      head = ProjectionHead(self.projection_dim, self.axis_name, name="projection_head")
+      out["voxel_projection"] = on_rows(lambda x, m: head(x, m, train), voxel_feats, mask)
     if self.cluster_dim:
-      out["voxel_cluster_logits"] = per_voxel(ClusterHead(
-          self.cluster_dim, self.axis_name, name="cluster_head")(rows, mask.reshape(-1), train))
+      head = ClusterHead(self.cluster_dim, self.axis_name, name="cluster_head")
+      out["voxel_cluster_logits"] = on_rows(lambda x, m: head(x, m, train), voxel_feats, mask)
     if self.color_head:
-      out["voxel_colors"] = per_voxel(ColorHead(name="color_head")(rows))
+      out["voxel_colors"] = on_rows(ColorHead(name="color_head"), voxel_feats)
     return out
 
 

@@ -9,7 +9,8 @@ Rows are in [0, C]; row C is the padding slot: it reads zeros and its writes are
   scatter_add_weighted(rows, w, v, C)  rows int [N, K], w [N, K], v [N, F]: sum over k of
                                      w[:, k] * v scattered at rows[:, k] -> float32 [C, F]
 
-`per_pack(fn, *args)` maps fn over the leading pack axis G of a packed batch.
+`per_pack(fn, *args)` maps fn over the leading pack axis G of a packed batch;
+`on_rows(fn, x, *per_row)` applies a row-wise fn to x [..., F] as one [N, F] matrix.
 
 `take_rows` has a custom VJP whose transpose is `scatter_add_rows`. The scatter's form is
 chosen per platform when the function is lowered (`lax.platform_dependent`):
@@ -133,3 +134,15 @@ def per_pack(fn, *args):
     out = fn(*jax.tree.map(lambda a: a[0], args))
     return jax.tree.map(lambda o: o[None], out)
   return jax.vmap(fn)(*args)
+
+
+def on_rows(fn, x: jax.Array, *per_row: jax.Array) -> jax.Array:
+  """fn on the rows of x [..., F] as one [N, F] matrix (each of per_row [...] as [N]); its
+  output [N, F'] shaped back to [..., F'].
+
+  For row-wise layers (a biased Dense, a head with BatchNorm) on packed features [G, C, F]:
+  XLA:CPU sums a [1, C, F] gradient over C, as autodiff makes of a bias, 3-12x slower than an
+  [N, F] one over its rows (a Dense's backward at 85k x 32 -> 128: 42 ms against 14.5 ms).
+  """
+  out = fn(x.reshape(-1, x.shape[-1]), *(a.reshape(-1) for a in per_row))
+  return out.reshape(x.shape[:-1] + out.shape[-1:])

@@ -106,3 +106,14 @@ def test_weighted_scatter_loops_over_blocks_on_cpu_only(platform, per_row):
   assert len(scatters) == 8
   assert all(("inserted_window_dims = [0]" in line) == per_row for line in scatters)
   assert ("stablehlo.while" in text) == (not per_row)
+
+
+def test_on_rows_applies_a_row_wise_fn_to_every_leading_axis_and_shapes_it_back():
+  rng = np.random.default_rng(5)
+  x = rng.normal(size=(2, 3, 4)).astype(np.float32)
+  mask = rng.random((2, 3)) < 0.5
+  weight = rng.normal(size=(4, 6)).astype(np.float32)
+  got = rows_lib.on_rows(lambda r, m: jnp.where(m[:, None], r @ weight, 0.0), x, mask)
+  want = np.where(mask[..., None], np.einsum("gcf,fo->gco", x.astype(np.float64), weight), 0)
+  assert got.shape == (2, 3, 6)
+  np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-5)
