@@ -61,11 +61,17 @@ def scatter_add_rows(rows: jax.Array, values: jax.Array, capacity: int,
 _WEIGHTED_BLOCK = 1024
 
 
+def _scatter_taps(scatter, into, rows, weights, values):
+  """into [C, F] += weights[:, k, None] * values at rows[:, k] for each tap k of rows [N, K],
+  one `scatter` (`_scatter_windows` or `_scatter_per_row`) a tap."""
+  for k in range(rows.shape[1]):
+    into = scatter(into, rows[:, k], weights[:, k:k + 1] * values)
+  return into
+
+
 def _weighted_per_column(into, rows, weights, values):
   """The accelerator form: K per-row scatters of whole [N, F] weighted copies."""
-  for k in range(rows.shape[1]):
-    into = _scatter_per_row(into, rows[:, k], weights[:, k:k + 1] * values)
-  return into
+  return _scatter_taps(_scatter_per_row, into, rows, weights, values)
 
 
 def _weighted_in_blocks(into, rows, weights, values):
@@ -83,9 +89,7 @@ def _weighted_in_blocks(into, rows, weights, values):
 
   def block(b, into):
     r, w, v = (jax.lax.dynamic_slice_in_dim(a, b * size, size) for a in (rows, weights, values))
-    for k in range(r.shape[1]):
-      into = _scatter_windows(into, r[:, k], w[:, k:k + 1] * v)
-    return into
+    return _scatter_taps(_scatter_windows, into, r, w, v)
   return jax.lax.fori_loop(0, blocks, block, into)
 
 
