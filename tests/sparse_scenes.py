@@ -88,7 +88,7 @@ def encoder_inputs(rng: np.random.Generator, spec: GeometrySpec, counts, channel
   host = padded_batch(scenes, feats, spec, num_packs, slack)
   if poison:
     host["voxel_feats"][~host["level0_mask"]] = np.nan
-  return {k: jnp.asarray(v) for k, v in host.items()}, host
+  return jax.device_put(host), host
 
 
 def random_padded_voxels(rng: np.random.Generator, grid, num_voxels: int, capacity: int,

@@ -1,5 +1,7 @@
 """Res16FPN18 against a dense-grid reference, and its channel plan."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -72,6 +74,7 @@ def _dense_fpn(params, dense_feats, occupied, num_stages):
   return out
 
 
+@functools.partial(jax.jit, static_argnums=1)   # one program, not one per parameter shape
 def _perturbed(params, seed):
   leaves, tree = jax.tree_util.tree_flatten(params)
   keys = jax.random.split(jax.random.key(seed), len(leaves))
@@ -87,7 +90,7 @@ def test_two_stage_fpn_matches_dense_reference():
   model = res16fpn.Res16FPN18(out_dim=5, init_dim=3, planes=(4, 6), layers=(1, 1))
   spec = geo.GeometrySpec(model.level_kernels())
   host = ss.padded_batch([voxels], [feats], spec, slack=1)
-  batch = {k: jnp.asarray(v) for k, v in host.items()}
+  batch = jax.device_put(host)
   variables = jax.jit(lambda b: model.init(jax.random.key(0), geo.from_batch(b, spec),
                                            b["voxel_feats"], False))(batch)
   params = _perturbed(variables["params"], 1)

@@ -15,6 +15,7 @@ when they are used as training targets.
 
 from __future__ import annotations
 
+import functools
 from typing import Literal, NamedTuple
 
 import jax
@@ -51,6 +52,8 @@ def _marginals(mask, row_weights, col_marginal, num_cols):
   return a, b
 
 
+# Jitted: called eagerly, OTT's solver compiles about 20 small programs per problem shape.
+@functools.partial(jax.jit, static_argnums=3)
 def _solve(geom, a, b, num_iters) -> SinkhornLabels:
   problem = linear_problem.LinearProblem(geom, a=a, b=b)
   solver = sinkhorn.Sinkhorn(min_iterations=num_iters, max_iterations=num_iters,

@@ -13,6 +13,11 @@ are copied to the host, so the next step may donate them; `wait`/`close` block u
 are written. Orbax writes each step into a temporary directory and renames it only once every
 item is complete, so a crash mid-save leaves no step that `latest_step` or `restore` would
 pick up.
+
+On CPU devices of one process, each replicated array is saved from one replica: orbax's
+replica-parallel writing (each device copies its own slice of the array to the host) spreads
+copies that are memcpys here anyway, and costs one compiled slice program per array shape and
+device (96 programs, 4.3 s of compilation in the tests' tiny run on 4 CPU devices).
 """
 
 from __future__ import annotations
@@ -31,6 +36,13 @@ from jaxseg.logging_utils import get_logger
 _LOG = get_logger("train.checkpoint")
 _RESUME_FIX = ("--resume needs a previous run in the same workdir; check the workdir or run "
                "without --resume to start from scratch")
+
+
+def _save_each_array_from_one_replica() -> None:
+  """Registers orbax's jax.Array handler without replica-parallel writing (CPU, one
+  process)."""
+  ocp.type_handlers.register_type_handler(
+      jax.Array, ocp.type_handlers.ArrayHandler(use_replica_parallel=False), override=True)
 
 
 def finished_steps(directory: str | os.PathLike) -> list[int]:
@@ -102,6 +114,8 @@ class Checkpointer:
     if os.path.exists(self.directory) and not os.path.isdir(self.directory):
       raise InputError(self.directory, "the checkpoint directory is a file",
                        "remove it or choose another workdir")
+    if jax.process_count() == 1 and jax.default_backend() == "cpu":
+      _save_each_array_from_one_replica()
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                            enable_async_checkpointing=True)
     self._manager = ocp.CheckpointManager(self.directory, options=options)

@@ -16,6 +16,7 @@ from jaxseg.errors import InputError
 from jaxseg.ops.sparse.norm import MaskedBatchNorm
 from jaxseg.train import checkpoint
 from jaxseg.train.checkpoint import Checkpointer
+from jaxseg.train.compilation import CompilationCounter
 from jaxseg.train.optim import make_optimizer
 from jaxseg.train.parallel import make_mesh, make_train_step, replicate
 from jaxseg.train.state import TrainState
@@ -101,6 +102,19 @@ def test_round_trip_restores_values_dtypes_and_shardings(tmp_path):
     assert restored_arrays[name].dtype == value.dtype
     np.testing.assert_array_equal(restored_arrays[name], value)
   assert restored_meta == meta
+
+
+def test_saving_and_restoring_replicated_arrays_compiles_nothing(tmp_path):
+  """On 4 CPU devices of one process every array is written from one replica: no slice
+  program is compiled per array shape and device (orbax's replica-parallel writing)."""
+  mesh = make_mesh()
+  state = replicate({f"w{n}": np.full((n, 3), n, np.float32) for n in range(11, 16)}, mesh)
+  counter = CompilationCounter()
+  with Checkpointer(tmp_path, keep=1, save_every=1) as checkpointer:
+    checkpointer.save(1, state)
+    restored, _, _ = checkpointer.restore(state)
+  assert counter.summary()["programs"] == 0
+  _assert_trees_equal(restored, state)
 
 
 def test_save_policy_keeps_the_last_k_and_restores_the_latest(tmp_path):

@@ -54,6 +54,8 @@ from typing import Any, Callable, Mapping, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxseg.data.sharding import DATA_AXIS, data_mesh
@@ -81,13 +83,22 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
   """Every leaf of `tree` (numpy or jax arrays, same value on every process) as a global
   jax.Array replicated over `mesh` (NamedSharding with PartitionSpec()).
 
-  The result never shares buffers with `tree` (jax.Array leaves are copied first: device_put
-  reuses a buffer already on a target device), so a step that donates it leaves `tree`
-  intact.
+  The result never shares buffers with `tree` (jax.Array leaves go through host copies:
+  device_put reuses a buffer already on a target device, and a device copy per leaf would
+  compile one program per leaf shape), so a step that donates it leaves `tree` intact.
   """
-  fresh = jax.tree.map(lambda x: jnp.array(x, copy=True) if isinstance(x, jax.Array) else x,
-                       tree)
-  return jax.device_put(fresh, NamedSharding(mesh, PartitionSpec()))
+  on_host = jax.tree.map(lambda x: np.array(x) if isinstance(x, jax.Array) else x, tree)
+  return jax.device_put(on_host, NamedSharding(mesh, PartitionSpec()))
+
+
+def replicated_train_state(params: Any, model_state: Any, tx: optax.GradientTransformation,
+                           mesh: Mesh) -> TrainState:
+  """TrainState.create(params, model_state, tx) with every leaf replicated over `mesh`, the
+  optimizer state made by one compiled program (eagerly, `tx.init` compiles one program per
+  parameter shape: 41 for Res16FPN18)."""
+  params, model_state = replicate((params, model_state), mesh)
+  return jax.jit(lambda p, m: TrainState.create(p, m, tx),
+                 out_shardings=NamedSharding(mesh, PartitionSpec()))(params, model_state)
 
 
 def _safe(total_weight: jax.Array) -> jax.Array:

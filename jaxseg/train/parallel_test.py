@@ -208,7 +208,7 @@ def test_res16fpn18_shard_map_on_two_devices_equals_one_device():
   feats = [rng.normal(size=(len(v), 6)).astype(np.float32) for v in scenes]
   batch = ss.padded_batch(scenes, feats, _SPEC, num_packs=2)
   batch["target"] = rng.normal(size=batch["voxel_feats"].shape[:2] + (8,)).astype(np.float32)
-  jbatch = {k: jnp.asarray(v) for k, v in batch.items()}
+  jbatch = jax.device_put(batch)
   variables = jax.jit(lambda b: get_encoder("res16fpn18")(**_ENCODER).init(
       jax.random.key(0), geo.from_batch(b, _SPEC), b["voxel_feats"], False))(jbatch)
   tx = make_optimizer({"name": "sgd", "lr": 0.05, "momentum": 0.9})

@@ -31,7 +31,7 @@ from jaxseg.ops.sparse.geometry import mask_key
 from jaxseg.train.checkpoint import Checkpointer
 from jaxseg.train.context import RunContext
 from jaxseg.train.optim import optimizer_for, with_schedule_settings
-from jaxseg.train.parallel import LossFn, make_train_step, replicate
+from jaxseg.train.parallel import LossFn, make_train_step, replicated_train_state
 from jaxseg.train.state import TrainState
 
 _LOG = get_logger("train.trainer")
@@ -162,10 +162,9 @@ def run_phase(ctx: RunContext, phase: Phase, variables: Mapping[str, Any], *, re
                      "pass --resume to continue it, or choose another --config.workdir")
   steps_per_epoch = ctx.data.steps_per_epoch(ctx.config.data.train_split)
   tx = optimizer_for(phase.optimizer, steps_per_epoch, phase.optimizer_key, phase.epochs)
-  state = replicate(TrainState.create(params=variables["params"],
-                                      model_state={"batch_stats": variables["batch_stats"],
-                                                   **(phase.model_state or {})},
-                                      tx=tx), ctx.mesh)
+  state = replicated_train_state(variables["params"],
+                                 {"batch_stats": variables["batch_stats"],
+                                  **(phase.model_state or {})}, tx, ctx.mesh)
   arrays, meta = dict(phase.start_arrays or {}), None
   if checkpointer.latest_step() is not None:
     fresh = state.opt_state

@@ -34,7 +34,7 @@ def test_interpolation_matches_numpy(engine):
   scenes = [ss.surface_voxels(rng, 30, 400), ss.random_voxels(rng, (12, 10, 9), 150)]
   feats = [np.zeros((len(v), 6), np.float32) for v in scenes]
   host = ss.padded_batch(scenes, feats, spec, slack=1)
-  batch = {k: jnp.asarray(v) for k, v in host.items()}
+  batch = jax.device_put(host)
   geometry = jax.jit(lambda b: geo.from_batch(b, spec))(batch)
   for level in (1, 2, 3):
     capacity = host[geo.mask_key(level)].shape[1]
@@ -68,7 +68,7 @@ def test_interpolation_gradient_is_the_numpy_transpose():
   scenes = [ss.surface_voxels(rng, 30, 1500), ss.random_voxels(rng, (12, 10, 9), 150)]
   feats = [np.zeros((len(v), 6), np.float32) for v in scenes]
   host = ss.padded_batch(scenes, feats, SPEC, num_packs=2, slack=1)
-  batch = {k: jnp.asarray(v) for k, v in host.items()}
+  batch = jax.device_put(host)
   geometry = jax.jit(lambda b: geo.from_batch(b, SPEC))(batch)
   cotangent = rng.normal(size=host["voxel_coords"].shape[:2] + (3,)).astype(np.float32)
   for level in (1, 3):

@@ -28,7 +28,7 @@ def _device(batch, poison=True):
     feats = batch["voxel_feats"].copy()
     feats[~batch[geo.mask_key(0)]] = np.nan
     batch["voxel_feats"] = feats
-  return {k: jnp.asarray(v) for k, v in batch.items()}
+  return jax.device_put(batch)
 
 
 @pytest.mark.parametrize("kernel_size,counts,num_packs,slack", [
