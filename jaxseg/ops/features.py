@@ -14,6 +14,7 @@ the gradients. Pipeline batches order each pack's points by super-voxel id
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -27,6 +28,7 @@ class SupervoxelFeatures(NamedTuple):
   counts: jax.Array    # f32 [G, S], number of valid points of each super-voxel
 
 
+@functools.partial(jax.jit, static_argnames=("axis", "eps"))   # one program, not five
 def l2_normalize(x: jax.Array, axis: int = -1, eps: float = 1e-12) -> jax.Array:
   """x / max(||x||, eps) along `axis` (torch's F.normalize).
 

@@ -22,6 +22,8 @@ depth image, a point must also agree with the depth reading at its depth pixel t
 
 from __future__ import annotations
 
+import functools
+
 from typing import NamedTuple, Optional
 
 import jax
@@ -46,6 +48,9 @@ class Projection(NamedTuple):
   visible: jax.Array
 
 
+# The public functions are jitted (sizes static): called eagerly (the tests; point_features
+# inverts each scene's poses), each would compile a program per primitive and shape.
+@jax.jit
 def world_to_camera(poses_c2w: jax.Array) -> jax.Array:
   """Inverts camera-to-world poses.
 
@@ -135,6 +140,7 @@ def _camera_pixels(points, valid, world_to_camera, intrinsics, min_depth):
   return cam, uv, finite, front
 
 
+@functools.partial(jax.jit, static_argnames="min_depth")
 def camera_pixels(points: jax.Array, valid: jax.Array, world_to_camera: jax.Array,
                   intrinsics: jax.Array, *, min_depth: float = 1e-3
                   ) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -149,6 +155,7 @@ def camera_pixels(points: jax.Array, valid: jax.Array, world_to_camera: jax.Arra
   return uv[0], cam[0, :, 2], front[0]
 
 
+@functools.partial(jax.jit, static_argnames=("image_size", "zbuffer_stride", "min_depth"))
 def project_points(points: jax.Array, valid: jax.Array, world_to_camera: jax.Array,
                    intrinsics: jax.Array, image_size: tuple[int, int], *,
                    occlusion_tolerance: float | jax.Array = 0.05, zbuffer_stride: int = 1,

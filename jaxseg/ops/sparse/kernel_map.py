@@ -9,6 +9,7 @@ unique (one row per occupied voxel).
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import flax.struct
@@ -88,6 +89,9 @@ def _build_level_single(coords, mask, kernel_sizes, with_corners, method):
   return neighbours, corners
 
 
+# `build_level` and `downsample` are jitted (sizes and methods static, so tuples): called
+# eagerly, as the tests do, each would compile a program per primitive and shape.
+@functools.partial(jax.jit, static_argnames=("kernel_sizes", "method", "with_corners"))
 def build_level(coords: jnp.ndarray, mask: jnp.ndarray, kernel_sizes: Sequence[int] = (3,),
                 method: str = "scan", with_corners: bool = False) -> SparseLevel:
   """Sorts the voxel keys once and finds the neighbours for each kernel size.
@@ -96,7 +100,8 @@ def build_level(coords: jnp.ndarray, mask: jnp.ndarray, kernel_sizes: Sequence[i
     coords: int32 [B, C, 3] non-negative voxel indices, x, y < 2048 and z < 512
       (keys.COORD_LIMITS; `jaxseg.data.packing` checks packs for the dense engine).
     mask: bool [B, C].
-    kernel_sizes: odd submanifold kernel sizes whose maps to build (e.g. (3,) or (3, 5)).
+    kernel_sizes: static tuple of the odd submanifold kernel sizes whose maps to build (e.g.
+      (3,) or (3, 5)).
     method: `jnp.searchsorted` method ('scan' suits CPU, 'sort' often suits GPU/TPU).
     with_corners: also find the trilinear-interpolation corners (SparseLevel.corners).
   Returns:
@@ -133,6 +138,7 @@ def _downsample_single(coords, mask, capacity):
   return coarse_coords, coarse_mask, parent, child_offset, children, count > capacity
 
 
+@functools.partial(jax.jit, static_argnames="capacity")
 def downsample(level: SparseLevel, capacity: int) -> tuple[jnp.ndarray, jnp.ndarray, LevelLink]:
   """Parent cells (coords >> 1) of a level, unique, in key order, at a static capacity.
 
@@ -156,7 +162,7 @@ def build_pyramid(coords: jnp.ndarray, mask: jnp.ndarray,
 
   Args:
     coords: int32 [B, C, 3]; mask: bool [B, C] (level 0).
-    kernel_sizes: per level, the submanifold kernel sizes its convs use (L entries).
+    kernel_sizes: per level, the submanifold kernel sizes its convs use (L tuples).
     capacities: static capacity per level (L entries, the first equal to C), e.g. from the
       host's level counts (`jaxseg.ops.sparse.host_maps`) rounded up on the capacity ladder.
     method: `jnp.searchsorted` method.
