@@ -23,7 +23,6 @@ depth image, a point must also agree with the depth reading at its depth pixel t
 from __future__ import annotations
 
 import functools
-
 from typing import NamedTuple, Optional
 
 import jax
