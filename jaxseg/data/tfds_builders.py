@@ -172,6 +172,15 @@ def example_to_scene(example: Mapping[str, Any]) -> Scene:
                origin=origin if origin.any() else None, source=record_text(example["name"]))
 
 
+class _LocalDatasetInfo(tfds.core.DatasetInfo):
+  """DatasetInfo of a dataset built here, never published: it skips tfds' lookup of published
+  metadata, which in tfds 4.9 makes an empty temporary directory (`tempfile.mkdtemp`) on every
+  builder constructed before its dataset is prepared, and never removes it."""
+
+  def initialize_from_bucket(self) -> None:
+    """Nothing to fetch: these datasets exist only where they were built."""
+
+
 class SceneBuilder(tfds.core.GeneratorBasedBuilder):
   """Shared ArrayRecord builder; subclasses only set the tfds `name`.
 
@@ -198,8 +207,8 @@ class SceneBuilder(tfds.core.GeneratorBasedBuilder):
     self._generated = False
 
   def _info(self) -> tfds.core.DatasetInfo:
-    return self.dataset_info_from_configs(features=scene_features(), disable_shuffling=True,
-                                          description=self.__class__.__doc__)
+    return _LocalDatasetInfo(builder=self, features=scene_features(), disable_shuffling=True,
+                             description=self.__class__.__doc__)
 
   def _split_generators(self, dl_manager):
     del dl_manager  # Scenes come from the injected loader, nothing is downloaded.

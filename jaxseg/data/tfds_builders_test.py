@@ -6,6 +6,7 @@ import logging
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 import numpy as np
@@ -103,6 +104,21 @@ def test_round_trip_without_tensorflow(tmp_path):
   assert decoded.frames.color_paths[0] == "/data/a/00000.jpg"
   assert tfds_builders.example_to_scene(readers[1]["val"][0]).labels is None
   assert json.load(open(os.path.join(builder.data_dir, "skipped_scenes.json"))) == {}
+
+
+def test_build_and_read_leave_nothing_in_the_temporary_directory(tmp_path, monkeypatch):
+  # tfds 4.9 makes an empty temporary directory for every builder constructed before its
+  # dataset exists, and keeps it: thousands of them in /tmp after a few test runs.
+  temp = tmp_path / "temp"
+  temp.mkdir()
+  monkeypatch.setattr(tempfile, "tempdir", str(temp))
+  scenes = {"a": _scene("a", 20, 0)}
+  for _ in range(2):   # the second construction finds the dataset prepared
+    builder = tfds_builders.make_builder("synthetic", str(tmp_path / "data"), {"train": ["a"]},
+                                         scenes.__getitem__)
+    builder.download_and_prepare()
+    assert len(builder.as_data_source()["train"]) == 1
+  assert not list(temp.iterdir())
 
 
 def test_build_and_read_never_import_tensorflow(tmp_path):
