@@ -56,6 +56,13 @@ def scatter_add_rows(rows: jax.Array, values: jax.Array, capacity: int,
                                     default=_scatter_per_row)
 
 
+def row_blocks(num_rows: int, max_rows: int) -> tuple[int, int]:
+  """(blocks, size): the fewest blocks of at most max_rows rows that hold num_rows, all of one
+  size, so the last pads by fewer than `blocks` rows (num_rows 0: one empty block)."""
+  blocks = max(1, -(-num_rows // max_rows))
+  return blocks, -(-num_rows // blocks)
+
+
 # Rows per block of the CPU form of `scatter_add_weighted` (at most): one block's K weighted
 # copies of the values ([block, F] each) stay in cache between the multiply and the scatter.
 _WEIGHTED_BLOCK = 1024
@@ -81,8 +88,7 @@ def _weighted_in_blocks(into, rows, weights, values):
   (padding rows scatter to the dropped row), so that the loop body is the only copy of the K
   scatters in the program."""
   capacity, num_rows = into.shape[0], rows.shape[0]
-  blocks = -(-num_rows // _WEIGHTED_BLOCK)
-  size = -(-num_rows // blocks)
+  blocks, size = row_blocks(num_rows, _WEIGHTED_BLOCK)
   pad = blocks * size - num_rows
   rows = jnp.pad(rows, ((0, pad), (0, 0)), constant_values=capacity)
   weights, values = (jnp.pad(a, ((0, pad), (0, 0))) for a in (weights, values))

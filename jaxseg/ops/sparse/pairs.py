@@ -22,15 +22,47 @@ axis G:
 Mixed precision: the gathers and matmuls run in x's dtype (e.g. bfloat16) with float32
 accumulation (`preferred_element_type`), the scatter-add accumulates in float32 and the output
 is cast back to x's dtype.
+
+Each band of the submanifold conv (forward and both gradients) has two forms, chosen per
+platform when it is lowered (`lax.platform_dependent`, as `jaxseg.ops.rows` does):
+  cpu      a loop over blocks of the band's rows, each block's gather, matmul and scatter
+           small enough to stay in cache (`CPU_BLOCK_BYTES`): the whole-band form writes every
+           gathered row and partial product of the band to fresh memory and reads it back
+           (Res16FPN18's forward+backward on scene0000_00 at 2 cm: 1.47-1.59 s in blocks
+           against 1.89-1.95 s whole, on the 2-core development machine);
+  others   the whole band at once: one gather, one batched matmul, one scatter.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import flax.struct
 import jax
 import jax.numpy as jnp
 
-from jaxseg.ops.rows import per_pack, scatter_add_rows, take_rows
+from jaxseg.ops.rows import per_pack, row_blocks, scatter_add_rows, take_rows
+
+# Bytes of one [rows, channels] float32 operand (gathered rows, partial products) per block of
+# the CPU form (0 within `whole_bands()`). Chosen by timing Res16FPN18's forward+backward on
+# scene0000_00 at 2 cm on the 2-core development machine (1 MiB L2 a core, 32 MiB L3):
+# 1.47-1.59 s at 4 MiB against 1.59 s at 8 MiB, 1.82 s at 2 MiB, 1.97 s at 16 MiB, 2.13 s at
+# 256 KiB and 1.89-1.95 s for the whole band at once (one run each, 2026-12-04).
+CPU_BLOCK_BYTES = 4 << 20
+
+
+@contextlib.contextmanager
+def whole_bands():
+  """Convs traced inside take the whole-band form on every platform, CPU included: the form
+  accelerators run, and the one XLA's cost analysis counts right (it counts a loop's body
+  once). For the benchmarks' rooflines. A function jitted and traced before keeps its form:
+  jit caches its trace, so trace a new function (a fresh lambda around it) inside."""
+  global CPU_BLOCK_BYTES
+  saved, CPU_BLOCK_BYTES = CPU_BLOCK_BYTES, 0
+  try:
+    yield
+  finally:
+    CPU_BLOCK_BYTES = saved
 
 
 @flax.struct.dataclass
@@ -66,15 +98,81 @@ def _band_matmul(x, rows, kernel, offset):
                     preferred_element_type=jnp.float32)
 
 
+def _padded_columns(lists, width, padding):
+  """int32 [n, M] -> [n, width]: columns added at the end hold the padding slot."""
+  return jnp.pad(lists, ((0, 0), (0, width - lists.shape[1])), constant_values=padding)
+
+
+def _cpu_blocks(lists, channels):
+  """(blocks, size) of the CPU form for a band's lists [n, M]: blocks of `size` columns, each
+  holding about CPU_BLOCK_BYTES of float32 rows of `channels`."""
+  n, num = lists.shape
+  return row_blocks(num, max(1, CPU_BLOCK_BYTES // (4 * channels * n)))
+
+
+def _band_whole(x, sources, targets, offset, kernel, out):
+  """The accelerator form of `_band_conv`: one gather, batched matmul and scatter."""
+  return scatter_add_rows(targets, _band_matmul(x, sources, kernel, offset), x.shape[0], out)
+
+
+def _band_in_blocks(x, sources, targets, offset, kernel, out):
+  """The CPU form of `_band_conv`: the same sums, a block of the lists' columns at a time."""
+  weights = kernel[offset].astype(x.dtype)
+  blocks, size = _cpu_blocks(sources, max(kernel.shape[1:]))
+  sources, targets = (_padded_columns(a, blocks * size, x.shape[0]) for a in (sources, targets))
+
+  def block(b, out):
+    s, t = (jax.lax.dynamic_slice_in_dim(a, b * size, size, axis=1) for a in (sources, targets))
+    part = jnp.einsum("kmi,kio->kmo", take_rows(x, s), weights,
+                      preferred_element_type=jnp.float32)
+    return scatter_add_rows(t, part, x.shape[0], out)
+  return jax.lax.fori_loop(0, blocks, block, out)
+
+
+def _band_conv(x, sources, targets, offset, kernel, out):
+  """out float32 [C, Co] plus, for each list k of a band, x[sources[k]] @ kernel[offset[k]]
+  summed at rows targets[k] (x [C, Ci]; sources, targets int32 [n, M]; offset [n])."""
+  if not CPU_BLOCK_BYTES:
+    return _band_whole(x, sources, targets, offset, kernel, out)
+  return jax.lax.platform_dependent(x, sources, targets, offset, kernel, out,
+                                    cpu=_band_in_blocks, default=_band_whole)
+
+
+def _kernel_grad_whole(x, grad, sources, targets):
+  """The accelerator form of `_band_kernel_grad`: two gathers, one batched matmul."""
+  return jnp.einsum("kmi,kmo->kio", take_rows(x, sources), take_rows(grad, targets),
+                    preferred_element_type=jnp.float32)
+
+
+def _kernel_grad_in_blocks(x, grad, sources, targets):
+  """The CPU form of `_band_kernel_grad`: the same sums, a block of columns at a time."""
+  blocks, size = _cpu_blocks(sources, max(x.shape[1], grad.shape[1]))
+  sources, targets = (_padded_columns(a, blocks * size, x.shape[0]) for a in (sources, targets))
+
+  def block(b, total):
+    s, t = (jax.lax.dynamic_slice_in_dim(a, b * size, size, axis=1) for a in (sources, targets))
+    return total + _kernel_grad_whole(x, grad, s, t)
+  total = jnp.zeros((sources.shape[0], x.shape[1], grad.shape[1]), jnp.float32)
+  return jax.lax.fori_loop(0, blocks, block, total)
+
+
+def _band_kernel_grad(x, grad, sources, targets):
+  """float32 [n, Ci, Co]: per list k, x[sources[k]]^T grad[targets[k]] (x [C, Ci], grad
+  [C, Co]; sources, targets int32 [n, M])."""
+  if not CPU_BLOCK_BYTES:
+    return _kernel_grad_whole(x, grad, sources, targets)
+  return jax.lax.platform_dependent(x, grad, sources, targets, cpu=_kernel_grad_in_blocks,
+                                    default=_kernel_grad_whole)
+
+
 def _apply(x, inputs, outputs, offset, kernel):
   """out[i] = x[i] @ kernel[centre] + sum over pairs (j -> i, o) of x[j] @ kernel[o]; each
   stored list serves its offset and, swapped, the mirrored one."""
   volume = kernel.shape[0]
   out = jnp.dot(x, kernel[volume // 2].astype(x.dtype), preferred_element_type=jnp.float32)
-  for ins, outs, offs in zip(inputs, outputs, offset):   # One gather, matmul, scatter a band.
-    part = _band_matmul(x, jnp.concatenate([ins, outs]), kernel,
-                        jnp.concatenate([offs, volume - 1 - offs]))
-    out = scatter_add_rows(jnp.concatenate([outs, ins]), part, x.shape[0], out)
+  for ins, outs, offs in zip(inputs, outputs, offset):
+    out = _band_conv(x, jnp.concatenate([ins, outs]), jnp.concatenate([outs, ins]),
+                     jnp.concatenate([offs, volume - 1 - offs]), kernel, out)
   return out.astype(x.dtype)
 
 
@@ -97,9 +195,8 @@ def _submanifold_bwd(residuals, grad):
   grad_x = _apply(grad, inputs, outputs, offset, jnp.swapaxes(kernel[::-1], 1, 2))
   grad_kernel = jnp.zeros(kernel.shape, jnp.float32)
   for ins, outs, offs in zip(inputs, outputs, offset):
-    both_in, both_out = jnp.concatenate([ins, outs]), jnp.concatenate([outs, ins])
-    per_offset = jnp.einsum("kmi,kmo->kio", take_rows(x, both_in), take_rows(grad, both_out),
-                            preferred_element_type=jnp.float32)
+    per_offset = _band_kernel_grad(x, grad, jnp.concatenate([ins, outs]),
+                                   jnp.concatenate([outs, ins]))
     grad_kernel = grad_kernel.at[jnp.concatenate([offs, volume - 1 - offs])].add(per_offset)
   centre = jnp.dot(x.T, grad, preferred_element_type=jnp.float32)
   grad_kernel = grad_kernel.at[volume // 2].add(centre)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from jaxseg.ops.sparse import geometry as geo
+from jaxseg.ops.sparse import pairs
 from tests import sparse_scenes as ss
 
 SPEC = geo.GeometrySpec(level_kernels=((3, 5), (3,), (3,)))
@@ -31,10 +32,15 @@ def _device(batch, poison=True):
   return jax.device_put(batch)
 
 
-@pytest.mark.parametrize("kernel_size,counts,num_packs,slack", [
-    (3, (150, 20, 90), 1, 0), (5, (60, 140), 1, 1), (3, (300,), 1, 0), (5, (40, 70, 33, 5), 2, 2)])
+@pytest.mark.parametrize("kernel_size,counts,num_packs,slack,block_bytes", [
+    (3, (150, 20, 90), 1, 0, None), (5, (60, 140), 1, 1, None), (3, (300,), 1, 0, None),
+    (5, (40, 70, 33, 5), 2, 2, None), (3, (150, 20, 90), 1, 0, 1000), (5, (60, 140), 1, 1, 3000)])
 def test_submanifold_forward_and_gradients_match_dense_conv(kernel_size, counts, num_packs,
-                                                            slack):
+                                                            slack, block_bytes, monkeypatch):
+  # block_bytes: the CPU form in blocks of a few columns (a band of 300 rows in 5-40 blocks,
+  # the last padded) instead of the whole band in one block.
+  if block_bytes:
+    monkeypatch.setattr(pairs, "CPU_BLOCK_BYTES", block_bytes)
   rng = np.random.default_rng(kernel_size * 100 + len(counts))
   scenes, feats = _scenes(rng, counts, 4)
   batch = _device(ss.padded_batch(scenes, feats, SPEC, num_packs, slack))
@@ -123,3 +129,20 @@ def test_bfloat16_stays_close_to_float32():
   for name in kernels:
     scale = float(jnp.max(jnp.abs(grads32[name]))) + 1e-6
     assert float(jnp.max(jnp.abs(grads32[name] - grads16[name]))) <= 0.05 * scale, name
+
+
+@pytest.mark.parametrize("platform, loops", [("cpu", True), ("tpu", False), ("cuda", False)])
+def test_the_band_form_is_chosen_by_the_platform_lowered_for(platform, loops):
+  # CPU loops over blocks of a band's rows (cache-sized); accelerators take the whole band.
+  rng = np.random.default_rng(7)
+  scenes, feats = _scenes(rng, (120, 40), 4)
+  batch = _device(ss.padded_batch(scenes, feats, SPEC), poison=False)
+  kernel = jnp.asarray(rng.normal(size=(27, 4, 4)).astype(np.float32))
+
+  def train(feats, kernel):
+    level = geo.from_batch({**batch, "voxel_feats": feats}, SPEC).levels[0]
+    return jax.grad(lambda x, w: jnp.sum(geo.submanifold_conv(x, level, w) ** 2), (0, 1))(
+        feats, kernel)
+  text = jax.export.export(jax.jit(train), platforms=[platform])(
+      batch["voxel_feats"], kernel).mlir_module()
+  assert ("stablehlo.while" in text) == loops
