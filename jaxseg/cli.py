@@ -182,8 +182,11 @@ def main(argv: list[str]) -> None:
     logger.info("multi-process run: %s", distributed.describe())
   with _one_line_errors(config, logger):
     if distributed.is_main():
+      # `infer` may run in a trained run's work directory, whose config.json describes the
+      # network it reads: its own config goes beside it.
+      name = "infer_config.json" if config.mode == "infer" else "config.json"
       logger.info("resolved config written to %s",
-                  config_utils.write_resolved_config(config, workdir))
+                  config_utils.write_resolved_config(config, workdir, name))
     modes.run(config, workdir, resume=resume)
 
 

@@ -60,15 +60,16 @@ def unknown_override_message(argv: list[str], config: ml_collections.ConfigDict,
   return None
 
 
-def write_resolved_config(config: ml_collections.ConfigDict, workdir: str) -> str:
-  """Writes the resolved config as `<workdir>/config.json` and returns the path.
+def write_resolved_config(config: ml_collections.ConfigDict, workdir: str,
+                          name: str = "config.json") -> str:
+  """Writes the resolved config as `<workdir>/<name>` and returns the path.
 
   The new file is written completely before anything is renamed (a full disk leaves the old
-  file as it was, never an empty one). An existing config.json with other values is kept as
-  `config.<its mtime>.json`, with a log line, so the record of how earlier checkpoints were
-  made is never lost.
+  file as it was, never an empty one). An existing file of that name with other values is
+  kept as `config.<its mtime>.json` (for config.json), with a log line, so the record of how
+  earlier checkpoints were made is never lost.
   """
-  path = os.path.join(workdir, "config.json")
+  path = os.path.join(workdir, name)
   resolved = json.loads(config.to_json_best_effort())
   try:
     os.makedirs(workdir, exist_ok=True)
@@ -83,15 +84,15 @@ def write_resolved_config(config: ml_collections.ConfigDict, workdir: str) -> st
 
 
 def _keep_previous(path: str) -> None:
-  """Renames config.json to config.<its mtime>.json (a free name), with a log line."""
-  workdir = os.path.dirname(path)
+  """Renames <name>.json to <name>.<its mtime>.json (a free name), with a log line."""
+  base = os.path.splitext(path)[0]
   stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(os.path.getmtime(path)))
-  kept = os.path.join(workdir, f"config.{stamp}.json")
+  kept = f"{base}.{stamp}.json"
   counter = 1
   while os.path.exists(kept):
-    kept = os.path.join(workdir, f"config.{stamp}-{counter}.json")
+    kept = f"{base}.{stamp}-{counter}.json"
     counter += 1
   os.rename(path, kept)
-  _LOG.info("the previous config.json (other values) is kept as %s", kept)
+  _LOG.info("the previous %s (other values) is kept as %s", os.path.basename(path), kept)
 
 

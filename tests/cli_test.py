@@ -111,3 +111,46 @@ def test_configs_tools_and_experiments_need_no_path_edits():
             if name.endswith(".py")]
   editing = [path for path in files if "sys.path" in open(path, encoding="utf-8").read()]
   assert len(files) > 15 and not editing, editing
+
+
+def test_infer_refusals_come_before_anything_is_written(tmp_path):
+  """A missing input or model, or an output folder that is the input folder (the labelled
+  .ply would replace the input cloud), is refused before the work directory is made."""
+  clouds = tmp_path / "clouds"
+  clouds.mkdir()
+  (clouds / "room.txt").write_text("0 0 0 10 20 30\n1 0 0 10 20 30\n")
+  svc = ("--config", os.path.join(_ROOT, "configs", "scannet_svc.py"), "--config.mode=infer")
+  cases = {
+      "no input cloud given": (),
+      "infer.input does not exist": (f"--config.infer.input={tmp_path}/none.ply",),
+      "infer.model does not exist": (f"--config.infer.input={clouds}",
+                                     f"--config.infer.model={tmp_path}/none.jaxseg"),
+      "is the folder of the input clouds": (f"--config.infer.input={clouds / 'room.txt'}",
+                                            f"--config.infer.model={clouds}",
+                                            f"--config.infer.output={clouds}")}
+  for message, overrides in cases.items():
+    result = _main(*svc, f"--config.workdir={tmp_path}/w", *overrides, cwd=tmp_path)
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+    assert message in result.stderr, (message, result.stderr[-2000:])
+    assert not os.path.exists(tmp_path / "w"), message
+  assert os.listdir(clouds) == ["room.txt"]
+
+
+def test_infer_in_a_run_directory_keeps_the_runs_config(tmp_path):
+  """infer.model='' reads the run in the work directory: its config.json, which describes
+  the network, stays as training wrote it; the infer command's own goes beside it."""
+  run = tmp_path / "run"
+  run.mkdir()
+  trained = {"method": "coarse3d", "data": {"voxel_size": 0.05, "num_classes": 20},
+             "eval": {"batch_norm": "running"}}
+  (run / "config.json").write_text(json.dumps(trained))
+  clouds = tmp_path / "clouds"
+  clouds.mkdir()
+  (clouds / "room.txt").write_text("0 0 0 10 20 30\n1 0 0 10 20 30\n")
+  result = _main("--config", os.path.join(_ROOT, "configs", "scannet_svc.py"),
+                 "--config.mode=infer", f"--config.workdir={run}",
+                 f"--config.infer.input={clouds}", "--config.data.voxel_size=0.1", cwd=tmp_path)
+  assert result.returncode != 0 and "inference reads clustering runs" in result.stderr
+  assert json.loads((run / "config.json").read_text()) == trained
+  assert json.loads((run / "infer_config.json").read_text())["data"]["voxel_size"] == 0.1
+  assert sorted(os.listdir(run)) == ["config.json", "infer_config.json", "log.txt"]

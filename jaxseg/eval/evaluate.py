@@ -142,7 +142,8 @@ def evaluate(ctx: RunContext, variables: Mapping[str, Any] | None, kind: str,
   if kept:
     result["renders"] = renders.write_renders(ctx, eval_split, kept, matched)
   if final and kind == "model" and distributed.is_main():
-    classifier.save(ctx.workdir, centroids[0], matched, names)
+    classifier.save(ctx.workdir, centroids[0], matched, names,
+                    metrics.hungarian_match(conf[0, VARIANTS.index("supervoxel_pooled")]))
   for v, variant in enumerate(VARIANTS):
     per_seed = [metrics.clustering_scores(conf[s, v], names) for s in range(len(centroids))]
     result["variants"][variant] = metrics.seed_summary(per_seed)

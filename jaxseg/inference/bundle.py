@@ -2,7 +2,7 @@
 
 A bundle is a numpy .npz (zip) archive that needs no work directory: the run's resolved config
 (JSON), the network variables (flax msgpack), the classifier (class centroids, cluster -> class
-map, class names; `jaxseg.eval.classifier`) and what wrote it (the bundle format version and
+maps, class names; `jaxseg.eval.classifier`) and what wrote it (the bundle format version and
 the jaxseg version). The network's input normalisation is part of the config (voxel size) and
 of the network (its batch-norm statistics). `jaxseg.load(path)` and mode `infer` read a bundle
 or a run's work directory alike.
@@ -41,7 +41,8 @@ def write(path: str, config: ml_collections.ConfigDict, variables: Any,
              variables=np.frombuffer(serialization.msgpack_serialize(
                  _numpy_tree(variables)), np.uint8),
              centroids=classifier.centroids.astype(np.float32),
-             cluster_to_class=np.full(0, -1, np.int32) if mapping is None else mapping,
+             cluster_to_class=_optional(mapping),
+             pooled_cluster_to_class=_optional(classifier.pooled_cluster_to_class),
              class_names=np.asarray(list(classifier.class_names)))
   os.replace(tmp, path)
   return path
@@ -74,10 +75,10 @@ def read(path: str) -> tuple[ml_collections.ConfigDict, Any, Classifier]:
                          "--config.mode=eval on the run's work directory")
       config = ml_collections.ConfigDict(json.loads(str(data["config"])))
       variables = serialization.msgpack_restore(data["variables"].tobytes())
-      mapping = data["cluster_to_class"].astype(np.int32)
-      classifier = Classifier(data["centroids"].astype(np.float32),
-                              mapping if mapping.size else None,
-                              tuple(str(n) for n in data["class_names"]))
+      classifier = Classifier(
+          data["centroids"].astype(np.float32), _read_optional(data, "cluster_to_class"),
+          tuple(str(n) for n in data["class_names"]),
+          _read_optional(data, "pooled_cluster_to_class"))
   except InputError:
     raise
   except (OSError, ValueError, KeyError, EOFError) as error:
@@ -85,6 +86,18 @@ def read(path: str) -> tuple[ml_collections.ConfigDict, Any, Classifier]:
                      "export it again (--config.mode=eval on the run's work directory)"
                      ) from error
   return config, variables, classifier
+
+
+def _optional(mapping: np.ndarray | None) -> np.ndarray:
+  """A cluster -> class map as stored: int32 [K], or [0] for none."""
+  return np.full(0, -1, np.int32) if mapping is None else np.asarray(mapping, np.int32)
+
+
+def _read_optional(data, key: str) -> np.ndarray | None:
+  """The stored map `key`, None when it is empty or (bundles older than it) absent."""
+  if key not in data or not data[key].size:
+    return None
+  return data[key].astype(np.int32)
 
 
 def _numpy_tree(tree: Any) -> Any:

@@ -18,7 +18,8 @@ def _parts():
   variables = {"params": {"encoder": {"w": rng.normal(size=(2, 4)).astype(np.float32)}},
                "batch_stats": {"encoder": {"mean": np.zeros(4, np.float32)}}}
   classifier = Classifier(rng.normal(size=(3, 4)).astype(np.float32),
-                          np.array([2, 0, 1], np.int32), ("a", "b", "c"))
+                          np.array([2, 0, 1], np.int32), ("a", "b", "c"),
+                          np.array([1, 0, 2], np.int32))
   return config, variables, classifier
 
 
@@ -31,7 +32,15 @@ def test_round_trip(tmp_path):
                                 variables["params"]["encoder"]["w"])
   np.testing.assert_array_equal(got_classifier.centroids, classifier.centroids)
   np.testing.assert_array_equal(got_classifier.cluster_to_class, classifier.cluster_to_class)
+  np.testing.assert_array_equal(got_classifier.pooled_cluster_to_class, [1, 0, 2])
   assert got_classifier.class_names == ("a", "b", "c")
+  with np.load(path) as data:   # a bundle written before the pooled match was kept
+    fields = {k: v for k, v in data.items() if k != "pooled_cluster_to_class"}
+  with open(tmp_path / "older.jaxseg", "wb") as f:
+    np.savez(f, **fields)
+  older = bundle.read(str(tmp_path / "older.jaxseg"))[2]
+  assert older.pooled_cluster_to_class is None
+  np.testing.assert_array_equal(older.labels(np.eye(3, 4), pooled=True), older.labels(np.eye(3, 4)))
   unmatched = Classifier(classifier.centroids, None, ("cluster_0", "cluster_1", "cluster_2"))
   bundle.write(path, config, variables, unmatched)
   assert bundle.read(path)[2].cluster_to_class is None   # cluster ids stay cluster ids

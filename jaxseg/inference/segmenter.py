@@ -28,6 +28,8 @@ from jaxseg.errors import InputError
 from jaxseg.eval import classifier as classifier_lib
 from jaxseg.inference import bundle
 from jaxseg.io import atomic
+from jaxseg.io.colors import colors_to_uint8
+from jaxseg.io.coords import to_float32_coords
 from jaxseg.io.labels import class_names
 from jaxseg.logging_utils import get_logger
 from jaxseg.methods import get_method
@@ -74,19 +76,21 @@ class Segmenter:
               normals: np.ndarray | None = None, pooling: bool = True) -> np.ndarray:
     """int32 (N,) labels of a cloud.
 
-    points: float (N, 3) metres, z up; colors: (N, 3) RGB 0..255; normals: optional (N, 3),
-    used by the super-voxels (estimated when absent; the network reads voxel colours and
-    positions only). pooling: super-voxels are computed for the cloud (the run's
+    points: float (N, 3) metres, z up (georeferenced coordinates are recentred in float64
+    before the float32 cast, as the file readers do: `jaxseg.io.coords`); colors: (N, 3) RGB
+    in 0..255, float 0..1 or 16-bit, converted as the readers do (`jaxseg.io.colors`);
+    normals: optional (N, 3), used by the super-voxels (estimated when absent; the network
+    reads voxel colours and positions only). pooling: super-voxels are computed for the cloud (the run's
     data.supervoxels settings) and each takes the class of its mean feature, as the
     evaluation's 'supervoxel_pooled' scores; points outside every super-voxel, and all points
     with pooling=False, take their own feature's class. InputError for empty, NaN or
-    mis-shaped input.
+    mis-shaped input and for colours in none of those ranges.
     """
-    scene = Scene(name="input", coords=np.asarray(points, np.float32),
-                  colors=np.asarray(colors), source="predict() input",
+    source = "predict() input"
+    coords, origin = to_float32_coords(points, source)
+    scene = Scene(name="input", coords=coords, colors=colors_to_uint8(colors, source),
+                  source=source, origin=origin,
                   normals=None if normals is None else np.asarray(normals, np.float32))
-    if scene.colors.dtype != np.uint8:
-      scene.colors = np.clip(np.round(scene.colors), 0, 255).astype(np.uint8)
     return self.predict_scene(scene, pooling)
 
   def point_features(self, scene: Scene) -> np.ndarray:
@@ -117,7 +121,7 @@ class Segmenter:
     super-voxels (`scene.segments`, e.g. a ScanNet scan's segs.json) are used when it has
     them, else they are computed (its faces, when it has them, shape them)."""
     point_feats = self.point_features(scene)
-    labels = self.classifier.labels(point_feats)
+    labels = self.classifier.labels(point_feats, pooled=pooling)
     if not pooling:
       return labels
     segments = scene.segments
@@ -129,7 +133,7 @@ class Segmenter:
     if inside.any():
       means = np.zeros((int(segments.max()) + 1, point_feats.shape[1]), np.float64)
       np.add.at(means, segments[inside], point_feats[inside])
-      labels[inside] = self.classifier.labels(means)[segments[inside]]
+      labels[inside] = self.classifier.labels(means, pooled=True)[segments[inside]]
     return labels
 
 

@@ -26,6 +26,7 @@ from jaxseg.io.sources import FORMATS
 from jaxseg.logging_utils import get_logger
 from jaxseg.methods import get_method, method_names
 from jaxseg.modes import MODES, TRAINING_MODES
+from jaxseg.modes import infer
 from jaxseg.ops.sparse import geometry
 from jaxseg.train import checkpoint
 from jaxseg.train.parallel import MODES as PARALLEL_MODES
@@ -223,7 +224,8 @@ def preflight(config: ml_collections.ConfigDict, workdir: str, resume: bool) -> 
   leaves the work directory as it was): a writable work directory; for training modes, the
   checkpoints that --resume continues (or, without it, none to overwrite), a batch size that
   splits over the devices (also for `eval`) and a training split with at least
-  data.batch_size scenes; for `eval` of this work directory, a checkpoint.
+  data.batch_size scenes; for `eval` of this work directory, a checkpoint; for `infer`, its
+  input, its model and an output folder that is not the input's (`infer.check`).
 
   Raises InputError naming the path or key and the fix. The scene listing may generate the
   built-in dataset (once).
@@ -246,6 +248,8 @@ def preflight(config: ml_collections.ConfigDict, workdir: str, resume: bool) -> 
                      "--config.eval.checkpoint=<a run's workdir> (or 'random')")
   if config.mode in TRAINING_MODES:
     _check_batch_size(config.data)
+  if config.mode == "infer":
+    infer.check(config, workdir)
 
 
 def _check_batch_split(batch_size: int) -> None:

@@ -17,12 +17,17 @@ with the run's settings. For each cloud, in infer.output ('' = <workdir>/infer):
   <name>.png          top-down and oblique views of the labels (ground truth and errors too
                       when the input is labelled);
 and predictions.json saying what the labels are (classes, or cluster ids of a run never
-evaluated) and listing the files.
+evaluated) and listing the files. <name> is the cloud's file name without its extension, or
+with it (`room_ply`) when two clouds of the folder share a name. Every file is written whole
+or not at all, and predictions.json is rewritten after each cloud, so a run stopped by a bad
+cloud keeps the labels and the summary of the clouds before it. The output folder may not be
+the input folder (the labelled .ply would replace the input cloud of the same name).
 """
 
 from __future__ import annotations
 
-import json
+import collections
+import contextlib
 import os
 import time
 
@@ -32,65 +37,126 @@ from PIL import Image
 
 from jaxseg.errors import InputError
 from jaxseg.inference.segmenter import load
-from jaxseg.io import export, files, sources
-from jaxseg.io.labels import SCANNET_CLASSES, SCANNET_NYU40_IDS
+from jaxseg.io import atomic, export, files, sources
+from jaxseg.io.labels import S3DIS_CLASSES, SCANNET_CLASSES, SCANNET_NYU40_IDS
 from jaxseg.logging_utils import get_logger, progress
 from jaxseg.train.compilation import enable_persistent_cache
 from jaxseg.viz import render
 
 _LOG = get_logger("modes.infer")
+# The classes a format's labels are read as (a custom cloud's labels are taken as the model's).
+_FORMAT_CLASSES = {"scannet": SCANNET_CLASSES, "votenet": SCANNET_CLASSES,
+                   "mmdet3d": SCANNET_CLASSES, "s3dis": S3DIS_CLASSES}
+
+
+def _paths(config: ml_collections.ConfigDict, workdir: str) -> tuple[str, str, str]:
+  """(input cloud or folder, model bundle or run directory, output folder), absolute."""
+  infer = config.infer
+  expand = lambda p: os.path.abspath(os.path.expanduser(p))
+  return (expand(infer.input), expand(infer.model or workdir),
+          expand(infer.output or os.path.join(workdir, "infer")))
+
+
+def check(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """InputError, before anything is written, for a missing input or model and for an output
+  folder that is the input folder."""
+  if not config.infer.input:
+    raise InputError("infer.input", "no input cloud given",
+                     "pass --config.infer.input=<a .ply/.pcd/.npy/.txt file or a folder>")
+  root, model, out = _paths(config, workdir)
+  problem = files.path_problem(root)
+  if problem is not None:
+    raise InputError(root, f"infer.input {problem}", "pass an existing file or folder")
+  problem = files.path_problem(model)
+  if problem is not None:
+    what = "infer.model" if config.infer.model else "the work directory (infer.model='')"
+    raise InputError(model, f"{what} {problem}", "pass --config.infer.model=<a model bundle "
+                     "(model.jaxseg) or the work directory of a finished run>")
+  folder = root if os.path.isdir(root) else os.path.dirname(root)
+  if os.path.realpath(out) == os.path.realpath(folder):
+    raise InputError("infer.output", f"{out} is the folder of the input clouds, whose files "
+                     "the labelled clouds would replace", "pass another "
+                     "--config.infer.output (default: <workdir>/infer)")
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, resume: bool = False) -> None:
   del resume  # Inference keeps no state between runs.
+  check(config, workdir)
   infer = config.infer
-  if not infer.input:
-    raise InputError("infer.input", "no input cloud given",
-                     "pass --config.infer.input=<a .ply/.pcd/.npy/.txt file or a folder>")
-  root = os.path.abspath(os.path.expanduser(infer.input))
-  problem = files.path_problem(root)
-  if problem is not None:
-    raise InputError(root, f"infer.input {problem}", "pass an existing file or folder")
+  root, model_path, out = _paths(config, workdir)
   enable_persistent_cache()
-  model = load(infer.model or workdir)
-  out = os.path.abspath(os.path.expanduser(infer.output or os.path.join(workdir, "infer")))
+  model = load(model_path)
   os.makedirs(out, exist_ok=True)
   kind = "classes" if model.labels_are_classes else "cluster ids (the run was never evaluated)"
   pooling = ("super-voxel pooled" if infer.pooling else "point-wise")
   _LOG.info("labelling %s with %s: labels are %s, %s", root, model.source, kind, pooling)
   scannet = model.labels_are_classes and model.class_names == SCANNET_CLASSES
+  comparable = model.labels_are_classes and _FORMAT_CLASSES.get(
+      infer.format, model.class_names) == model.class_names
   summary = {"model": model.source, "labels": kind, "pooling": pooling,
-             "class_names": list(model.class_names),
-             "scenes": []}
-  for scene_id in progress(sources.list_scenes(infer.format, root), desc="labelling"):
+             "class_names": list(model.class_names), "finished": False, "scenes": []}
+  summary_path = os.path.join(out, "predictions.json")
+  scene_ids = sources.list_scenes(infer.format, root)
+  stems = _output_stems(scene_ids)
+  for scene_id in progress(scene_ids, desc="labelling"):
     start = time.perf_counter()
     scene = sources.load_scene(infer.format, root, scene_id, with_frames=False)
     labels = model.predict_scene(scene, pooling=bool(infer.pooling))
-    written = _write(out, scene, labels, model.class_names, scannet)
+    written = _write(os.path.join(out, stems[scene_id]), scene, labels, model.class_names,
+                     scannet)
     entry = {"scene": scene_id, "points": scene.num_points, "files": written,
              "seconds": round(time.perf_counter() - start, 2)}
-    if scene.labels is not None and model.labels_are_classes:
-      entry["point_accuracy"] = float(np.mean(labels[scene.labels >= 0]
-                                              == scene.labels[scene.labels >= 0]))
+    labelled = scene.labels >= 0 if scene.labels is not None else None
+    if labelled is not None and labelled.any() and comparable:
+      entry["point_accuracy"] = float(np.mean(labels[labelled] == scene.labels[labelled]))
     summary["scenes"].append(entry)
+    atomic.write_json(summary_path, summary)
     _LOG.info("%s: %d points labelled in %.1f s -> %s", scene_id, scene.num_points,
               entry["seconds"], written[0])
-  with open(os.path.join(out, "predictions.json"), "w") as f:
-    json.dump(summary, f, indent=2)
+  if not comparable and infer.format in _FORMAT_CLASSES:
+    _LOG.info("no point accuracy: %s labels are not the model's classes", infer.format)
+  summary["finished"] = True
+  atomic.write_json(summary_path, summary)
   _LOG.info("%d cloud(s) labelled; files and predictions.json in %s", len(summary["scenes"]),
             out)
 
 
-def _write(out: str, scene, labels: np.ndarray, names, scannet: bool) -> list[str]:
-  """The files of one labelled cloud (see the module docstring); returns their paths."""
-  stem = os.path.join(out, files.safe_file_name(os.path.splitext(scene.name)[0]))
-  paths = [stem + "_labels.npy", stem + ".ply", stem + ".png"]
-  np.save(paths[0], labels.astype(np.int32))
+def _output_stems(scene_ids: list[str]) -> dict[str, str]:
+  """The output file stem of each cloud: its id without the extension, or with it (`room_ply`)
+  where two ids share that stem; one safe file name (folders of s3dis ids joined by '__')."""
+  stems = {i: os.path.splitext(i)[0] for i in scene_ids}
+  shared = collections.Counter(stems.values())
+  return {i: files.safe_file_name(stem if shared[stem] == 1 else i.replace(".", "_"))
+          for i, stem in stems.items()}
+
+
+def _replace(path: str, write) -> str:
+  """write(temporary path), then renamed to `path`: the file is whole or as it was."""
+  tmp = path + ".tmp"
+  try:
+    write(tmp)
+    os.replace(tmp, path)
+  except BaseException:
+    with contextlib.suppress(OSError):
+      os.remove(tmp)
+    raise
+  return path
+
+
+def _write(stem: str, scene, labels: np.ndarray, names, scannet: bool) -> list[str]:
+  """The files of one labelled cloud at `stem` (see the module docstring); their paths."""
+  labels = labels.astype(np.int32)
   colours = render.palette(len(names))[np.clip(labels, 0, None)]
-  export.write_scene_ply(paths[1], scene, colours, {"label": labels.astype(np.int32)})
-  Image.fromarray(render.comparison_panel(scene.coords, scene.labels, labels, len(names),
-                                          names)).save(paths[2])
+  panel = render.comparison_panel(scene.coords, scene.labels, labels, len(names), names)
+
+  def save_npy(path):
+    with open(path, "wb") as f:
+      np.save(f, labels)
+  paths = [_replace(stem + "_labels.npy", save_npy),
+           _replace(stem + ".ply", lambda p: export.write_scene_ply(p, scene, colours,
+                                                                     {"label": labels})),
+           _replace(stem + ".png", lambda p: Image.fromarray(panel).save(p, format="PNG"))]
   if scannet:
-    paths.append(stem + ".txt")
-    np.savetxt(paths[3], np.asarray(SCANNET_NYU40_IDS)[labels], fmt="%d")
+    ids = np.asarray(SCANNET_NYU40_IDS)[labels]
+    paths.append(_replace(stem + ".txt", lambda p: np.savetxt(p, ids, fmt="%d")))
   return paths
