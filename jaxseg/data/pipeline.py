@@ -43,6 +43,10 @@ from jaxseg.ops.sparse.geometry import GeometrySpec
 
 # Res16FPN18's levels (the default encoder); stages pass the spec of their encoder.
 DEFAULT_GEOMETRY = GeometrySpec(level_kernels=((5,), (3,), (3,), (3,), (3,)))
+# Random streams are numpy seed sequences [seed, epoch, position] per scene of an epoch;
+# the epoch's order has [seed, epoch, _ORDER_STREAM], a word no position reaches ([seed, epoch]
+# would be the stream of position 0: numpy drops trailing zero words).
+_ORDER_STREAM = 2 ** 32 - 1
 
 SceneExtras = Callable[[int], Mapping[str, np.ndarray]]
 # views(record, element, rng) -> the element's view_* arrays (`jaxseg.methods.clurender.views`).
@@ -262,7 +266,8 @@ class _Batches:
     epoch, step = divmod(batch, self.per_epoch)
     order = np.arange(len(self.source))
     if self.train and self.config.shuffle:
-      order = np.random.default_rng([self.seed, epoch]).permutation(len(self.source))
+      order = np.random.default_rng([self.seed, epoch, _ORDER_STREAM]).permutation(
+          len(self.source))
     positions = np.arange(step * self.global_batch,
                           min((step + 1) * self.global_batch, len(order)))
     return epoch, order, process_share(positions, self.process_index, self.process_count)

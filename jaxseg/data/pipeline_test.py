@@ -234,3 +234,19 @@ def test_reads_a_built_arrayrecord_dataset(tmp_path, random_rooms):
   for batch in _batches(source, num_batches=1):
     for g, z, index in _scenes(batch):
       _check_against_record(batch, g, z, records[index], CONFIG.voxel_size)
+
+
+def test_the_epoch_order_is_not_drawn_from_the_first_scenes_stream(random_rooms):
+  # numpy drops a seed's trailing zero words: [seed, epoch] is the stream [seed, epoch, 0] of
+  # the epoch's first scene, so an order drawn from it would repeat that scene's random draws.
+  n = 8
+  np.testing.assert_array_equal(np.random.default_rng([0, 1]).permutation(n),
+                                np.random.default_rng([0, 1, 0]).permutation(n))
+  records = random_rooms([40] * n)
+  config = PipelineConfig(voxel_size=0.25, batch_size=1)
+  orders = [[int(b["scene_index"][0, 0]) for b in _batches(records, config=config, seed=0,
+                                                             start=epoch * n, num_batches=n)]
+            for epoch in range(4)]
+  assert all(sorted(order) == list(range(n)) for order in orders)
+  assert not any(order == np.random.default_rng([0, epoch, 0]).permutation(n).tolist()
+                 for epoch, order in enumerate(orders))

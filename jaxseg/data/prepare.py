@@ -298,14 +298,14 @@ def prepare_dataset(data: ml_collections.ConfigDict) -> DatasetHandle:
   if _is_prepared(builder) and not data.rebuild:
     _LOG.info("reusing the dataset in %s (source files unchanged; set data.rebuild=True to "
               "build it again)", builder.data_dir)
-    return handle(builder=builder)
+    return handle(builder=_warn_skipped(builder))
   _check_writable_parent(parent)
   with atomic.exclusive_lock(os.path.join(parent, f".{name}.lock"), what=data_dir):
     atomic.remove_stale(parent, f".{name}.build-")
     builder = make(data_dir)
     if _is_prepared(builder) and not data.rebuild:
       _LOG.info("reusing the dataset in %s, built meanwhile by another run", builder.data_dir)
-      return handle(builder=builder)
+      return handle(builder=_warn_skipped(builder))
     if data.rebuild and os.path.lexists(data_dir):
       _LOG.info("data.rebuild=True: building beside %s, which is replaced only when the new "
                 "build succeeds", data_dir)
@@ -315,7 +315,19 @@ def prepare_dataset(data: ml_collections.ConfigDict) -> DatasetHandle:
               root, fmt, data_dir)
     _build_into(make, data_dir, {"settings": settings, "digests": digests, "format": fmt,
                                  "root": root})
-  return handle(builder=make(data_dir))
+  return handle(builder=_warn_skipped(make(data_dir)))
+
+
+def _warn_skipped(builder):
+  """The builder, after a warning per split that its dataset left scenes out as bad
+  (data.skip_bad when it was built; they are listed in its skipped_scenes.json)."""
+  path = os.path.join(builder.data_dir, tfds_builders.SKIPPED_FILE)
+  for split, items in (atomic.read_json(path) or {}).items():
+    _LOG.warning("%d scene(s) of split %s were left out of this dataset as bad when it was "
+                 "built (data.skip_bad), e.g. %s; the list and the errors are in %s. Fix them "
+                 "and set data.rebuild=True to include them", len(items), split,
+                 items[0]["scene"], path)
+  return builder
 
 
 def _build_into(make, data_dir: str, sources_info: dict[str, Any]) -> None:

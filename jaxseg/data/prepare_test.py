@@ -73,6 +73,23 @@ def test_replaced_cloud_is_rebuilt_with_the_reason(tmp_path, caplog):
              for r in caplog.records)
 
 
+def test_a_dataset_that_left_scenes_out_says_so_whenever_it_is_used(tmp_path, caplog):
+  """A dataset built with data.skip_bad names what it left out, with the file that lists it
+  where the dataset lives (not the temporary build folder), each time it is reused."""
+  scans = _clouds(tmp_path / "scans", [2000, 2000])
+  (scans / "room_9.npy").write_bytes(b"not a cloud")
+  datasets = tmp_path / "datasets"
+  for skip_bad in (True, False):
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="jaxseg"):
+      assert _points(prepare.prepare_dataset(_data_config(scans, datasets,
+                                                          skip_bad=skip_bad))) == [2000, 2000]
+    (note,) = [r.getMessage() for r in caplog.records if "left out" in r.getMessage()]
+    assert "1 scene(s)" in note and "room_9.npy" in note and ".build-" not in note
+    listed = note.split("are in ")[1].split(". Fix")[0]
+    assert os.path.isfile(listed) and listed.startswith(str(datasets))
+
+
 def test_failed_rebuild_keeps_the_finished_dataset(tmp_path, monkeypatch):
   """cu_noperm_nodac: data.rebuild=True deleted the dataset before the new build failed."""
   scans = _clouds(tmp_path / "scans", [2000, 2000])

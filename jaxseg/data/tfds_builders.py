@@ -282,10 +282,6 @@ class SceneBuilder(tfds.core.GeneratorBasedBuilder):
     if self._generated:
       with open(os.path.join(self.data_dir, SKIPPED_FILE), "w") as f:
         json.dump({k: v for k, v in self._skipped.items() if v}, f, indent=2)
-      for split, items in self._skipped.items():
-        if items:
-          _LOG.warning("%d scene(s) of split %s were skipped; see %s", len(items), split,
-                       os.path.join(self.data_dir, SKIPPED_FILE))
 
 
 class ScannetScenes(SceneBuilder):

@@ -82,6 +82,14 @@ def test_defaults_and_non_integers():
   assert "data.batch_size must be an integer >= 1, got 2.5" in checks.validate(config)
 
 
+def test_a_dino_teacher_without_weights_is_refused_before_the_dataset_is_built():
+  problems = checks.validate(_config(**{"teacher.name": "dino_vits8"}))
+  assert any("teacher.name 'dino_vits8' needs its pretrained checkpoint" in p for p in problems)
+  for fine in ({"teacher.name": "dino_vits8", "init": "random"},
+               {"teacher.name": "dino_vits8", "mode": "eval"}, {"teacher.name": "fallback"}):
+    assert checks.validate(_config(**fine)) == [], fine
+
+
 def test_missing_paths_are_refused_before_the_run(tmp_path):
   config = _config(**{"data.format": "votenet", "data.root": str(tmp_path),
                       "data.frames_root": str(tmp_path / "posed")})

@@ -18,7 +18,7 @@ from jaxseg.methods import TrainOutcome
 from jaxseg.methods.pointdc import cluster, distill, losses
 from jaxseg.methods.pointdc.pseudo_labels import MARGINALS
 from jaxseg.models.voxel_net import encoder_variables
-from jaxseg.teachers import teacher_description
+from jaxseg.teachers import TEACHER_SPECS, teacher_description
 from jaxseg.train import restore, trainer
 from jaxseg.train.context import RunContext
 
@@ -57,6 +57,13 @@ def config_problems(config: ml_collections.ConfigDict) -> list[str]:
       k < config.data.num_classes):
     problems.append(f"svc.num_clusters={k} is below data.num_classes="
                     f"{config.data.num_classes}; use 0 (= num_classes) or more (primitives)")
+  spec = TEACHER_SPECS.get(config.teacher.name)
+  if config.mode == "train" and not config.init and spec and not config.teacher.checkpoint:
+    problems.append(f"teacher.name {config.teacher.name!r} needs its pretrained checkpoint "
+                    f"for distillation; download {spec.download} and pass "
+                    "--config.teacher.checkpoint=<its path>, or use --config.teacher.name="
+                    "fallback (no weights, much weaker) or --config.init=random (no "
+                    "distillation)")
   return problems
 
 
