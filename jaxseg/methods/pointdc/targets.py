@@ -42,7 +42,9 @@ _LOG = get_logger("methods.pointdc.targets")
 _NO_FRAMES_FIX = ("distillation needs posed RGB-D frames: prepare the dataset with "
                   "data.with_frames=True and, where the frames live outside the scans "
                   "(ScanNet SensReader exports, the VoteNet export), data.frames_root set to "
-                  "the folder holding <scene>/ frames; then rebuild it (data.rebuild=True)")
+                  "the folder holding <scene>/ frames; then rebuild it (data.rebuild=True). "
+                  "Clouds without frames (plain .ply/.npy scans) train without distillation: "
+                  "--config.init=random")
 
 
 _DEFAULTS = {p.name: p.default
