@@ -119,6 +119,9 @@ def test_infer_refusals_come_before_anything_is_written(tmp_path):
   clouds = tmp_path / "clouds"
   clouds.mkdir()
   (clouds / "room.txt").write_text("0 0 0 10 20 30\n1 0 0 10 20 30\n")
+  linked = tmp_path / "linked"     # a folder of links to clouds that live elsewhere
+  linked.mkdir()
+  os.symlink(clouds / "room.txt", linked / "room.txt")
   svc = ("--config", os.path.join(_ROOT, "configs", "scannet_svc.py"), "--config.mode=infer")
   cases = {
       "no input cloud given": (),
@@ -127,7 +130,9 @@ def test_infer_refusals_come_before_anything_is_written(tmp_path):
                                      f"--config.infer.model={tmp_path}/none.jaxseg"),
       "is the folder of the input clouds": (f"--config.infer.input={clouds / 'room.txt'}",
                                             f"--config.infer.model={clouds}",
-                                            f"--config.infer.output={clouds}")}
+                                            f"--config.infer.output={clouds}"),
+      "would replace": (f"--config.infer.input={linked}", f"--config.infer.model={clouds}",
+                        f"--config.infer.output={clouds}")}
   for message, overrides in cases.items():
     result = _main(*svc, f"--config.workdir={tmp_path}/w", *overrides, cwd=tmp_path)
     assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr

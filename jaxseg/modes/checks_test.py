@@ -86,6 +86,7 @@ def test_a_dino_teacher_without_weights_is_refused_before_the_dataset_is_built()
   problems = checks.validate(_config(**{"teacher.name": "dino_vits8"}))
   assert any("teacher.name 'dino_vits8' needs its pretrained checkpoint" in p for p in problems)
   for fine in ({"teacher.name": "dino_vits8", "init": "random"},
+               {"teacher.name": "dino_vits8", "cmd.epochs": 0},
                {"teacher.name": "dino_vits8", "mode": "eval"}, {"teacher.name": "fallback"}):
     assert checks.validate(_config(**fine)) == [], fine
 

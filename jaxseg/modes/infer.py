@@ -44,6 +44,8 @@ from jaxseg.train.compilation import enable_persistent_cache
 from jaxseg.viz import render
 
 _LOG = get_logger("modes.infer")
+# The files written per cloud, after its stem.
+_SUFFIXES = ("_labels.npy", ".ply", ".png", ".txt")
 # The classes a format's labels are read as (a custom cloud's labels are taken as the model's).
 _FORMAT_CLASSES = {"scannet": SCANNET_CLASSES, "votenet": SCANNET_CLASSES,
                    "mmdet3d": SCANNET_CLASSES, "s3dis": S3DIS_CLASSES}
@@ -73,10 +75,18 @@ def check(config: ml_collections.ConfigDict, workdir: str) -> None:
     raise InputError(model, f"{what} {problem}", "pass --config.infer.model=<a model bundle "
                      "(model.jaxseg) or the work directory of a finished run>")
   folder = root if os.path.isdir(root) else os.path.dirname(root)
+  fix = "pass another --config.infer.output (default: <workdir>/infer)"
   if os.path.realpath(out) == os.path.realpath(folder):
     raise InputError("infer.output", f"{out} is the folder of the input clouds, whose files "
-                     "the labelled clouds would replace", "pass another "
-                     "--config.infer.output (default: <workdir>/infer)")
+                     "the labelled clouds would replace", fix)
+  if config.infer.format == "custom":   # Linked clouds may live in the output folder.
+    names = sources.list_scenes("custom", root)
+    for name, stem in _output_stems(names).items():
+      source = os.path.realpath(os.path.join(folder, name))
+      if any(os.path.realpath(os.path.join(out, stem + suffix)) == source
+             for suffix in _SUFFIXES):
+        raise InputError("infer.output", f"the labelled cloud of {name} would replace "
+                         f"{source}, the input cloud itself", fix)
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, resume: bool = False) -> None:
@@ -122,12 +132,21 @@ def run(config: ml_collections.ConfigDict, workdir: str, resume: bool = False) -
 
 
 def _output_stems(scene_ids: list[str]) -> dict[str, str]:
-  """The output file stem of each cloud: its id without the extension, or with it (`room_ply`)
-  where two ids share that stem; one safe file name (folders of s3dis ids joined by '__')."""
+  """The output file stem of each cloud, one safe file name each (folders of s3dis ids joined
+  by '__'): its id without the extension, or with it (`room_ply`) where two ids share that
+  stem, and `_2`, `_3`, ... after a name that is still taken."""
   stems = {i: os.path.splitext(i)[0] for i in scene_ids}
   shared = collections.Counter(stems.values())
-  return {i: files.safe_file_name(stem if shared[stem] == 1 else i.replace(".", "_"))
-          for i, stem in stems.items()}
+  out, taken = {}, set()
+  for i, stem in stems.items():
+    name = files.safe_file_name(stem if shared[stem] == 1 else i.replace(".", "_"))
+    unique, n = name, 1
+    while unique in taken:
+      n += 1
+      unique = f"{name}_{n}"
+    out[i] = unique
+    taken.add(unique)
+  return out
 
 
 def _replace(path: str, write) -> str:

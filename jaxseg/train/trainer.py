@@ -173,7 +173,7 @@ def run_phase(ctx: RunContext, phase: Phase, variables: Mapping[str, Any], *, re
     arrays = dict(restored) if restored else arrays
     _LOG.info("resuming %s from step %d (%s)", phase.name, int(state.step), meta)
   if meta and meta.get("done"):
-    if int(meta.get("epoch", phase.epochs)) != phase.epochs:
+    if int(meta.get("epoch", phase.epochs)) < phase.epochs:
       _LOG.warning("%s finished its %d epochs; this config asks for %d, but --resume does not "
                    "train a finished phase again (its schedule was fixed when it started): "
                    "start a new run with the longer schedule, or one that starts from this "

@@ -58,7 +58,8 @@ def config_problems(config: ml_collections.ConfigDict) -> list[str]:
     problems.append(f"svc.num_clusters={k} is below data.num_classes="
                     f"{config.data.num_classes}; use 0 (= num_classes) or more (primitives)")
   spec = TEACHER_SPECS.get(config.teacher.name)
-  if config.mode == "train" and not config.init and spec and not config.teacher.checkpoint:
+  distils = config.mode == "train" and not config.init and config.cmd.epochs
+  if distils and spec and not config.teacher.checkpoint:
     problems.append(f"teacher.name {config.teacher.name!r} needs its pretrained checkpoint "
                     f"for distillation; download {spec.download} and pass "
                     "--config.teacher.checkpoint=<its path>, or use --config.teacher.name="
