@@ -80,10 +80,10 @@ class Segmenter:
     before the float32 cast, as the file readers do: `jaxseg.io.coords`); colors: (N, 3) RGB
     in 0..255, float 0..1 or 16-bit, converted as the readers do (`jaxseg.io.colors`);
     normals: optional (N, 3), used by the super-voxels (estimated when absent; the network
-    reads voxel colours and positions only). pooling: super-voxels are computed for the cloud (the run's
-    data.supervoxels settings) and each takes the class of its mean feature, as the
-    evaluation's 'supervoxel_pooled' scores; points outside every super-voxel, and all points
-    with pooling=False, take their own feature's class. InputError for empty, NaN or
+    reads voxel colours and positions only). pooling: super-voxels are computed for the
+    cloud (the run's data.supervoxels settings) and each takes the class of its mean
+    feature, as the evaluation's 'supervoxel_pooled' scores; points outside every
+    super-voxel, and all points with pooling=False, take their own feature's class. InputError for empty, NaN or
     mis-shaped input and for colours in none of those ranges.
     """
     source = "predict() input"

@@ -20,7 +20,7 @@ import json
 import os
 import shutil
 import tempfile
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from jaxseg.errors import os_error
 from jaxseg.logging_utils import get_logger
@@ -100,6 +100,25 @@ def read_json(path: str) -> Any:
       return json.load(f)
   except (OSError, ValueError):
     return None
+
+
+def write_file(path: str, write: Callable[[str], Any]) -> str:
+  """write(a temporary path beside `path`, ending in its extension), then renamed to `path`:
+  a reader sees the old file or the whole new one, and the temporary file never outlives a
+  failure. Returns `path`."""
+  directory, name = os.path.split(os.path.abspath(path))
+  stem, extension = os.path.splitext(name)
+  fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=extension, dir=directory)
+  os.close(fd)
+  try:
+    os.chmod(tmp, 0o666 & ~_umask())
+    write(tmp)
+    os.replace(tmp, path)
+  except BaseException:
+    with contextlib.suppress(OSError):
+      os.remove(tmp)
+    raise
+  return path
 
 
 def write_json(path: str, value: Any) -> None:

@@ -8,6 +8,7 @@ import sys
 import textwrap
 import time
 
+import numpy as np
 import pytest
 
 from jaxseg.io import atomic
@@ -83,3 +84,19 @@ def test_write_json_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatch)
   monkeypatch.undo()
   assert json.loads(path.read_text()) == {"seed": 2023}
   assert os.listdir(tmp_path) == ["config.json"]
+
+
+def test_write_file_is_whole_or_as_it_was_and_keeps_the_extension(tmp_path):
+  path = tmp_path / "labels.npy"
+  # The temporary path ends in .npy, so np.save writes it as given (it appends .npy otherwise).
+  assert atomic.write_file(str(path), lambda p: np.save(p, np.arange(3))) == str(path)
+  np.testing.assert_array_equal(np.load(path), [0, 1, 2])
+
+  def fails(p):
+    with open(p, "wb") as f:
+      f.write(b"half")
+    raise OSError(errno.ENOSPC, "No space left on device")
+  with pytest.raises(OSError):
+    atomic.write_file(str(path), fails)
+  np.testing.assert_array_equal(np.load(path), [0, 1, 2])
+  assert os.listdir(tmp_path) == ["labels.npy"]

@@ -27,7 +27,6 @@ the input folder (the labelled .ply would replace the input cloud of the same na
 from __future__ import annotations
 
 import collections
-import contextlib
 import os
 import time
 
@@ -90,8 +89,8 @@ def check(config: ml_collections.ConfigDict, workdir: str) -> None:
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, resume: bool = False) -> None:
+  """Labels the clouds (module docstring); `check` has passed (the command line's preflight)."""
   del resume  # Inference keeps no state between runs.
-  check(config, workdir)
   infer = config.infer
   root, model_path, out = _paths(config, workdir)
   enable_persistent_cache()
@@ -149,33 +148,17 @@ def _output_stems(scene_ids: list[str]) -> dict[str, str]:
   return out
 
 
-def _replace(path: str, write) -> str:
-  """write(temporary path), then renamed to `path`: the file is whole or as it was."""
-  tmp = path + ".tmp"
-  try:
-    write(tmp)
-    os.replace(tmp, path)
-  except BaseException:
-    with contextlib.suppress(OSError):
-      os.remove(tmp)
-    raise
-  return path
-
-
 def _write(stem: str, scene, labels: np.ndarray, names, scannet: bool) -> list[str]:
   """The files of one labelled cloud at `stem` (see the module docstring); their paths."""
   labels = labels.astype(np.int32)
   colours = render.palette(len(names))[np.clip(labels, 0, None)]
   panel = render.comparison_panel(scene.coords, scene.labels, labels, len(names), names)
 
-  def save_npy(path):
-    with open(path, "wb") as f:
-      np.save(f, labels)
-  paths = [_replace(stem + "_labels.npy", save_npy),
-           _replace(stem + ".ply", lambda p: export.write_scene_ply(p, scene, colours,
-                                                                     {"label": labels})),
-           _replace(stem + ".png", lambda p: Image.fromarray(panel).save(p, format="PNG"))]
+  paths = [atomic.write_file(stem + "_labels.npy", lambda p: np.save(p, labels)),
+           atomic.write_file(stem + ".ply", lambda p: export.write_scene_ply(
+               p, scene, colours, {"label": labels})),
+           atomic.write_file(stem + ".png", lambda p: Image.fromarray(panel).save(p))]
   if scannet:
     ids = np.asarray(SCANNET_NYU40_IDS)[labels]
-    paths.append(_replace(stem + ".txt", lambda p: np.savetxt(p, ids, fmt="%d")))
+    paths.append(atomic.write_file(stem + ".txt", lambda p: np.savetxt(p, ids, fmt="%d")))
   return paths

@@ -22,7 +22,7 @@ import hashlib
 import inspect
 import json
 import os
-import tempfile
+import pathlib
 import time
 from typing import Any, Mapping, Sequence
 
@@ -31,6 +31,7 @@ import numpy as np
 from jaxseg.methods.pointdc.point_features import supervoxel_targets, teacher_point_features
 from jaxseg.data.tfds_builders import record_text
 from jaxseg.errors import InputError
+from jaxseg.io import atomic
 from jaxseg.logging_utils import get_logger, progress
 from jaxseg.teachers.teacher import Teacher
 
@@ -83,19 +84,6 @@ def _fingerprint(teacher_name: str, dim: int, settings: Mapping[str, Any]) -> st
 
 def _scene_path(cache_dir: str, index: int) -> str:
   return os.path.join(cache_dir, f"{index:06d}.npz")
-
-
-def _atomic_write(path: str, write) -> None:
-  """Calls write(binary file) on a temporary file beside `path`, then renames it to `path`."""
-  directory = os.path.dirname(path)
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path), suffix=".tmp")
-  try:
-    with os.fdopen(fd, "wb") as f:
-      write(f)
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
 
 
 def _compact(targets: np.ndarray) -> np.ndarray:
@@ -272,8 +260,8 @@ def build_targets(source: Any, teacher: Teacher, settings: Mapping[str, Any],
       scene_has_frames, scene_seen = _read_summary(path, fingerprint, name)
     else:
       fields = _scene_targets(record, teacher, settings)
-      _atomic_write(path, lambda f, fields=fields: np.savez(
-          f, fingerprint=np.asarray(fingerprint), **fields))
+      atomic.write_file(path, lambda tmp, fields=fields: np.savez(
+          tmp, fingerprint=np.asarray(fingerprint), **fields))
       scene_has_frames, scene_seen = bool(fields["has_frames"]), float(fields["seen_fraction"])
       computed += 1
     names.append(name)
@@ -287,8 +275,9 @@ def build_targets(source: Any, teacher: Teacher, settings: Mapping[str, Any],
               "settings": settings, "fingerprint": fingerprint, "num_scenes": num_scenes,
               "scenes_with_frames": int(sum(has_frames)),
               "mean_seen_fraction": float(np.mean([s for s, f in zip(seen, has_frames) if f]))}
-  _atomic_write(os.path.join(cache_dir, MANIFEST),
-                lambda f: f.write(json.dumps(manifest, indent=1, sort_keys=True).encode()))
+  text = json.dumps(manifest, indent=1, sort_keys=True)
+  atomic.write_file(os.path.join(cache_dir, MANIFEST),
+                    lambda tmp: pathlib.Path(tmp).write_bytes(text.encode()))
   return TargetStore(cache_dir)
 
 

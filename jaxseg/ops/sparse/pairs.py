@@ -91,10 +91,11 @@ class ChildBands:
   offset: tuple
 
 
-def _band_matmul(x, rows, kernel, offset):
-  """x[rows] [n, M, Ci] times kernel[offset] [n, Ci, Co] -> float32 [n, M, Co] (operands in
-  x's dtype); the partial sums go straight into the float32 scatter-add."""
-  return jnp.einsum("kmi,kio->kmo", take_rows(x, rows), kernel[offset].astype(x.dtype),
+def _band_matmul(x, rows, weights):
+  """x[rows] [n, M, Ci] times the band's weights [n, Ci, Co] (kernel[offset]) -> float32
+  [n, M, Co] (operands in x's dtype); the partial sums go straight into the float32
+  scatter-add."""
+  return jnp.einsum("kmi,kio->kmo", take_rows(x, rows), weights.astype(x.dtype),
                     preferred_element_type=jnp.float32)
 
 
@@ -103,30 +104,31 @@ def _padded_columns(lists, width, padding):
   return jnp.pad(lists, ((0, 0), (0, width - lists.shape[1])), constant_values=padding)
 
 
-def _cpu_blocks(lists, channels):
-  """(blocks, size) of the CPU form for a band's lists [n, M]: blocks of `size` columns, each
-  holding about CPU_BLOCK_BYTES of float32 rows of `channels`."""
-  n, num = lists.shape
-  return row_blocks(num, max(1, CPU_BLOCK_BYTES // (4 * channels * n)))
+def _in_blocks(body, carry, sources, targets, channels, padding):
+  """The CPU forms' loop: carry after body(carry, s, t) over blocks s, t of the columns of a
+  band's lists (int32 [n, M] each), a block holding about CPU_BLOCK_BYTES of float32 rows of
+  `channels`; the lists are padded with the padding slot `padding` to whole blocks."""
+  n, num = sources.shape
+  blocks, size = row_blocks(num, max(1, CPU_BLOCK_BYTES // (4 * channels * n)))
+  sources, targets = (_padded_columns(a, blocks * size, padding) for a in (sources, targets))
+
+  def block(b, carry):
+    return body(carry, *(jax.lax.dynamic_slice_in_dim(a, b * size, size, axis=1)
+                         for a in (sources, targets)))
+  return jax.lax.fori_loop(0, blocks, block, carry)
 
 
 def _band_whole(x, sources, targets, offset, kernel, out):
   """The accelerator form of `_band_conv`: one gather, batched matmul and scatter."""
-  return scatter_add_rows(targets, _band_matmul(x, sources, kernel, offset), x.shape[0], out)
+  return scatter_add_rows(targets, _band_matmul(x, sources, kernel[offset]), x.shape[0], out)
 
 
 def _band_in_blocks(x, sources, targets, offset, kernel, out):
   """The CPU form of `_band_conv`: the same sums, a block of the lists' columns at a time."""
-  weights = kernel[offset].astype(x.dtype)
-  blocks, size = _cpu_blocks(sources, max(kernel.shape[1:]))
-  sources, targets = (_padded_columns(a, blocks * size, x.shape[0]) for a in (sources, targets))
-
-  def block(b, out):
-    s, t = (jax.lax.dynamic_slice_in_dim(a, b * size, size, axis=1) for a in (sources, targets))
-    part = jnp.einsum("kmi,kio->kmo", take_rows(x, s), weights,
-                      preferred_element_type=jnp.float32)
-    return scatter_add_rows(t, part, x.shape[0], out)
-  return jax.lax.fori_loop(0, blocks, block, out)
+  weights = kernel[offset]
+  return _in_blocks(lambda out, s, t: scatter_add_rows(t, _band_matmul(x, s, weights),
+                                                       x.shape[0], out),
+                    out, sources, targets, max(kernel.shape[1:]), x.shape[0])
 
 
 def _band_conv(x, sources, targets, offset, kernel, out):
@@ -146,14 +148,9 @@ def _kernel_grad_whole(x, grad, sources, targets):
 
 def _kernel_grad_in_blocks(x, grad, sources, targets):
   """The CPU form of `_band_kernel_grad`: the same sums, a block of columns at a time."""
-  blocks, size = _cpu_blocks(sources, max(x.shape[1], grad.shape[1]))
-  sources, targets = (_padded_columns(a, blocks * size, x.shape[0]) for a in (sources, targets))
-
-  def block(b, total):
-    s, t = (jax.lax.dynamic_slice_in_dim(a, b * size, size, axis=1) for a in (sources, targets))
-    return total + _kernel_grad_whole(x, grad, s, t)
   total = jnp.zeros((sources.shape[0], x.shape[1], grad.shape[1]), jnp.float32)
-  return jax.lax.fori_loop(0, blocks, block, total)
+  return _in_blocks(lambda total, s, t: total + _kernel_grad_whole(x, grad, s, t), total,
+                    sources, targets, max(x.shape[1], grad.shape[1]), x.shape[0])
 
 
 def _band_kernel_grad(x, grad, sources, targets):
@@ -223,7 +220,7 @@ def _gather_matmul_scatter(x, sources, targets, offset, kernel, capacity):
   """Per band: x[sources] @ kernel[offset], summed into rows `targets` of [capacity, Co]."""
   out = None
   for s, t, o in zip(sources, targets, offset):
-    out = scatter_add_rows(t, _band_matmul(x, s, kernel, o), capacity, out)
+    out = scatter_add_rows(t, _band_matmul(x, s, kernel[o]), capacity, out)
   return out.astype(x.dtype)
 
 
