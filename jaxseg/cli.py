@@ -99,9 +99,44 @@ def _load_config_file(path: str) -> ml_collections.ConfigDict:
   return config
 
 
+_HELP_FLAGS = ("--help", "-h", "-?", "--helpshort", "--helpfull")
+
+
+def _print_help(config_path: str | None) -> None:
+  """The usage, the modes, methods and shipped configs, the flags, and with a config every key
+  it accepts with its value."""
+  from jaxseg import methods, modes  # pylint: disable=g-import-not-at-top  (loads jax)
+  configs = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                         "configs")
+  shipped = sorted(n for n in os.listdir(configs) if n.endswith(".py")) if os.path.isdir(
+      configs) else []
+  mode_lines = [line for line in modes.__doc__.splitlines() if line.startswith("  ")]
+  lines = ["usage: jaxseg --config CONFIG.py[:ARG] [--config.KEY=VALUE ...] [--resume]",
+           "       (python experiments/main.py takes the same arguments)", "",
+           "modes (--config.mode):", *mode_lines, "",
+           "methods (--config.method): " + ", ".join(
+               f"{name} ({methods.get_method(name).title})" for name in methods.method_names())]
+  if shipped:
+    lines += ["", f"configs in {configs}:", "  " + ", ".join(shipped)]
+  lines += ["", "flags:"]
+  for name in ("config", "resume", "coordinator_address", "num_processes", "process_id",
+               "multihost"):
+    lines.append(f"  --{name}: {flags.FLAGS[name].help}")
+  if config_path is None:
+    lines += ["", f"with --config (e.g. jaxseg --config configs/scannet_svc.py --help) this "
+              "also lists every config key and its value"]
+  else:
+    lines += ["", f"keys of {config_path} (override with --config.KEY=VALUE):",
+              str(_load_config_file(config_path))]
+  print("\n".join(lines))
+
+
 def _parse_flags(argv: list[str]) -> list[str]:
   """Parses flags; an unknown config key or bad config file exits with a one-line reason."""
   path = _config_path(argv)
+  if any(arg in _HELP_FLAGS for arg in argv[1:]):
+    _print_help(path)
+    sys.exit(0)
   if path is None:
     sys.exit(f"error: --config is required, {_EXAMPLE}")
   message = config_utils.unknown_override_message(argv, _load_config_file(path))

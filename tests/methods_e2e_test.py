@@ -70,7 +70,7 @@ def test_pointdc_variant_then_eval_of_its_workdir_and_raw_descriptors(tmp):
   assert not (workdir / "checkpoints" / "cmd").exists()
   assert not (workdir / "checkpoints" / "svc_warmup").exists()
   # Sinkhorn with equal cluster masses: every one of the 24 clusters gets super-voxels.
-  rounds = [line for line in log.splitlines() if "clustering round" in line]
+  rounds = [line for line in log.splitlines() if "clustering for svc epoch" in line]
   assert len(rounds) == 2 and all("into 24 clusters" in r and "min 0 " not in r for r in rounds)
   scalars = read_scalars(str(workdir / "tensorboard"))
   assert len(scalars["svc/val_miou"]) == 1

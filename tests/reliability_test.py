@@ -161,6 +161,18 @@ def test_stray_positional_argument_is_refused(tmp_path):
   _one_line_error(result, "unexpected argument 'prepare'", "--config.mode=prepare")
 
 
+def test_help_lists_modes_methods_configs_and_with_a_config_its_keys(tmp_path):
+  bare = _main(tmp_path, "--help")
+  assert bare.returncode == 0, bare.stderr[-3000:]
+  for text in ("usage: jaxseg --config", "infer ", "pointdc (PointDC)", "growsp (GrowSP)",
+               "coarse3d (COARSE3D)", "scannet_svc.py", "--resume:"):
+    assert text in bare.stdout, bare.stdout
+  with_config = _main(tmp_path, "--config", os.path.join(_CONFIGS, "scannet_growsp.py"), "-h")
+  assert with_config.returncode == 0, with_config.stderr[-3000:]
+  assert "keys of" in with_config.stdout and "method: growsp" in with_config.stdout
+  assert not list(tmp_path.glob("workdirs")) and not (tmp_path / "cache").exists()
+
+
 def test_unreadable_cloud_stops_with_the_right_fix_or_is_skipped(tmp_path):
   """cu_noperm: a PermissionError was a traceback that skip_bad did not catch; a permission
   problem was told to 're-export the file with numpy.save'."""

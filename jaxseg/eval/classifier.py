@@ -18,6 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from jaxseg.errors import InputError
+from jaxseg.io import atomic
 
 FILE = "classifier.npz"
 VERSION = 1
@@ -49,13 +50,11 @@ def save(workdir: str, centroids: np.ndarray, cluster_to_class: np.ndarray,
          class_names: Sequence[str], pooled_cluster_to_class: np.ndarray) -> str:
   """Writes `<workdir>/classifier.npz` atomically; returns its path."""
   path = os.path.join(workdir, FILE)
-  tmp = path + ".tmp.npz"
-  np.savez(tmp, version=np.int32(VERSION), centroids=np.asarray(centroids, np.float32),
-           cluster_to_class=np.asarray(cluster_to_class, np.int32),
-           pooled_cluster_to_class=np.asarray(pooled_cluster_to_class, np.int32),
-           class_names=np.asarray(list(class_names)))
-  os.replace(tmp, path)
-  return path
+  return atomic.write_npz(path, {
+      "version": np.int32(VERSION), "centroids": np.asarray(centroids, np.float32),
+      "cluster_to_class": np.asarray(cluster_to_class, np.int32),
+      "pooled_cluster_to_class": np.asarray(pooled_cluster_to_class, np.int32),
+      "class_names": np.asarray(list(class_names))})
 
 
 def load(workdir: str) -> Classifier | None:

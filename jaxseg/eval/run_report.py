@@ -1,9 +1,10 @@
 """The end-of-run report: `<workdir>/report.json` and `report.md`, `timings.json` (seconds per
-stage of this invocation), TensorBoard scalars, and the headline table printed to the log."""
+stage of this invocation, and of the earlier ones a resumed run continues), TensorBoard
+scalars, and the headline table printed to the log."""
 
 from __future__ import annotations
 
-import json
+import collections
 import platform
 import re
 from typing import Any, Mapping
@@ -12,6 +13,7 @@ import jax
 
 from jaxseg import distributed
 from jaxseg.eval.report import ScalarWriter, write_report
+from jaxseg.io import atomic
 from jaxseg.logging_utils import get_logger
 from jaxseg.io.labels import class_names
 from jaxseg.train.context import RunContext
@@ -31,14 +33,34 @@ def _methods(results: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
   return methods
 
 
+def timings(previous: Any, stage_seconds: Mapping[str, float],
+            compilations: Mapping[str, Any], resumed: bool) -> dict[str, Any]:
+  """timings.json's content: {'stage_seconds', 'compilations'} of this invocation; for a
+  resumed run also 'earlier_invocations' (the same pairs, oldest first, from `previous`, the
+  run's earlier timings.json or None) and 'stage_seconds_all_invocations' (their sums)."""
+  record = {"stage_seconds": dict(stage_seconds), "compilations": dict(compilations)}
+  if not resumed or not isinstance(previous, Mapping) or "stage_seconds" not in previous:
+    return record
+  earlier = [*previous.get("earlier_invocations", []),
+             {k: previous[k] for k in ("stage_seconds", "compilations") if k in previous}]
+  totals = collections.Counter()
+  for invocation in [*earlier, record]:
+    totals.update(invocation["stage_seconds"])
+  return {**record, "earlier_invocations": earlier,
+          "stage_seconds_all_invocations": dict(totals)}
+
+
 def write_run_report(ctx: RunContext, results: Mapping[str, Mapping[str, Any]],
                      stage_seconds: Mapping[str, float],
-                     provenance: Mapping[str, str] | None = None) -> None:
+                     provenance: Mapping[str, str] | None = None,
+                     resumed: bool = False) -> None:
   """Writes the report (when there are results; the main process of a multi-process run)
   and logs the metrics and stage times.
 
   provenance: what produced the evaluated features (method, initialisation, teacher only when
-  distillation ran), copied into the report's meta after the encoder's name."""
+  distillation ran), copied into the report's meta after the encoder's name.
+  resumed: this invocation continues an earlier one (--resume); timings.json keeps the earlier
+  invocations' times."""
   config = ctx.config
   compilations = ctx.compilations.summary()
   meta = {"config": ctx.path("config.json"), "stage_seconds": dict(stage_seconds),
@@ -53,9 +75,8 @@ def write_run_report(ctx: RunContext, results: Mapping[str, Mapping[str, Any]],
             compilations["loaded_from_cache"])
   if not distributed.is_main():
     return                      # one process writes the run's report
-  with open(ctx.path("timings.json"), "w") as f:
-    json.dump({"stage_seconds": dict(stage_seconds), "compilations": compilations}, f,
-              indent=2)
+  path = ctx.path("timings.json")
+  atomic.write_json(path, timings(atomic.read_json(path), stage_seconds, compilations, resumed))
   if not results:
     return
   report = {"class_names": list(class_names(ctx.num_classes)), "methods": _methods(results),

@@ -21,6 +21,7 @@ import numpy as np
 import jaxseg
 from jaxseg import distributed
 from jaxseg.errors import InputError
+from jaxseg.io import atomic
 from jaxseg.eval import classifier as classifier_lib
 from jaxseg.eval.classifier import Classifier
 
@@ -32,20 +33,16 @@ SUFFIX = ".jaxseg"
 def write(path: str, config: ml_collections.ConfigDict, variables: Any,
           classifier: Classifier) -> str:
   """Writes the bundle atomically (a .npz archive, whatever the file's suffix); returns path."""
-  mapping = classifier.cluster_to_class
-  tmp = path + ".tmp.npz"
-  with open(tmp, "wb") as f:
-    np.savez(f, format=np.str_(FORMAT), bundle_version=np.int32(VERSION),
-             jaxseg_version=np.str_(jaxseg.__version__),
-             config=np.str_(json.dumps(config.to_dict())),
-             variables=np.frombuffer(serialization.msgpack_serialize(
-                 _numpy_tree(variables)), np.uint8),
-             centroids=classifier.centroids.astype(np.float32),
-             cluster_to_class=_optional(mapping),
-             pooled_cluster_to_class=_optional(classifier.pooled_cluster_to_class),
-             class_names=np.asarray(list(classifier.class_names)))
-  os.replace(tmp, path)
-  return path
+  return atomic.write_npz(path, {
+      "format": np.str_(FORMAT), "bundle_version": np.int32(VERSION),
+      "jaxseg_version": np.str_(jaxseg.__version__),
+      "config": np.str_(json.dumps(config.to_dict())),
+      "variables": np.frombuffer(serialization.msgpack_serialize(_numpy_tree(variables)),
+                                 np.uint8),
+      "centroids": classifier.centroids.astype(np.float32),
+      "cluster_to_class": _optional(classifier.cluster_to_class),
+      "pooled_cluster_to_class": _optional(classifier.pooled_cluster_to_class),
+      "class_names": np.asarray(list(classifier.class_names))})
 
 
 def export_run(workdir: str, config: ml_collections.ConfigDict, variables: Any) -> str | None:

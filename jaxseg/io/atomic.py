@@ -20,7 +20,9 @@ import json
 import os
 import shutil
 import tempfile
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
+
+import numpy as np
 
 from jaxseg.errors import os_error
 from jaxseg.logging_utils import get_logger
@@ -119,6 +121,14 @@ def write_file(path: str, write: Callable[[str], Any]) -> str:
       os.remove(tmp)
     raise
   return path
+
+
+def write_npz(path: str, arrays: Mapping[str, Any]) -> str:
+  """np.savez of `arrays` to exactly `path` (whatever its suffix) through `write_file`."""
+  def save(tmp: str) -> None:
+    with open(tmp, "wb") as f:      # a handle: np.savez would add '.npz' to another suffix
+      np.savez(f, **arrays)
+  return write_file(path, save)
 
 
 def write_json(path: str, value: Any) -> None:

@@ -100,3 +100,13 @@ def test_write_file_is_whole_or_as_it_was_and_keeps_the_extension(tmp_path):
     atomic.write_file(str(path), fails)
   np.testing.assert_array_equal(np.load(path), [0, 1, 2])
   assert os.listdir(tmp_path) == ["labels.npy"]
+
+
+def test_write_npz_writes_exactly_the_named_file_whatever_its_suffix(tmp_path):
+  for name in ("model.jaxseg", "classifier.npz"):
+    path = tmp_path / name
+    assert atomic.write_npz(str(path), {"a": np.arange(4), "b": np.str_("x")}) == str(path)
+    with np.load(path) as data:
+      np.testing.assert_array_equal(data["a"], [0, 1, 2, 3])
+      assert str(data["b"]) == "x"
+  assert sorted(os.listdir(tmp_path)) == ["classifier.npz", "model.jaxseg"]

@@ -38,4 +38,4 @@ def run(config: ml_collections.ConfigDict, workdir: str, resume: bool = False) -
   provenance = {"method": method.title, **outcome.provenance}
   if config.eval.after_training and not method.supervised:
     provenance.update(batch_norm.provenance(config.eval.batch_norm))
-  write_run_report(ctx, results, seconds, provenance)
+  write_run_report(ctx, results, seconds, provenance, resumed=resume)

@@ -12,7 +12,9 @@ when empty) and 'meta' (JSON). Saving is asynchronous: `save` returns once the d
 are copied to the host, so the next step may donate them; `wait`/`close` block until the files
 are written. Orbax writes each step into a temporary directory and renames it only once every
 item is complete, so a crash mid-save leaves no step that `latest_step` or `restore` would
-pick up.
+pick up. Replacing a step (a forced save of an existing step, e.g. the final save that marks a
+phase done) first moves the old copy aside as `<step>.replaced` and deletes it only once the
+new copy is finalised; a crash in between puts the old copy back when the folder is next opened.
 
 On CPU devices of one process, each replicated array is saved from one replica: orbax's
 replica-parallel writing (each device copies its own slice of the array to the host) spreads
@@ -24,16 +26,20 @@ from __future__ import annotations
 
 import difflib
 import os
+import shutil
 from typing import Any, Mapping, Optional
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from jax.experimental import multihost_utils
+
 from jaxseg.errors import InputError
 from jaxseg.logging_utils import get_logger
 
 _LOG = get_logger("train.checkpoint")
+_REPLACED = ".replaced"
 _RESUME_FIX = ("--resume needs a previous run in the same workdir; check the workdir or run "
                "without --resume to start from scratch")
 
@@ -47,16 +53,42 @@ def _save_each_array_from_one_replica() -> None:
 
 def finished_steps(directory: str | os.PathLike) -> list[int]:
   """The finished steps of a checkpoint folder, ascending, from its step folder names (orbax
-  renames a step's temporary folder to the bare step number only once it is complete); [] when
-  the folder does not exist. Opens and creates nothing, so it may look at any work directory.
+  renames a step's temporary folder to the bare step number only once it is complete; a
+  `<step>.replaced` copy whose replacement never finished counts as that step); [] when the
+  folder does not exist. Opens and creates nothing, so it may look at any work directory.
   """
   directory = os.fspath(directory)
   try:
     names = os.listdir(directory)
   except (FileNotFoundError, NotADirectoryError):
     return []
-  return sorted(int(n) for n in names
-                if n.isdigit() and os.path.isdir(os.path.join(directory, n)))
+  steps = {n.removesuffix(_REPLACED) for n in names
+           if os.path.isdir(os.path.join(directory, n))}
+  return sorted(int(n) for n in steps if n.isdigit())
+
+
+def _on_first_process(action, directory: str, what: str) -> None:
+  """Runs the file operation `action()` on process 0 and waits for it on every process."""
+  if jax.process_index() == 0:
+    action()
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(f"jaxseg checkpoint {what} {directory}")
+
+
+def _settle_replacements(directory: str) -> None:
+  """Finishes what a crash interrupted while a step was being replaced: the old copy
+  `<step>.replaced` goes back when its replacement never finished, else it is deleted."""
+  for name in sorted(os.listdir(directory)):
+    step = name.removesuffix(_REPLACED)
+    if name == step or not step.isdigit():
+      continue
+    old, new = os.path.join(directory, name), os.path.join(directory, step)
+    if os.path.isdir(new):
+      _LOG.info("removing %s: its replacement %s was finished", old, new)
+      shutil.rmtree(old)
+    else:
+      _LOG.warning("putting back %s: the save replacing it did not finish", new)
+      os.rename(old, new)
 
 
 def restore_error(step_dir: str, error: Exception, fix: str) -> InputError:
@@ -116,9 +148,12 @@ class Checkpointer:
                        "remove it or choose another workdir")
     if jax.process_count() == 1 and jax.default_backend() == "cpu":
       _save_each_array_from_one_replica()
+    if os.path.isdir(self.directory):
+      _on_first_process(lambda: _settle_replacements(self.directory), self.directory, "open")
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                            enable_async_checkpointing=True)
     self._manager = ocp.CheckpointManager(self.directory, options=options)
+    self._replaced: list[str] = []
 
   def save(self, step: int, state: Any, arrays: Optional[Mapping[str, np.ndarray]] = None,
            meta: Optional[Mapping[str, Any]] = None, force: bool = False) -> bool:
@@ -126,23 +161,28 @@ class Checkpointer:
     numpy arrays, may be empty) and `meta` (JSON-serialisable) as `step`.
 
     Saves when step % save_every == 0 or `force`. A step that already exists is kept as it
-    is, unless `force`: then it is replaced (deleted first, so a crash before the new copy is
-    finalised falls back to the previous step). Returns whether a save was started.
+    is, unless `force`: then it is replaced, the old copy moved aside until the new one is
+    finalised (a crash in between keeps the old copy). Returns whether a save was started.
     """
     step = int(step)
     if not force and step % self.save_every:
       return False
-    if step in self._manager.all_steps():
+    replacing = step in self._manager.all_steps()
+    if replacing:
       if not force:
         return False
       self.wait()
-      self._manager.delete(step)
+      old = os.path.join(self.directory, str(step))
+      _on_first_process(lambda: os.rename(old, old + _REPLACED), self.directory, "replace")
+      self._manager.reload()
+      self._replaced.append(old + _REPLACED)
     items = {"state": ocp.args.StandardSave(state),
              "meta": ocp.args.JsonSave(dict(meta or {}))}
     if arrays:
       items["arrays"] = ocp.args.StandardSave({k: np.asarray(v) for k, v in arrays.items()})
     self._manager.save(step, args=ocp.args.Composite(**items), force=True)
-    _LOG.info("saving checkpoint %d in %s", step, self.directory)
+    _LOG.info("%s checkpoint %d in %s", "replacing" if replacing else "saving", step,
+              self.directory)
     return True
 
   def all_steps(self) -> list[int]:
@@ -191,12 +231,21 @@ class Checkpointer:
     return restored["state"], arrays, dict(restored["meta"])
 
   def wait(self) -> None:
-    """Blocks until every started save is written and finalised."""
+    """Blocks until every started save is written and finalised (then deletes the copies
+    they replaced)."""
     self._manager.wait_until_finished()
+    self._drop_replaced()
 
   def close(self) -> None:
     """Waits for pending saves and releases the manager."""
     self._manager.close()
+    self._drop_replaced()
+
+  def _drop_replaced(self) -> None:
+    """Deletes the old copies of replaced steps (their new copies are finalised)."""
+    for old in self._replaced:
+      _on_first_process(lambda path=old: shutil.rmtree(path), self.directory, "drop")
+    self._replaced = []
 
   def __enter__(self) -> "Checkpointer":
     return self

@@ -138,6 +138,46 @@ def test_save_policy_keeps_the_last_k_and_restores_the_latest(tmp_path):
     reopened.restore(_fresh_state(mesh), step=4)
 
 
+def test_a_process_killed_while_replacing_its_only_step_keeps_the_old_copy(tmp_path):
+  """keep=1: a child saves step 1, starts replacing it (forced, as a phase's final save does)
+  with a 64 MB copy and dies at once; the old copy comes back, or the new one when it was
+  already finalised, and the folder holds nothing else."""
+  script = textwrap.dedent(f"""
+      import os
+      import jax.numpy as jnp
+      from jaxseg.train.checkpoint import Checkpointer
+      checkpointer = Checkpointer({str(tmp_path)!r}, keep=1, save_every=1)
+      checkpointer.save(1, {{"w": jnp.full((4096, 4096), 1.0)}}, {{}}, {{"copy": "old"}})
+      checkpointer.wait()
+      checkpointer.save(1, {{"w": jnp.full((4096, 4096), 2.0)}}, {{}}, {{"copy": "new"}},
+                        force=True)
+      os._exit(3)
+  """)
+  env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": _REPO}
+  env.pop("XLA_FLAGS", None)
+  result = subprocess.run([sys.executable, "-c", script], env=env, timeout=120,
+                          capture_output=True, text=True, check=False)
+  assert result.returncode == 3, result.stderr[-2000:]
+  assert checkpoint.finished_steps(tmp_path) == [1]       # What check_run_start sees.
+  checkpointer = Checkpointer(tmp_path, keep=1, save_every=1)
+  assert checkpointer.all_steps() == [1]
+  restored, _, meta = checkpointer.restore({"w": jnp.zeros((4096, 4096))})
+  value = {"old": 1.0, "new": 2.0}[meta["copy"]]
+  assert float(restored["w"].min()) == float(restored["w"].max()) == value
+  assert sorted(p.name for p in tmp_path.iterdir() if "tmp" not in p.name) == ["1"]
+
+
+def test_replacing_a_step_leaves_only_the_new_copy(tmp_path):
+  mesh = make_mesh()
+  with Checkpointer(tmp_path, keep=1, save_every=1) as checkpointer:
+    checkpointer.save(2, _fresh_state(mesh), {}, {"copy": "old"})
+    checkpointer.save(2, _fresh_state(mesh), {}, {"copy": "new"}, force=True)
+    assert checkpointer.all_steps() == [2]
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["2"]
+  assert Checkpointer(tmp_path, keep=1, save_every=1).restore(
+      _fresh_state(mesh))[2] == {"copy": "new"}
+
+
 def test_unfinished_saves_are_never_listed(tmp_path):
   mesh = make_mesh()
   with Checkpointer(tmp_path, keep=5, save_every=1) as checkpointer:

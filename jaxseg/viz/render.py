@@ -96,7 +96,8 @@ ERROR_COLORS = {"correct": (60, 170, 80), "wrong": (220, 50, 50), "ignored": (19
 
 def comparison_panel(coords: np.ndarray, truth: np.ndarray | None, predicted: np.ndarray,
                      num_classes: int, class_names: Sequence[str] = (),
-                     resolution: float | None = None, max_size: int = 1024) -> np.ndarray:
+                     resolution: float | None = None, max_size: int = 1024,
+                     min_size: int = 320) -> np.ndarray:
   """A labelled scan at a glance: uint8 image of two rows (top-down, oblique) by three columns
   (ground truth, prediction, errors: green right, red wrong, grey where the ground truth is
   ignored), white gaps between them, and a legend of the classes shown when `class_names` are
@@ -105,7 +106,8 @@ def comparison_panel(coords: np.ndarray, truth: np.ndarray | None, predicted: np
   coords: float (N, 3) metres; truth, predicted: int (N,) classes in [0, num_classes), -1 =
   ignore / none (black); truth None (an unlabelled scan): the prediction column only.
   resolution: metres per pixel (None: about the points' spacing seen
-  from above, so that surfaces look closed).
+  from above, so that surfaces look closed). A view whose longer side is under `min_size`
+  pixels (a sparse or small cloud) is enlarged by a whole factor, each pixel a square block.
   """
   keep = below_ceiling(coords)
   coords, predicted = coords[keep], np.asarray(predicted)[keep]
@@ -124,7 +126,8 @@ def comparison_panel(coords: np.ndarray, truth: np.ndarray | None, predicted: np
     columns, keys = [by_class(truth), columns[0], errors], list(ERROR_COLORS.items())
   rows = []
   for view in (top_down_image, oblique_image):
-    rows.append(_join([view(coords, c, resolution, max_size) for c in columns], axis=1))
+    rows.append(_join([_enlarged(view(coords, c, resolution, max_size), min_size)
+                       for c in columns], axis=1))
   if len(class_names):
     shown = np.unique(predicted if truth is None else np.r_[truth, predicted])
     rows.append(legend([(class_names[c], colours[c]) for c in shown[shown >= 0]] + keys))
@@ -142,6 +145,13 @@ def legend(entries: Sequence[tuple[str, Sequence[int]]], columns: int = 6) -> np
     draw.rectangle([x, y, x + 12, y + 12], fill=tuple(int(v) for v in colour))
     draw.text((x + 18, y), str(name), fill=(0, 0, 0))
   return np.asarray(image)
+
+
+def _enlarged(image: np.ndarray, min_size: int) -> np.ndarray:
+  """uint8 (H, W, 3) -> (f H, f W, 3), f the smallest whole factor with max(f H, f W) >=
+  min_size (1 when already that large)."""
+  factor = -(-min_size // max(image.shape[:2]))
+  return image if factor <= 1 else image.repeat(factor, axis=0).repeat(factor, axis=1)
 
 
 def _join(tiles: list[np.ndarray], axis: int, gap: int = 8) -> np.ndarray:

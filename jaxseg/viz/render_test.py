@@ -81,3 +81,21 @@ def test_prediction_only_panel_of_an_unlabelled_scan():
   assert alone.shape[0] == with_truth.shape[0] and alone.shape[1] < with_truth.shape[1] / 2
   colours = {tuple(c) for c in alone.reshape(-1, 3)}
   assert render.ERROR_COLORS["wrong"] not in colours and tuple(render.palette(2)[1]) in colours
+
+
+def test_a_sparse_cloud_gets_views_of_readable_size():
+  """4,000 points over a 6 x 4 m room give views of about 60 pixels at 10 cm a pixel (about
+  their spacing); each view is enlarged to at least min_size pixels, in whole pixel blocks."""
+  rng = np.random.default_rng(0)
+  coords = rng.uniform([0, 0, 0], [6, 4, 2.5], (4000, 3))
+  labels = rng.integers(0, 3, 4000)
+  small = render.comparison_panel(coords, labels, labels, 3, resolution=0.1, min_size=1)
+  panel = render.comparison_panel(coords, labels, labels, 3, resolution=0.1, min_size=320)
+  view_width = (panel.shape[1] - 2 * 8) // 3
+  assert small.shape[1] < 3 * 100 and view_width >= 320
+  top = render.top_down_image(coords[render.below_ceiling(coords)],
+                              render.palette(3)[labels[render.below_ceiling(coords)]],
+                              resolution=0.1)
+  factor = -(-320 // max(top.shape[:2]))
+  np.testing.assert_array_equal(panel[:top.shape[0] * factor:factor, :top.shape[1] * factor:
+                                      factor], top)

@@ -23,6 +23,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from jaxseg.errors import InputError
+from jaxseg.io import atomic
 
 BY = ("voxel", "point")
 FILE_NAME = "weak_labels.npz"
@@ -96,11 +97,7 @@ def save(path: str, chosen: Mapping[str, np.ndarray], settings: Mapping[str, Any
   """Writes {scene: indices} and the settings that drew them as one .npz (atomically)."""
   arrays = {f"scene/{name}": np.asarray(idx, np.int64) for name, idx in chosen.items()}
   arrays["settings"] = np.asarray(json.dumps(dict(settings), sort_keys=True))
-  tmp = path + ".tmp"
-  with open(tmp, "wb") as f:
-    np.savez(f, **arrays)
-  os.replace(tmp, path)
-  return path
+  return atomic.write_npz(path, arrays)
 
 
 def load(path: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:

@@ -57,10 +57,13 @@ def num_clusters(ctx: RunContext) -> int:
   return int(ctx.config.svc.num_clusters or ctx.num_classes)
 
 
-def cluster_round(ctx: RunContext, variables: Mapping[str, Any], round_index: int
-                  ) -> dict[str, np.ndarray]:
+def cluster_round(ctx: RunContext, variables: Mapping[str, Any], round_index: int,
+                  when: str) -> dict[str, np.ndarray]:
   """One clustering round -> {'centroids': f32 [K, D], 'labels': int32 [M], 'offsets':
-  int64 [N + 1]} (flat per-super-voxel labels of the N training records, -1 = none)."""
+  int64 [N + 1]} (flat per-super-voxel labels of the N training records, -1 = none).
+
+  round_index seeds the round's K-means and augmentation; `when` names it in the log (e.g.
+  'svc epoch 3')."""
   svc, split = ctx.config.svc, ctx.config.data.train_split
   start = time.perf_counter()
   augment_seed = (trainer.phase_seed(ctx.config.seed, f"cluster_pass_{round_index}")
@@ -86,8 +89,8 @@ def cluster_round(ctx: RunContext, variables: Mapping[str, Any], round_index: in
                                temperature=svc.temperature, augment_seed=augment_seed).pooled
     table[rows] = pooled[rows]
   sizes = np.bincount(table[table >= 0], minlength=k)
-  _LOG.info("clustering round %d (%s%s): %d super-voxels into %d clusters in %.1f s; "
-            "super-voxels per cluster min %d / median %d / max %d", round_index, svc.assign,
+  _LOG.info("clustering for %s (%s%s): %d super-voxels into %d clusters in %.1f s; "
+            "super-voxels per cluster min %d / median %d / max %d", when, svc.assign,
             ", augmented pass" if augment_seed is not None else "", rows.size, k,
             time.perf_counter() - start, sizes.min(), int(np.median(sizes)), sizes.max())
   return {"centroids": centroids.astype(np.float32), "labels": table, "offsets": sv.offsets}
@@ -151,7 +154,8 @@ def _phase(ctx: RunContext, name: str, epochs: int, recluster_every: int,
   def begin_epoch(epoch, state, arrays, resumed_inside):
     due = recluster_every and epoch % recluster_every == 0 and not resumed_inside
     if due or "labels" not in arrays:
-      arrays.update(cluster_round(ctx, trainer.network_variables(state), round_base + epoch))
+      arrays.update(cluster_round(ctx, trainer.network_variables(state), round_base + epoch,
+                                  f"{name} epoch {epoch + 1}"))
     return replicate(_classifier(svc, learned_head, arrays["centroids"]), ctx.mesh)
 
   return trainer.Phase(
