@@ -138,6 +138,15 @@ def test_save_policy_keeps_the_last_k_and_restores_the_latest(tmp_path):
     reopened.restore(_fresh_state(mesh), step=4)
 
 
+def _run_and_die(script: str) -> None:
+  """Runs `script` in a child Python on one CPU device; it must end with os._exit(3)."""
+  env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": _REPO}
+  env.pop("XLA_FLAGS", None)
+  result = subprocess.run([sys.executable, "-c", script], env=env, timeout=120,
+                          capture_output=True, text=True, check=False)
+  assert result.returncode == 3, result.stderr[-2000:]
+
+
 def test_a_process_killed_while_replacing_its_only_step_keeps_the_old_copy(tmp_path):
   """keep=1: a child saves step 1, starts replacing it (forced, as a phase's final save does)
   with a 64 MB copy and dies at once; the old copy comes back, or the new one when it was
@@ -153,11 +162,7 @@ def test_a_process_killed_while_replacing_its_only_step_keeps_the_old_copy(tmp_p
                         force=True)
       os._exit(3)
   """)
-  env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": _REPO}
-  env.pop("XLA_FLAGS", None)
-  result = subprocess.run([sys.executable, "-c", script], env=env, timeout=120,
-                          capture_output=True, text=True, check=False)
-  assert result.returncode == 3, result.stderr[-2000:]
+  _run_and_die(script)
   assert checkpoint.finished_steps(tmp_path) == [1]       # What check_run_start sees.
   checkpointer = Checkpointer(tmp_path, keep=1, save_every=1)
   assert checkpointer.all_steps() == [1]
@@ -203,11 +208,7 @@ def test_a_process_killed_mid_save_leaves_only_restorable_steps(tmp_path):
       checkpointer.save(2, {{"w": jnp.full((4096, 4096), 2.0)}}, {{}}, {{"step": 2}})
       os._exit(3)
   """)
-  env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": _REPO}
-  env.pop("XLA_FLAGS", None)
-  result = subprocess.run([sys.executable, "-c", script], env=env, timeout=120,
-                          capture_output=True, text=True, check=False)
-  assert result.returncode == 3, result.stderr[-2000:]
+  _run_and_die(script)
   checkpointer = Checkpointer(tmp_path, keep=5, save_every=1)
   steps = checkpointer.all_steps()
   assert steps in ([1], [1, 2])
