@@ -103,7 +103,17 @@ def class_weights(source, num_classes: int) -> jax.Array:
   return jnp.asarray(losses.focal_class_weights(counts))
 
 
-def _loss_fn(ctx: RunContext, alpha: jax.Array):
+def _bank_rows_bound(chosen: dict | None, batch_size: int) -> int | None:
+  """A bound on the weakly labelled voxels of one device's batch, the rows of a bank update:
+  batch_size scenes of at most the most weak labels of one scene (a voxel holds one or more
+  labelled points), rounded up to a multiple of 128; None for every label (no bound kept)."""
+  if chosen is None:
+    return None
+  most = max((len(indices) for indices in chosen.values()), default=0)
+  return max(128, -(-int(batch_size) * most // 128) * 128)
+
+
+def _loss_fn(ctx: RunContext, alpha: jax.Array, bank_rows: int | None):
   config, c = ctx.config, ctx.config.coarse3d
   num_classes = ctx.num_classes
 
@@ -157,7 +167,7 @@ def _loss_fn(ctx: RunContext, alpha: jax.Array):
         weak.reshape(-1), (jnp.argmax(detached, -1) == weak).reshape(-1),
         noise.reshape(-1, bank.shape[1]), momentum=float(c.momentum),
         epsilon=float(c.sinkhorn_epsilon), iterations=int(c.sinkhorn_iterations),
-        axis_name=axis_name)
+        axis_name=axis_name, max_rows=bank_rows)
     new_state[_BANK] = jnp.where(extra["contrast_weight"] > 0, updated, bank)
     new_state[_STEP] = step + 1.0
     metrics["contrast"] = contrast_term
@@ -221,7 +231,8 @@ def train(ctx: RunContext, resume: bool, writer: ScalarWriter,
                    _STEP: jnp.zeros((), jnp.float32)}
   phase = trainer.Phase(
       name=PHASE, epochs=epochs, optimizer=c.optimizer, optimizer_key="coarse3d.optimizer",
-      loss_fn=_loss_fn(ctx, alpha), fields=tuple(dict.fromkeys(
+      loss_fn=_loss_fn(ctx, alpha, _bank_rows_bound(chosen, config.data.batch_size)),
+      fields=tuple(dict.fromkeys(
           ctx.net_fields + ("point_labels", "point_scene", "scene_index"))),
       begin_epoch=begin_epoch, model_state=model_state,
       source=None if chosen is None else source)

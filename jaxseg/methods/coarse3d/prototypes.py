@@ -73,7 +73,8 @@ def sinkhorn_plans(sims: jax.Array, member: jax.Array, num_classes: int, *,
 
 def update_bank(bank: jax.Array, feats: jax.Array, member: jax.Array, correct: jax.Array,
                 noise: jax.Array, *, momentum: float = 0.999, epsilon: float = 0.05,
-                iterations: int = 3, axis_name: str | None = None) -> jax.Array:
+                iterations: int = 3, axis_name: str | None = None,
+                max_rows: int | None = None) -> jax.Array:
   """One momentum update of the bank (see the module docstring).
 
   Args:
@@ -82,9 +83,33 @@ def update_bank(bank: jax.Array, feats: jax.Array, member: jax.Array, correct: j
     member: int32 [N] each row's class, -1 = not taking part.
     correct: bool [N] the row's class is the network's prediction (only these move the bank).
     noise: f32 [N, J] standard Gumbel noise of the hard assignment.
+    max_rows: a bound on the rows taking part (e.g. the weakly labelled voxels of a pack):
+      they are first gathered into max_rows rows, so the update costs max_rows rows instead
+      of N (100k voxels, 546 taking part: 2.7 ms instead of 0.77 s on the 2-core development
+      machine). The same update; when more rows take part (on any device), all N are used.
   Returns:
     f32 [C, J, D] the new bank.
   """
+  update = lambda *rows: _update(bank, *rows, momentum=momentum, epsilon=epsilon,
+                                 iterations=iterations, axis_name=axis_name)
+  if max_rows is None or max_rows >= member.shape[0]:
+    return update(feats, member, correct, noise)
+  taking_part = member >= 0
+  count = jnp.sum(taking_part)
+  if axis_name is not None:        # every device takes the same branch (psums inside)
+    count = jax.lax.pmax(count, axis_name)
+
+  def compacted(feats, member, correct, noise):
+    rows = jnp.nonzero(taking_part, size=max_rows, fill_value=0)[0]
+    kept = jnp.arange(max_rows) < jnp.sum(taking_part)
+    return update(feats[rows], jnp.where(kept, member[rows], -1), correct[rows], noise[rows])
+  return jax.lax.cond(count <= max_rows, compacted, update, feats, member, correct, noise)
+
+
+def _update(bank: jax.Array, feats: jax.Array, member: jax.Array, correct: jax.Array,
+            noise: jax.Array, *, momentum: float, epsilon: float, iterations: int,
+            axis_name: str | None) -> jax.Array:
+  """`update_bank` on every row given."""
   num_classes, num_prototypes, _ = bank.shape
   feats = jax.lax.stop_gradient(feats)
   taking_part = member >= 0

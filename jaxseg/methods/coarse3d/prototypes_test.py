@@ -4,6 +4,7 @@ momentum update, and a check that prototypes move toward their class's features.
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from jaxseg.methods.coarse3d import prototypes
 
@@ -57,18 +58,23 @@ def test_sinkhorn_plans_match_swav_per_class():
   assert np.all(plans[member < 0] == 0)
 
 
-def test_bank_update_matches_numpy():
+@pytest.mark.parametrize("max_rows", [None, 40, 12])
+def test_bank_update_matches_numpy(max_rows):
+  """Also gathering the rows taking part first (max_rows 40 holds them all, 12 does not: then
+  every row is used)."""
   rng = np.random.default_rng(1)
   bank = _unit(rng.normal(size=(3, 5, 8)))
   feats = _unit(rng.normal(size=(60, 8)))
   member = rng.integers(-1, 3, 60)
   member[member == 2] = -1                           # class 2 gets no rows: it stays
+  member[0] = 1                       # (the gathered rows' filler repeats row 0: it must not count)
   correct = rng.random(60) < 0.6
   gumbel = rng.gumbel(size=(60, 5))
   new = prototypes.update_bank(jnp.asarray(bank, jnp.float32), jnp.asarray(feats, jnp.float32),
                                jnp.asarray(member), jnp.asarray(correct),
                                jnp.asarray(gumbel, jnp.float32), momentum=0.9, epsilon=0.5,
-                               iterations=3)
+                               iterations=3, max_rows=max_rows)
+  assert 12 < np.sum(member >= 0) <= 40
   expected = _numpy_update(bank, feats, member, correct, gumbel, 0.9, 0.5, 3)
   np.testing.assert_allclose(np.asarray(new), expected, atol=2e-5)
   np.testing.assert_array_equal(np.asarray(new)[2], np.asarray(bank, np.float32)[2])
@@ -91,9 +97,11 @@ def test_prototypes_move_toward_their_class_features():
   np.testing.assert_allclose(np.linalg.norm(np.asarray(bank), axis=-1), 1.0, atol=1e-5)
 
 
-def test_sharded_update_over_four_devices_equals_one_device():
+@pytest.mark.parametrize("max_rows", [None, 14, 10])
+def test_sharded_update_over_four_devices_equals_one_device(max_rows):
   """shard_map with the rows split over 4 devices (class sums and Sinkhorn normalisers added
-  over devices) gives the single-device update."""
+  over devices) gives the single-device update; with max_rows 10 some devices' rows fit and
+  others' do not, and all take the same path."""
   from jax.sharding import PartitionSpec as P  # pylint: disable=g-import-not-at-top
   from jaxseg.data.sharding import data_mesh  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(3)
@@ -106,7 +114,11 @@ def test_sharded_update_over_four_devices_equals_one_device():
   single = prototypes.update_bank(bank, feats, member, correct, noise, **kwargs)
   mesh = data_mesh()
   sharded = jax.jit(jax.shard_map(
-      lambda b, f, m, c, n: prototypes.update_bank(b, f, m, c, n, axis_name="data", **kwargs),
+      lambda b, f, m, c, n: prototypes.update_bank(b, f, m, c, n, axis_name="data",
+                                                   max_rows=max_rows, **kwargs),
       mesh=mesh, in_specs=(P(), P("data"), P("data"), P("data"), P("data")), out_specs=P(),
       check_vma=False))(bank, feats, member, correct, noise)
+  per_device = np.sum(np.asarray(member).reshape(4, -1) >= 0, axis=1)
+  if max_rows == 10:
+    assert per_device.min() <= 10 < per_device.max(), per_device
   np.testing.assert_allclose(np.asarray(sharded), np.asarray(single), atol=1e-6)
