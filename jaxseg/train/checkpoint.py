@@ -78,7 +78,7 @@ def _on_first_process(action, directory: str, what: str) -> None:
 def _settle_replacements(directory: str) -> None:
   """Finishes what a crash interrupted while a step was being replaced: the old copy
   `<step>.replaced` goes back when its replacement never finished, else it is deleted."""
-  for name in sorted(os.listdir(directory)):
+  for name in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
     step = name.removesuffix(_REPLACED)
     if name == step or not step.isdigit():
       continue
@@ -148,8 +148,8 @@ class Checkpointer:
                        "remove it or choose another workdir")
     if jax.process_count() == 1 and jax.default_backend() == "cpu":
       _save_each_array_from_one_replica()
-    if os.path.isdir(self.directory):
-      _on_first_process(lambda: _settle_replacements(self.directory), self.directory, "open")
+    # Every process joins the barrier: whether the folder exists yet may differ between them.
+    _on_first_process(lambda: _settle_replacements(self.directory), self.directory, "open")
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                            enable_async_checkpointing=True)
     self._manager = ocp.CheckpointManager(self.directory, options=options)
