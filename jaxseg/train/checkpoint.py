@@ -39,7 +39,7 @@ from jaxseg.errors import InputError
 from jaxseg.logging_utils import get_logger
 
 _LOG = get_logger("train.checkpoint")
-_REPLACED = ".replaced"
+REPLACED_SUFFIX = ".replaced"
 _RESUME_FIX = ("--resume needs a previous run in the same workdir; check the workdir or run "
                "without --resume to start from scratch")
 
@@ -62,24 +62,31 @@ def finished_steps(directory: str | os.PathLike) -> list[int]:
     names = os.listdir(directory)
   except (FileNotFoundError, NotADirectoryError):
     return []
-  steps = {n.removesuffix(_REPLACED) for n in names
+  steps = {n.removesuffix(REPLACED_SUFFIX) for n in names
            if os.path.isdir(os.path.join(directory, n))}
   return sorted(int(n) for n in steps if n.isdigit())
 
 
 def _on_first_process(action, directory: str, what: str) -> None:
-  """Runs the file operation `action()` on process 0 and waits for it on every process."""
+  """Runs the file operation `action()` on process 0 and waits for it on every process (also
+  when it fails: process 0 raises its error after the barrier, so no process waits forever)."""
+  error = None
   if jax.process_index() == 0:
-    action()
+    try:
+      action()
+    except Exception as e:  # pylint: disable=broad-exception-caught
+      error = e
   if jax.process_count() > 1:
     multihost_utils.sync_global_devices(f"jaxseg checkpoint {what} {directory}")
+  if error is not None:
+    raise error
 
 
 def _settle_replacements(directory: str) -> None:
   """Finishes what a crash interrupted while a step was being replaced: the old copy
   `<step>.replaced` goes back when its replacement never finished, else it is deleted."""
   for name in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
-    step = name.removesuffix(_REPLACED)
+    step = name.removesuffix(REPLACED_SUFFIX)
     if name == step or not step.isdigit():
       continue
     old, new = os.path.join(directory, name), os.path.join(directory, step)
@@ -153,7 +160,7 @@ class Checkpointer:
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                            enable_async_checkpointing=True)
     self._manager = ocp.CheckpointManager(self.directory, options=options)
-    self._replaced: list[str] = []
+    self._replacing = False
 
   def save(self, step: int, state: Any, arrays: Optional[Mapping[str, np.ndarray]] = None,
            meta: Optional[Mapping[str, Any]] = None, force: bool = False) -> bool:
@@ -173,14 +180,16 @@ class Checkpointer:
         return False
       self.wait()
       old = os.path.join(self.directory, str(step))
-      _on_first_process(lambda: os.rename(old, old + _REPLACED), self.directory, "replace")
+      _on_first_process(lambda: os.rename(old, old + REPLACED_SUFFIX), self.directory, "replace")
       self._manager.reload()
-      self._replaced.append(old + _REPLACED)
     items = {"state": ocp.args.StandardSave(state),
              "meta": ocp.args.JsonSave(dict(meta or {}))}
     if arrays:
       items["arrays"] = ocp.args.StandardSave({k: np.asarray(v) for k, v in arrays.items()})
-    self._manager.save(step, args=ocp.args.Composite(**items), force=True)
+    try:
+      self._manager.save(step, args=ocp.args.Composite(**items), force=True)
+    finally:
+      self._replacing = self._replacing or replacing
     _LOG.info("%s checkpoint %d in %s", "replacing" if replacing else "saving", step,
               self.directory)
     return True
@@ -242,10 +251,11 @@ class Checkpointer:
     self._drop_replaced()
 
   def _drop_replaced(self) -> None:
-    """Deletes the old copies of replaced steps (their new copies are finalised)."""
-    for old in self._replaced:
-      _on_first_process(lambda path=old: shutil.rmtree(path), self.directory, "drop")
-    self._replaced = []
+    """After a replacement: deletes the old copy when the new one is finalised, else (the save
+    failed) puts it back."""
+    if self._replacing:
+      self._replacing = False
+      _on_first_process(lambda: _settle_replacements(self.directory), self.directory, "settle")
 
   def __enter__(self) -> "Checkpointer":
     return self

@@ -284,3 +284,29 @@ def test_damaged_checkpoint_names_the_fallback(tmp_path):
     Checkpointer(tmp_path, keep=3, save_every=1).restore(state)
   assert e.value.path == str(tmp_path / "2")
   assert f"delete {tmp_path / '2'} to resume from step 1" in e.value.fix
+
+
+def test_a_run_read_mid_replacement_gives_the_old_copy_and_a_failed_save_puts_it_back(
+    tmp_path, monkeypatch):
+  """Another run's reader (init, eval) takes the old copy of a step being replaced; a save that
+  fails after moving the old copy aside puts it back when the checkpointer closes."""
+  from jaxseg.train import restore  # pylint: disable=g-import-not-at-top
+  mesh = make_mesh()
+  state = _fresh_state(mesh)
+  with Checkpointer(tmp_path, keep=1, save_every=1) as checkpointer:
+    checkpointer.save(2, state, {}, {"copy": "old"})
+  os.rename(tmp_path / "2", tmp_path / "2.replaced")         # as a crash mid-replacement
+  variables, _ = restore.load_run(str(tmp_path), ())
+  jax.tree.map(np.testing.assert_array_equal, variables["params"],
+               jax.tree.map(np.asarray, state.params))
+  checkpointer = Checkpointer(tmp_path, keep=1, save_every=1)   # puts it back
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["2"]
+
+  def fails(*args, **kwargs):
+    raise OSError("disk full")
+  monkeypatch.setattr(checkpointer._manager, "save", fails)  # pylint: disable=protected-access
+  with pytest.raises(OSError, match="disk full"):
+    checkpointer.save(2, state, {}, {"copy": "new"}, force=True)
+  checkpointer.close()
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["2"]
+  assert Checkpointer(tmp_path, keep=1, save_every=1).restore(state)[2] == {"copy": "old"}

@@ -14,7 +14,7 @@ from jaxseg.errors import InputError
 from jaxseg.io import atomic
 from jaxseg.logging_utils import get_logger
 from jaxseg.teachers import teacher_description
-from jaxseg.train.checkpoint import finished_steps, restore_error
+from jaxseg.train.checkpoint import REPLACED_SUFFIX, finished_steps, restore_error
 
 _LOG = get_logger("train.restore")
 
@@ -41,17 +41,21 @@ def load_run(path: str, phases: Sequence[str], *, arrays: bool = True
   """(network variables, host arrays) of the newest step of the newest phase found under
   `path`; the arrays (e.g. GrowSP's primitives) are {} when not asked for or not saved."""
   directory = _phase_dir(os.path.abspath(path), phases)
-  with ocp.CheckpointManager(directory) as manager:
-    step = manager.latest_step()
-    items = {"state": ocp.args.StandardRestore()}
-    if arrays and os.path.isdir(os.path.join(directory, str(step), "arrays")):
-      items["arrays"] = ocp.args.StandardRestore()
-    try:
-      restored = manager.restore(step, args=ocp.args.Composite(**items))
-    except Exception as error:  # pylint: disable=broad-except  (orbax/tensorstore raise many)
-      raise restore_error(os.path.join(directory, str(step)), error,
-                          "pass another run, or delete the damaged step folder to use an older "
-                          "step") from error
+  step = finished_steps(directory)[-1]
+  # A step being replaced (or whose replacement a crash interrupted) is read from its old
+  # copy; a reader never settles the folder, its run may be writing it.
+  step_dir = os.path.join(directory, str(step))
+  if not os.path.isdir(step_dir):
+    step_dir += REPLACED_SUFFIX
+  items = {"state": ocp.args.StandardRestore()}
+  if arrays and os.path.isdir(os.path.join(step_dir, "arrays")):
+    items["arrays"] = ocp.args.StandardRestore()
+  try:
+    with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as checkpointer:
+      restored = checkpointer.restore(step_dir, args=ocp.args.Composite(**items))
+  except Exception as error:  # pylint: disable=broad-except  (orbax/tensorstore raise many)
+    raise restore_error(step_dir, error, "pass another run, or delete the damaged step folder "
+                        "to use an older step") from error
   state = restored["state"]
   try:
     variables = {"params": state["params"], "batch_stats": state["model_state"]["batch_stats"]}
