@@ -30,10 +30,9 @@ import shutil
 from typing import Any, Mapping, Optional
 
 import jax
+from jax.experimental import multihost_utils
 import numpy as np
 import orbax.checkpoint as ocp
-
-from jax.experimental import multihost_utils
 
 from jaxseg.errors import InputError
 from jaxseg.logging_utils import get_logger
