@@ -274,6 +274,11 @@ def test_killed_in_iterative_svc_and_resumed_equals_uninterrupted(full_run):
                            text=True, timeout=900)
   assert resumed.returncode == 0, resumed.stderr[-4000:]
   assert "resuming svc from step" in resumed.stderr
+  with open(workdir / "timings.json") as f:   # the killed invocation stays on record
+    timings = json.load(f)
+  assert (timings["mode"], timings["resumed"], timings["finished"]) == ("train", True, True)
+  assert [(e["resumed"], e["finished"]) for e in timings["earlier_invocations"]] == [
+      (True, False)]
   expected = load_variables(str(full_workdir), ("svc",))
   got = load_variables(str(workdir), ("svc",))
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),

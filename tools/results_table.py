@@ -48,8 +48,9 @@ def table(workdirs: list[str], cmd_workdir: str | None) -> str:
                   f"{_seconds(meta['stage_seconds'])} |")
   if cmd_workdir:
     with open(os.path.join(cmd_workdir, "timings.json")) as f:
-      rows.append(f"\nCMD (shared by the rows that start from it): "
-                  f"{_seconds(json.load(f)['stage_seconds'])}.")
+      timings = json.load(f)   # a resumed run: the sums over its invocations
+    seconds = timings.get("stage_seconds_all_invocations", timings["stage_seconds"])
+    rows.append(f"\nCMD (shared by the rows that start from it): {_seconds(seconds)}.")
   return "\n".join(rows)
 
 

@@ -6,16 +6,21 @@
 #   RATIOS=0.001 SEEDS="0" bash tools/scannet_mini_coarse3d.sh
 # Per ratio and label draw (weak.seed): COARSE3D and cross-entropy on the same labels (the
 # baseline reads COARSE3D's weak_labels.npz); once: full supervision; with INIT=<a PointDC or
-# GrowSP work directory>, also COARSE3D started from it. A finished run (timings.json) is kept
-# and an interrupted one resumed; tools/coarse3d_table.py then prints the table.
+# GrowSP work directory>, also COARSE3D started from it. A finished run (timings.json says
+# so) is kept and an interrupted one resumed; tools/coarse3d_table.py then prints the table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 W=${WORKDIRS:-workdirs}
 
+finished() {  # finished WORKDIR: its last invocation finished (timings.json says so)
+  [ -f "$1/timings.json" ] && $PY -c 'import json, sys
+sys.exit(0 if json.load(open(sys.argv[1])).get("finished", True) else 1)' "$1/timings.json"
+}
+
 run() {  # run WORKDIR [OVERRIDES...]
   local workdir=$1; shift
-  if [ -f "$workdir/timings.json" ]; then echo "[coarse3d] $workdir is done; kept"; return; fi
+  if finished "$workdir"; then echo "[coarse3d] $workdir is done; kept"; return; fi
   local resume=()
   [ -n "$(ls -A "$workdir/checkpoints" 2>/dev/null)" ] && resume=(--resume)
   $PY experiments/main.py --config configs/scannet_mini.py:coarse3d \

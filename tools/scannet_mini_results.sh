@@ -6,16 +6,21 @@
 #   PROTOCOLS=split bash tools/scannet_mini_results.sh    # only the inductive split
 # transductive: train and evaluate on all 18 scans; split: train on the 13 scans of rooms
 # 0000-0005, evaluate on the 5 scans of rooms 0006-0008. A run whose work directory already
-# holds its result (timings.json) is not run again, and an interrupted one is resumed, so the
-# script continues where it stopped.
+# holds its result (timings.json, finished) is not run again, and an interrupted one is
+# resumed, so the script continues where it stopped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 W=${WORKDIRS:-workdirs}
 
+finished() {  # finished WORKDIR: its last invocation finished (timings.json says so)
+  [ -f "$1/timings.json" ] && $PY -c 'import json, sys
+sys.exit(0 if json.load(open(sys.argv[1])).get("finished", True) else 1)' "$1/timings.json"
+}
+
 run() {  # run WORKDIR CONFIG [OVERRIDES...]
   local workdir=$1 config=$2; shift 2
-  if [ -f "$workdir/timings.json" ]; then echo "[results] $workdir is done; kept"; return; fi
+  if finished "$workdir"; then echo "[results] $workdir is done; kept"; return; fi
   local resume=()
   [ -n "$(ls -A "$workdir/checkpoints" 2>/dev/null)" ] && resume=(--resume)
   $PY experiments/main.py --config "configs/$config" --config.workdir="$workdir" "$@" "${resume[@]}"

@@ -1,10 +1,11 @@
 """The end-of-run report: `<workdir>/report.json` and `report.md`, `timings.json` (seconds per
-stage of this invocation, and of the earlier ones a resumed run continues), TensorBoard
-scalars, and the headline table printed to the log."""
+stage of this invocation, started when it begins, and the earlier invocations of the work
+directory), TensorBoard scalars, and the headline table printed to the log."""
 
 from __future__ import annotations
 
 import collections
+import datetime
 import platform
 import re
 from typing import Any, Mapping
@@ -33,21 +34,61 @@ def _methods(results: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
   return methods
 
 
-def timings(previous: Any, stage_seconds: Mapping[str, float],
-            compilations: Mapping[str, Any], resumed: bool) -> dict[str, Any]:
-  """timings.json's content: {'stage_seconds', 'compilations'} of this invocation; for a
-  resumed run also 'earlier_invocations' (the same pairs, oldest first, from `previous`, the
-  run's earlier timings.json or None) and 'stage_seconds_all_invocations' (their sums)."""
-  record = {"stage_seconds": dict(stage_seconds), "compilations": dict(compilations)}
-  if not resumed or not isinstance(previous, Mapping) or "stage_seconds" not in previous:
+_HISTORY_KEYS = ("earlier_invocations", "stage_seconds_all_invocations")
+
+
+def _is_record(value: Any) -> bool:
+  return isinstance(value, Mapping) and ("stage_seconds" in value or "started" in value)
+
+
+def started_timings(previous: Any, mode: str, resumed: bool, started: str) -> dict[str, Any]:
+  """timings.json's content while an invocation runs: {'mode', 'resumed', 'started' (UTC,
+  ISO 8601), 'finished': False} and, when `previous` (the work directory's earlier
+  timings.json, or None) is a record, 'earlier_invocations': its own earlier invocations and
+  itself, oldest first. An invocation that never finishes (killed, crashed) stays in the
+  history as such, and a `mode=eval` of a trained work directory keeps the training's times."""
+  record = {"mode": mode, "resumed": resumed, "started": started, "finished": False}
+  if not _is_record(previous):
     return record
   earlier = [*previous.get("earlier_invocations", []),
-             {k: previous[k] for k in ("stage_seconds", "compilations") if k in previous}]
+             {k: v for k, v in previous.items() if k not in _HISTORY_KEYS}]
+  return {**record, "earlier_invocations": earlier}
+
+
+def finished_timings(current: Mapping[str, Any], stage_seconds: Mapping[str, float],
+                     compilations: Mapping[str, Any]) -> dict[str, Any]:
+  """The running record `current` (`started_timings`) with this invocation's seconds per stage
+  and XLA programs, marked finished. A resumed training also gets
+  'stage_seconds_all_invocations': the sums over the training invocations of this run (back to
+  the one that started it; unfinished ones recorded no seconds)."""
+  record = {**current, "stage_seconds": dict(stage_seconds),
+            "compilations": dict(compilations), "finished": True}
+  if not (record.get("resumed") and record.get("mode") == "train"):
+    return record
+  chain = [record]
+  for invocation in reversed(record.get("earlier_invocations", [])):
+    if invocation.get("mode", "train") != "train":   # records before modes were kept: train
+      continue
+    chain.append(invocation)
+    if invocation.get("resumed") is False:
+      break
   totals = collections.Counter()
-  for invocation in [*earlier, record]:
-    totals.update(invocation["stage_seconds"])
-  return {**record, "earlier_invocations": earlier,
-          "stage_seconds_all_invocations": dict(totals)}
+  for invocation in chain:
+    totals.update(invocation.get("stage_seconds", {}))
+  return {**record, "stage_seconds_all_invocations": dict(totals)}
+
+
+def _utc_now() -> str:
+  return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def begin_timings(ctx: RunContext, resumed: bool = False) -> None:
+  """Records in timings.json that an invocation of `ctx.config.mode` started (the main
+  process of a multi-process run); `write_run_report` completes it."""
+  if distributed.is_main():
+    path = ctx.path("timings.json")
+    atomic.write_json(path, started_timings(atomic.read_json(path), ctx.config.mode,
+                                            resumed, _utc_now()))
 
 
 def write_run_report(ctx: RunContext, results: Mapping[str, Mapping[str, Any]],
@@ -59,8 +100,9 @@ def write_run_report(ctx: RunContext, results: Mapping[str, Mapping[str, Any]],
 
   provenance: what produced the evaluated features (method, initialisation, teacher only when
   distillation ran), copied into the report's meta after the encoder's name.
-  resumed: this invocation continues an earlier one (--resume); timings.json keeps the earlier
-  invocations' times."""
+  resumed: this invocation continues an earlier one (--resume); timings.json then also sums
+  the run's training invocations. It completes the record `begin_timings` started (or
+  starts one)."""
   config = ctx.config
   compilations = ctx.compilations.summary()
   meta = {"config": ctx.path("config.json"), "stage_seconds": dict(stage_seconds),
@@ -76,7 +118,10 @@ def write_run_report(ctx: RunContext, results: Mapping[str, Mapping[str, Any]],
   if not distributed.is_main():
     return                      # one process writes the run's report
   path = ctx.path("timings.json")
-  atomic.write_json(path, timings(atomic.read_json(path), stage_seconds, compilations, resumed))
+  current = atomic.read_json(path)
+  if not (_is_record(current) and current.get("finished") is False):   # no begin_timings
+    current = started_timings(current, ctx.config.mode, resumed, _utc_now())
+  atomic.write_json(path, finished_timings(current, stage_seconds, compilations))
   if not results:
     return
   report = {"class_names": list(class_names(ctx.num_classes)), "methods": _methods(results),

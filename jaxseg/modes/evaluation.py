@@ -17,7 +17,7 @@ import time
 import ml_collections
 
 from jaxseg.eval import batch_norm, evaluate, supervised
-from jaxseg.eval.run_report import write_run_report
+from jaxseg.eval.run_report import begin_timings, write_run_report
 from jaxseg.inference import bundle
 from jaxseg.logging_utils import get_logger
 from jaxseg.methods import get_method
@@ -53,6 +53,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, resume: bool = False) -
   del resume  # Evaluation keeps no state between runs.
   _network_of_run(config)
   ctx = RunContext.from_config(config, workdir)
+  begin_timings(ctx)
   start, primitives = time.perf_counter(), None
   if config.eval.features == "raw_descriptors":
     name, variables = "K-means on raw super-voxel descriptors (no network)", None

@@ -10,7 +10,7 @@ import ml_collections
 
 from jaxseg.eval import batch_norm, evaluate, supervised
 from jaxseg.eval.report import ScalarWriter
-from jaxseg.eval.run_report import write_run_report
+from jaxseg.eval.run_report import begin_timings, write_run_report
 from jaxseg.inference import bundle
 from jaxseg.methods import get_method
 from jaxseg.train.context import RunContext
@@ -18,6 +18,7 @@ from jaxseg.train.context import RunContext
 
 def run(config: ml_collections.ConfigDict, workdir: str, resume: bool = False) -> None:
   ctx = RunContext.from_config(config, workdir)
+  begin_timings(ctx, resume)
   method = get_method(config.method)
   scalars = supervised.validation_scalars if method.supervised else evaluate.validation_scalars
   validate = ((lambda variables: scalars(ctx, variables)) if config.eval.every_epochs else None)
