@@ -140,26 +140,46 @@ def _band_conv(x, sources, targets, offset, kernel, out):
                                     cpu=_band_in_blocks, default=_band_whole)
 
 
-def _kernel_grad_whole(x, grad, sources, targets):
-  """The accelerator form of `_band_kernel_grad`: two gathers, one batched matmul."""
-  return jnp.einsum("kmi,kmo->kio", take_rows(x, sources), take_rows(grad, targets),
-                    preferred_element_type=jnp.float32)
+def _band_grads(x, grad, sources, targets, weights):
+  """One block of `_band_backward`: (float32 [n, M, Ci] grad[targets] @ weights^T, to be
+  summed at rows `sources`; float32 [n, Ci, Co] x[sources]^T grad[targets]), each list's
+  gathered gradient rows read once for both."""
+  rows = take_rows(grad, targets)
+  grad_rows = jnp.einsum("kmo,kio->kmi", rows, weights.astype(grad.dtype),
+                         preferred_element_type=jnp.float32)
+  grad_weights = jnp.einsum("kmi,kmo->kio", take_rows(x, sources), rows,
+                            preferred_element_type=jnp.float32)
+  return grad_rows, grad_weights
 
 
-def _kernel_grad_in_blocks(x, grad, sources, targets):
-  """The CPU form of `_band_kernel_grad`: the same sums, a block of columns at a time."""
-  total = jnp.zeros((sources.shape[0], x.shape[1], grad.shape[1]), jnp.float32)
-  return _in_blocks(lambda total, s, t: total + _kernel_grad_whole(x, grad, s, t), total,
-                    sources, targets, max(x.shape[1], grad.shape[1]), x.shape[0])
+def _backward_whole(x, grad, sources, targets, offset, kernel, grad_x):
+  """The accelerator form of `_band_backward`: the whole band at once."""
+  grad_rows, grad_weights = _band_grads(x, grad, sources, targets, kernel[offset])
+  return scatter_add_rows(sources, grad_rows, x.shape[0], grad_x), grad_weights
 
 
-def _band_kernel_grad(x, grad, sources, targets):
-  """float32 [n, Ci, Co]: per list k, x[sources[k]]^T grad[targets[k]] (x [C, Ci], grad
-  [C, Co]; sources, targets int32 [n, M])."""
+def _backward_in_blocks(x, grad, sources, targets, offset, kernel, grad_x):
+  """The CPU form of `_band_backward`: the same sums, a block of the lists' columns at a
+  time."""
+  weights = kernel[offset]
+
+  def block(carry, s, t):
+    grad_x, total = carry
+    grad_rows, grad_weights = _band_grads(x, grad, s, t, weights)
+    return scatter_add_rows(s, grad_rows, x.shape[0], grad_x), total + grad_weights
+  total = jnp.zeros(weights.shape, jnp.float32)
+  return _in_blocks(block, (grad_x, total), sources, targets, max(kernel.shape[1:]),
+                    x.shape[0])
+
+
+def _band_backward(x, grad, sources, targets, offset, kernel, grad_x):
+  """The gradients of `_band_conv` for its output gradient grad [C, Co]: (grad_x float32
+  [C, Ci] plus grad[targets[k]] @ kernel[offset[k]]^T summed at rows sources[k]; float32
+  [n, Ci, Co] per list k: x[sources[k]]^T grad[targets[k]])."""
   if not CPU_BLOCK_BYTES:
-    return _kernel_grad_whole(x, grad, sources, targets)
-  return jax.lax.platform_dependent(x, grad, sources, targets, cpu=_kernel_grad_in_blocks,
-                                    default=_kernel_grad_whole)
+    return _backward_whole(x, grad, sources, targets, offset, kernel, grad_x)
+  return jax.lax.platform_dependent(x, grad, sources, targets, offset, kernel, grad_x,
+                                    cpu=_backward_in_blocks, default=_backward_whole)
 
 
 def _apply(x, inputs, outputs, offset, kernel):
@@ -183,21 +203,23 @@ def _submanifold_fwd(x, inputs, outputs, offset, kernel):
 
 
 def _submanifold_bwd(residuals, grad):
-  # Only x is kept (the gathers are recomputed). The feature gradient is the same pair-list
-  # conv with the mirrored, transposed kernel: pair (j -> i, o) sends grad[i] @ kernel[o]^T to
-  # j, and (i -> j, K-1-o) is a pair too, so it reads like a forward pass.
+  # Only x is kept (the gathers are recomputed). Pair (j -> i, o) sends grad[i] @ kernel[o]^T
+  # to row j and adds x[j]^T grad[i] to kernel[o]'s gradient: one pass over each band's
+  # lists computes both from the same gathered gradient rows.
   x, inputs, outputs, offset, kernel = residuals
   volume = kernel.shape[0]
   grad = grad.astype(x.dtype)
-  grad_x = _apply(grad, inputs, outputs, offset, jnp.swapaxes(kernel[::-1], 1, 2))
+  grad_x = jnp.dot(grad, kernel[volume // 2].T.astype(x.dtype),
+                   preferred_element_type=jnp.float32)
   grad_kernel = jnp.zeros(kernel.shape, jnp.float32)
   for ins, outs, offs in zip(inputs, outputs, offset):
-    per_offset = _band_kernel_grad(x, grad, jnp.concatenate([ins, outs]),
-                                   jnp.concatenate([outs, ins]))
-    grad_kernel = grad_kernel.at[jnp.concatenate([offs, volume - 1 - offs])].add(per_offset)
+    offsets = jnp.concatenate([offs, volume - 1 - offs])
+    grad_x, per_offset = _band_backward(x, grad, jnp.concatenate([ins, outs]),
+                                        jnp.concatenate([outs, ins]), offsets, kernel, grad_x)
+    grad_kernel = grad_kernel.at[offsets].add(per_offset)
   centre = jnp.dot(x.T, grad, preferred_element_type=jnp.float32)
   grad_kernel = grad_kernel.at[volume // 2].add(centre)
-  return grad_x, None, None, None, grad_kernel.astype(kernel.dtype)
+  return (grad_x.astype(x.dtype), None, None, None, grad_kernel.astype(kernel.dtype))
 
 
 _submanifold.defvjp(_submanifold_fwd, _submanifold_bwd)
