@@ -9,6 +9,10 @@ Inputs: coords f32 [B, P, 3], feats f32 [B, P, F] (e.g. RGB in [0, 1]; F may be 
 hold anything (even NaN): they are zeroed on entry, never chosen as neighbours, excluded from
 the global max and zeroed on exit, so they cannot change the output of valid points.
 
+With `relative_input=True` the first EdgeConv sees only the offsets x_j - x_i of its input (no
+theta x_i term): the network never sees where a point is, only its neighbourhood's shape, as a
+convolution does (`jaxseg.models.sampled_dgcnn`'s `dgcnn_relative`).
+
 Graph: the first EdgeConv uses the k-NN graph of the xyz coordinates; with `dynamic_graph=True`
 (DGCNN) every later EdgeConv recomputes the k-NN graph in the feature space of its input,
 otherwise the xyz graph is reused. Each point is its own first neighbour (as in DGCNN).
@@ -41,13 +45,18 @@ def _activation(x: jax.Array) -> jax.Array:
 
 class EdgeConv(nn.Module):
   """One EdgeConv layer: x [B, P, C], neighbours int32 [B, P, k], valid bool [B, P, k] ->
-  [B, P, features] (float32 after the LayerNorm)."""
+  [B, P, features] (float32 after the LayerNorm). relative: theta x_i is left out (a bias
+  instead), so the layer sees only the offsets x_j - x_i and is translation invariant."""
   features: int
   dtype: Any = jnp.float32
+  relative: bool = False
 
   @nn.compact
   def __call__(self, x, neighbours, valid):
-    theta = nn.Dense(self.features, dtype=self.dtype, name="theta")(x)        # acts on x_i
+    if self.relative:
+      theta = self.param("bias", nn.initializers.zeros, (self.features,))
+    else:
+      theta = nn.Dense(self.features, dtype=self.dtype, name="theta")(x)      # acts on x_i
     phi = nn.Dense(self.features, use_bias=False, dtype=self.dtype, name="phi")(x)  # x_j - x_i
     phi_j = jax.vmap(lambda p, idx: p[idx])(phi, neighbours)          # [B, P, k, F]
     edge = (theta - phi)[:, :, None, :] + phi_j
@@ -65,6 +74,7 @@ class DGCNN(nn.Module):
   global_dim: int = 512
   head_channels: Sequence[int] = (256,)
   dynamic_graph: bool = True
+  relative_input: bool = False
   knn_block_size: int = 1024
   dtype: Any = jnp.float32
 
@@ -86,7 +96,8 @@ class DGCNN(nn.Module):
     layers = []
     for i, channels in enumerate(self.edge_channels):
       graph = self._graph(x, mask) if (i > 0 and self.dynamic_graph) else xyz_graph
-      x = EdgeConv(channels, self.dtype, name=f"edge_conv{i}")(x, *graph)
+      x = EdgeConv(channels, self.dtype, relative=(i == 0 and self.relative_input),
+                   name=f"edge_conv{i}")(x, *graph)
       layers.append(x)
     local = jnp.concatenate(layers, axis=-1)
     lifted = _activation(nn.LayerNorm(name="global_norm")(

@@ -72,6 +72,25 @@ def test_permutation_equivariance():
   np.testing.assert_allclose(out_perm, out[perm], rtol=1e-5, atol=1e-5)
 
 
+def test_relative_input_sees_offsets_only():
+  """relative_input: moving the whole cloud (coordinates and input features) changes nothing;
+  the default network sees positions, so its output moves."""
+  coords, feats = _scene(48, 5)
+  mask = np.ones((1, 48), bool)
+  shift = np.array([0.7, -1.3, 2.1], np.float32)
+  for relative in (True, False):
+    model = _model(relative_input=relative)
+    variables = _init(model, coords[None], feats[None], mask)
+    assert ("theta" in variables["params"]["edge_conv0"]) != relative
+    out = np.asarray(_apply(model, variables, coords[None], feats[None], mask))
+    moved = np.asarray(_apply(model, variables, (coords + shift)[None], (feats + shift)[None],
+                              mask))
+    if relative:
+      np.testing.assert_allclose(moved, out, rtol=1e-4, atol=1e-4)
+    else:
+      assert np.abs(moved - out).max() > 1e-2
+
+
 def test_gradient_step_with_nan_padding_reduces_loss():
   coords, feats = _scene(48, 5)
   mask = np.ones((1, 48), bool)

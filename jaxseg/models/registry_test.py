@@ -7,8 +7,8 @@ from jaxseg import models
 
 
 def test_every_documented_encoder_is_registered():
-  assert models.encoder_names() == ["dgcnn", "res16fpn18", "res16unet14", "res16unet18",
-                                    "res16unet34"]
+  assert models.encoder_names() == ["dgcnn", "dgcnn_relative", "res16fpn18", "res16unet14",
+                                    "res16unet18", "res16unet34"]
   for name in models.encoder_names():
     assert issubclass(models.get_encoder(name), nn.Module)
 

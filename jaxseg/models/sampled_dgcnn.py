@@ -76,6 +76,7 @@ class SampledDGCNN(nn.Module):
     k, edge_channels, global_dim, head_channels: DGCNN's (`jaxseg.models.dgcnn.DGCNN`); k = 20
       and the 1,024-d global feature are the references' (emb_dims); a pack of fewer than k
       rows uses them all as neighbours.
+    relative_input: DGCNN's (False here, True in `dgcnn_relative`).
     axis_name: accepted for the encoder interface; nothing is synchronised (no BatchNorm).
     dtype: compute dtype of DGCNN's Dense layers (output float32).
   """
@@ -85,6 +86,7 @@ class SampledDGCNN(nn.Module):
   edge_channels: Sequence[int] = (64, 64, 64)
   global_dim: int = 1024
   head_channels: Sequence[int] = (512, 256)
+  relative_input: bool = False
   axis_name: str | None = None
   dtype: Any = jnp.float32
   samples_points: ClassVar[bool] = True   # VoxelNet calls it with coords and scene rows
@@ -105,10 +107,20 @@ class SampledDGCNN(nn.Module):
     samples, pick_rows, xyz = per_pack(sample, coords.astype(jnp.float32), scene_rows)
     picked = per_pack(take_rows, feats.astype(jnp.float32), pick_rows)     # [G, Z, M, F]
     out = DGCNN(out_dim=self.out_dim, k=min(self.k, num),
-                edge_channels=tuple(self.edge_channels), global_dim=self.global_dim, head_channels=tuple(self.head_channels),
-                dtype=self.dtype, name="dgcnn")(
+                edge_channels=tuple(self.edge_channels), global_dim=self.global_dim,
+                head_channels=tuple(self.head_channels),
+                relative_input=self.relative_input, dtype=self.dtype, name="dgcnn")(
                     xyz.reshape(packs * slots, num, 3),
                     picked.reshape(packs * slots, num, -1),
                     samples.found.reshape(packs * slots, num), train)
     return per_pack(lambda f, s, r: _propagate(f, s, r, capacity),
                     out.reshape(packs, slots, num, -1), samples, scene_rows)
+
+
+@ENCODERS.register("dgcnn_relative")
+class SampledDGCNNRelative(SampledDGCNN):
+  """`dgcnn` whose first EdgeConv sees only each sample's offsets to its neighbours, never
+  where it is in the scene (`DGCNN.relative_input`). SoftClu fits its spatial clusters from
+  the absolute positions `dgcnn` is given and collapses its features (README, SoftClu /
+  CluRender); this form has to describe shapes instead."""
+  relative_input: bool = True
